@@ -1,0 +1,31 @@
+#!/bin/sh
+# Installs what flowsched needs, idempotently, and says what it installs:
+# Deno (pinned, from the npm package `deno`) and the Debian packages for
+# kernel SCTP, userspace SCTP, the User-Mode Linux lab and the tests.
+set -eu
+cd "$(dirname "$0")/.."
+
+DEBIAN_PACKAGES="lksctp-tools libsctp1 libsctp-dev libusrsctp2 libusrsctp-dev \
+user-mode-linux kmod iproute2 gcc libc6-dev curl wrk"
+
+if [ ! -x node_modules/.bin/deno ] || ! node_modules/.bin/deno --version >/dev/null 2>&1; then
+  echo "bootstrap: installing Deno from npm (package.json pins the version)"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+missing=""
+for pkg in $DEBIAN_PACKAGES; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" ||
+    missing="$missing $pkg"
+done
+if [ -n "$missing" ]; then
+  echo "bootstrap: installing Debian packages:$missing"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "bootstrap: need root to install Debian packages; run: sudo apt-get install -y$missing" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # shellcheck disable=SC2086
+  apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
