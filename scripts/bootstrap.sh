@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 DEBIAN_PACKAGES="lksctp-tools libsctp1 libsctp-dev libusrsctp2 libusrsctp-dev \
 user-mode-linux kmod iproute2 gcc libc6-dev curl wrk"
 
-if [ ! -x node_modules/.bin/deno ] || ! node_modules/.bin/deno --version >/dev/null 2>&1; then
-  echo "bootstrap: installing Deno from npm (package.json pins the version)"
+# node_modules/.package-lock.json is what npm last installed; reinstall when the lock is newer.
+if [ ! -x node_modules/.bin/deno ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "bootstrap: installing Deno and npm packages (versions pinned in package-lock.json)"
   npm ci --no-audit --no-fund --loglevel=error
 fi
 

@@ -1,0 +1,183 @@
+/**
+ * libc through `Deno.dlopen`: sockets, mmap, errno. One symbol table, opened
+ * lazily once per isolate (each Worker opens its own handle to the same
+ * process-wide library).
+ *
+ * Every call here is synchronous. Calls that can block (accept, connect,
+ * recv, send) are only ever made from Worker threads, never from the main
+ * event loop.
+ *
+ * @module
+ */
+
+import { NativeError } from "./errors.ts";
+import { defineStruct, StructBuffer } from "./struct.ts";
+
+/** libc's symbols, each commented with its C prototype. */
+export const libcSymbols = {
+  // int socket(int domain, int type, int protocol)
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  // int bind(int fd, const struct sockaddr *addr, socklen_t len)
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  // int listen(int fd, int backlog)
+  listen: { parameters: ["i32", "i32"], result: "i32" },
+  // int accept(int fd, struct sockaddr *addr, socklen_t *len)
+  accept: { parameters: ["i32", "pointer", "pointer"], result: "i32" },
+  // int connect(int fd, const struct sockaddr *addr, socklen_t len)
+  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  // int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  // int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+  // int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  // int shutdown(int fd, int how)
+  shutdown: { parameters: ["i32", "i32"], result: "i32" },
+  // int close(int fd)
+  close: { parameters: ["i32"], result: "i32" },
+  // ssize_t send(int fd, const void *buf, size_t len, int flags)
+  send: { parameters: ["i32", "pointer", "usize", "i32"], result: "isize" },
+  // ssize_t recv(int fd, void *buf, size_t len, int flags)
+  recv: { parameters: ["i32", "pointer", "usize", "i32"], result: "isize" },
+  // int open(const char *path, int flags)
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  // void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+  // int munmap(void *addr, size_t len)
+  munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  // int *__errno_location(void)
+  __errno_location: { parameters: [], result: "pointer" },
+  // char *strerror(int errnum)
+  strerror: { parameters: ["i32"], result: "pointer" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/** The loaded symbols of libc. */
+export type Libc = Deno.DynamicLibrary<typeof libcSymbols>["symbols"];
+
+let loaded: Libc | undefined;
+
+/** libc's symbols, opened on first use in this isolate. */
+export function libc(): Libc {
+  loaded ??= Deno.dlopen("libc.so.6", libcSymbols).symbols;
+  return loaded;
+}
+
+/** Linux socket, file and mmap constants (same on x86_64 and aarch64; checked by the layout test). */
+export const C = {
+  AF_INET: 2,
+  AF_INET6: 10,
+  SOCK_STREAM: 1,
+  IPPROTO_TCP: 6,
+  IPPROTO_SCTP: 132,
+  SOL_SOCKET: 1,
+  SO_REUSEADDR: 2,
+  SO_ERROR: 4,
+  SO_SNDBUF: 7,
+  SO_RCVBUF: 8,
+  SO_LINGER: 13,
+  TCP_NODELAY: 1,
+  TCP_INFO: 11,
+  SHUT_RD: 0,
+  SHUT_WR: 1,
+  SHUT_RDWR: 2,
+  MSG_NOSIGNAL: 0x4000,
+  MSG_WAITALL: 0x100,
+  MSG_MORE: 0x8000,
+  O_RDONLY: 0,
+  O_CLOEXEC: 0x80000,
+  PROT_READ: 1,
+  MAP_SHARED: 1,
+} as const;
+
+/** `struct sockaddr_in` (IPv4 socket address; port and address in network order). */
+export const sockaddr_in = defineStruct("sockaddr_in", 16, {
+  sin_family: { offset: 0, type: "u16" },
+  sin_port: { offset: 2, type: "bytes", length: 2 },
+  sin_addr: { offset: 4, type: "bytes", length: 4 },
+});
+
+/** `struct sockaddr_in6` (IPv6 socket address). */
+export const sockaddr_in6 = defineStruct("sockaddr_in6", 28, {
+  sin6_family: { offset: 0, type: "u16" },
+  sin6_port: { offset: 2, type: "bytes", length: 2 },
+  sin6_flowinfo: { offset: 4, type: "u32" },
+  sin6_addr: { offset: 8, type: "bytes", length: 16 },
+  sin6_scope_id: { offset: 24, type: "u32" },
+});
+
+/** `struct linger` (SO_LINGER). */
+export const linger = defineStruct("linger", 8, {
+  l_onoff: { offset: 0, type: "i32" },
+  l_linger: { offset: 4, type: "i32" },
+});
+
+/** `struct tcp_info` as glibc declares it (TCP_INFO); only the fields path info reads. */
+export const tcp_info = defineStruct("tcp_info", 104, {
+  tcpi_snd_mss: { offset: 16, type: "u32" },
+  tcpi_rtt: { offset: 68, type: "u32" },
+  tcpi_rttvar: { offset: 72, type: "u32" },
+  tcpi_snd_cwnd: { offset: 80, type: "u32" },
+  tcpi_pmtu: { offset: 60, type: "u32" },
+});
+
+/** The calling thread's errno. Read it right after the failed sync call. */
+export function errno(): number {
+  return new Deno.UnsafePointerView(libc().__errno_location()!).getInt32();
+}
+
+/** Builds the error for a failed call from errno and its `strerror` text. */
+export function lastError(call: string): NativeError {
+  const code = errno();
+  const text = Deno.UnsafePointerView.getCString(libc().strerror(code)!);
+  return new NativeError(call, code, text);
+}
+
+/** Returns `result` unless it is negative, in which case throws the errno error. */
+export function check<T extends number | bigint>(call: string, result: T): T {
+  if (result < 0) throw lastError(call);
+  return result;
+}
+
+/**
+ * Encodes an IP literal and port as `struct sockaddr_in` or `sockaddr_in6`.
+ * `localhost` means 127.0.0.1; names are not resolved here.
+ */
+export function encodeSockaddr(host: string, port: number): Uint8Array<ArrayBuffer> {
+  const ip = host === "localhost" ? "127.0.0.1" : host.replace(/^\[|\]$/g, "");
+  const v4 = ip.match(/^(\d+)\.(\d+)\.(\d+)\.(\d+)$/);
+  if (v4) {
+    const s = new StructBuffer(sockaddr_in).set("sin_family", C.AF_INET);
+    new DataView(s.bytes.buffer).setUint16(sockaddr_in.fields.sin_port.offset, port, false);
+    s.slice("sin_addr").set(v4.slice(1).map(Number));
+    return s.bytes;
+  }
+  if (ip.includes(":")) {
+    const s = new StructBuffer(sockaddr_in6).set("sin6_family", C.AF_INET6);
+    new DataView(s.bytes.buffer).setUint16(sockaddr_in6.fields.sin6_port.offset, port, false);
+    s.slice("sin6_addr").set(parseIPv6(ip));
+    return s.bytes;
+  }
+  throw new TypeError(`"${host}" is not an IP address (use e.g. 127.0.0.1 or ::1)`);
+}
+
+/** The port of an encoded `sockaddr_in`/`sockaddr_in6` (same offset in both). */
+export function sockaddrPort(addr: Uint8Array): number {
+  return (addr[2] << 8) | addr[3];
+}
+
+function parseIPv6(ip: string): Uint8Array {
+  const [head, tail = ""] = ip.split("::");
+  const words = (s: string) => (s ? s.split(":").map((w) => parseInt(w, 16)) : []);
+  const left = words(head);
+  const right = ip.includes("::") ? words(tail) : [];
+  const all = [...left, ...new Array(8 - left.length - right.length).fill(0), ...right];
+  if (all.length !== 8 || all.some((w) => !(w >= 0 && w <= 0xffff))) {
+    throw new TypeError(`"${ip}" is not an IPv6 address`);
+  }
+  const out = new Uint8Array(16);
+  all.forEach((w, i) => {
+    out[2 * i] = w >> 8;
+    out[2 * i + 1] = w & 0xff;
+  });
+  return out;
+}

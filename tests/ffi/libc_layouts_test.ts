@@ -1,0 +1,17 @@
+import { C, linger, sockaddr_in, sockaddr_in6, tcp_info } from "../../ffi/libc.ts";
+import { assertLayoutsMatchHeaders } from "./_c_layout.ts";
+
+Deno.test("libc struct layouts and constants match the C headers", async () => {
+  await assertLayoutsMatchHeaders({
+    prelude: "#define _GNU_SOURCE",
+    headers: [
+      "<sys/socket.h>",
+      "<sys/mman.h>",
+      "<fcntl.h>",
+      "<netinet/in.h>",
+      "<netinet/tcp.h>",
+    ],
+    layouts: [sockaddr_in, sockaddr_in6, linger, tcp_info],
+    constants: C,
+  });
+});

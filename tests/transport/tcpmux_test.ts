@@ -1,0 +1,3 @@
+import { conformanceSuite } from "./_conformance.ts";
+
+conformanceSuite({ transport: "tcpmux" });

@@ -1,0 +1,354 @@
+/**
+ * The main-thread side of every transport: an `Association` whose blocking
+ * socket calls run in I/O Workers (`io_worker.ts`), and a `Listener` whose
+ * accept loop runs in one. Transports differ only in their `SocketDriver`.
+ *
+ * @module
+ */
+
+import { driverFor } from "./drivers.ts";
+import type { Established, SocketDriver } from "./driver.ts";
+import { TransportError } from "./types.ts";
+import type {
+  Association,
+  AssociationOptions,
+  Listener,
+  Message,
+  PathInfo,
+  SocketHandle,
+  TransportName,
+} from "./types.ts";
+import { deserializeError } from "./worker_protocol.ts";
+import type { WorkerCommand, WorkerEvent, WriteRequest } from "./worker_protocol.ts";
+
+const IO_WORKER = new URL("./io_worker.ts", import.meta.url);
+/** Received bytes the application may leave unread before reading pauses. */
+const READ_CREDIT_BYTES = 16 * 1024 * 1024;
+/** How long a graceful close waits for the peer before aborting. */
+const CLOSE_GRACE_MS = 3000;
+
+/** Fills in the documented defaults of `AssociationOptions`. */
+export function withDefaults(options: AssociationOptions = {}): Required<AssociationOptions> {
+  const streams = options.streams ?? 8;
+  if (!Number.isInteger(streams) || streams < 1 || streams > 65535) {
+    throw new RangeError(`streams must be an integer from 1 to 65535, got ${streams}`);
+  }
+  return {
+    streams,
+    sendBufferSize: options.sendBufferSize ?? 4 * 1024 * 1024,
+    receiveBufferSize: options.receiveBufferSize ?? 4 * 1024 * 1024,
+    udpPort: options.udpPort ?? 9899,
+  };
+}
+
+function spawn(name: string, command: WorkerCommand): Worker {
+  const worker = new Worker(IO_WORKER, { type: "module", name });
+  worker.postMessage(command);
+  return worker;
+}
+
+/** Connects to a listener of `transport` at `host:port`. */
+export function connect(
+  transport: TransportName,
+  host: string,
+  port: number,
+  options?: AssociationOptions,
+): Promise<Association> {
+  const resolved = withDefaults(options);
+  const driver = driverFor(transport);
+  driver.prepare(resolved);
+  const writer = spawn(`${transport}-writer`, {
+    role: "connect",
+    transport,
+    host,
+    port,
+    options: resolved,
+  });
+  return new Promise((resolve, reject) => {
+    writer.onmessage = (e: MessageEvent<WorkerEvent>) => {
+      const event = e.data;
+      if (event.type === "established") {
+        resolve(
+          new WorkerAssociation(transport, driver, event.established, event.writeLock, writer),
+        );
+      } else if (event.type === "error") {
+        writer.terminate();
+        reject(deserializeError(event.error));
+      }
+    };
+  });
+}
+
+/** Listens for associations of `transport` on `host:port` (port 0: any free port). */
+export function listen(
+  transport: TransportName,
+  host: string,
+  port: number,
+  options?: AssociationOptions,
+): Listener {
+  const resolved = withDefaults(options);
+  const driver = driverFor(transport);
+  driver.prepare(resolved, port);
+  const bound = driver.listen(host, port, resolved);
+  return new WorkerListener(transport, driver, bound.socket, bound.port, resolved);
+}
+
+class WorkerAssociation implements Association {
+  readonly transport: TransportName;
+  readonly outboundStreams: number;
+  readonly inboundStreams: number;
+  readonly #driver: SocketDriver;
+  readonly #handle: SocketHandle;
+  readonly #writer: Worker;
+  readonly #reader: Worker;
+  readonly #unconsumed: Int32Array;
+  readonly #received: Message[] = [];
+  readonly #receivers: PromiseWithResolvers<Message | null>[] = [];
+  readonly #pendingSends = new Map<number, PromiseWithResolvers<void>>();
+  readonly #readerDone = Promise.withResolvers<void>();
+  #nextSendId = 0;
+  #ended = false;
+  #failure: Error | undefined;
+  #closing: Promise<void> | undefined;
+
+  constructor(
+    transport: TransportName,
+    driver: SocketDriver,
+    established: Established,
+    writeLock: SharedArrayBuffer,
+    writer?: Worker,
+  ) {
+    this.transport = transport;
+    this.outboundStreams = established.outboundStreams;
+    this.inboundStreams = established.inboundStreams;
+    this.#driver = driver;
+    this.#handle = { transport, socket: established.socket, writeLock };
+    this.#writer = writer ?? spawn(`${transport}-writer`, {
+      role: "write",
+      transport,
+      handle: this.#handle,
+    });
+    this.#writer.onmessage = (e: MessageEvent<WorkerEvent>) => this.#onWriterEvent(e.data);
+    const credit = { buffer: new SharedArrayBuffer(4), limit: READ_CREDIT_BYTES };
+    this.#unconsumed = new Int32Array(credit.buffer);
+    this.#reader = spawn(`${transport}-reader`, {
+      role: "read",
+      transport,
+      socket: established.socket,
+      credit,
+    });
+    this.#reader.onmessage = (e: MessageEvent<WorkerEvent>) => this.#onReaderEvent(e.data);
+  }
+
+  send(stream: number, data: Uint8Array): Promise<void> {
+    return this.#enqueue({ id: this.#nextSendId++, stream, data }, stream);
+  }
+
+  sendFrom(stream: number, pointer: Deno.PointerValue, length: number): Promise<void> {
+    const address = Deno.UnsafePointer.value(pointer);
+    return this.#enqueue(
+      { id: this.#nextSendId++, stream, pointer: BigInt(address), length },
+      stream,
+    );
+  }
+
+  receive(): Promise<Message | null> {
+    const message = this.#received.shift();
+    if (message) {
+      this.#consumed(message.data.byteLength);
+      return Promise.resolve(message);
+    }
+    if (this.#failure) return Promise.reject(this.#failure);
+    if (this.#ended) return Promise.resolve(null);
+    const waiter = Promise.withResolvers<Message | null>();
+    this.#receivers.push(waiter);
+    return waiter.promise;
+  }
+
+  pathInfo(): PathInfo {
+    return this.#driver.pathInfo(this.#handle.socket);
+  }
+
+  handle(): SocketHandle {
+    return this.#handle;
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#close(false);
+    return this.#closing;
+  }
+
+  abort(): Promise<void> {
+    this.#closing ??= this.#close(true);
+    return this.#closing;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  async #close(abort: boolean): Promise<void> {
+    if (!abort) await Promise.allSettled([...this.#pendingSends.values()].map((p) => p.promise));
+    if (abort) {
+      this.#driver.abort(this.#handle.socket);
+    } else {
+      this.#driver.shutdown(this.#handle.socket);
+    }
+    // Unblock a reader paused on backpressure so it sees the end.
+    Atomics.store(this.#unconsumed, 0, 0);
+    Atomics.notify(this.#unconsumed, 0);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const graceOver = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), CLOSE_GRACE_MS);
+    });
+    const timedOut = await Promise.race([this.#readerDone.promise.then(() => false), graceOver]);
+    clearTimeout(timer);
+    if (timedOut) {
+      this.#driver.abort(this.#handle.socket);
+      await this.#readerDone.promise;
+    }
+    this.#writer.terminate();
+    this.#reader.terminate();
+    this.#driver.close(this.#handle.socket);
+    const closed = new TransportError("association closed");
+    for (const pending of this.#pendingSends.values()) pending.reject(closed);
+    this.#pendingSends.clear();
+    this.#finish(undefined);
+  }
+
+  #enqueue(request: WriteRequest, stream: number): Promise<void> {
+    if (this.#closing) return Promise.reject(new TransportError("association is closed"));
+    if (!Number.isInteger(stream) || stream < 0 || stream >= this.outboundStreams) {
+      return Promise.reject(
+        new RangeError(`stream ${stream} is outside 0..${this.outboundStreams - 1}`),
+      );
+    }
+    const pending = Promise.withResolvers<void>();
+    this.#pendingSends.set(request.id, pending);
+    this.#writer.postMessage(request);
+    return pending.promise;
+  }
+
+  #onWriterEvent(event: WorkerEvent) {
+    if (event.type !== "sent") return;
+    const pending = this.#pendingSends.get(event.id);
+    this.#pendingSends.delete(event.id);
+    if (event.error) pending?.reject(deserializeError(event.error));
+    else pending?.resolve();
+  }
+
+  #onReaderEvent(event: WorkerEvent) {
+    switch (event.type) {
+      case "message": {
+        const message = { stream: event.stream, data: event.data };
+        const waiter = this.#receivers.shift();
+        if (waiter) {
+          this.#consumed(message.data.byteLength);
+          waiter.resolve(message);
+        } else {
+          this.#received.push(message);
+        }
+        return;
+      }
+      case "end":
+        return this.#finish(undefined);
+      case "error":
+        return this.#finish(deserializeError(event.error));
+    }
+  }
+
+  #consumed(bytes: number) {
+    Atomics.sub(this.#unconsumed, 0, bytes);
+    Atomics.notify(this.#unconsumed, 0);
+  }
+
+  #finish(failure: Error | undefined) {
+    if (this.#ended) return;
+    this.#ended = true;
+    // An error after our own close request is the close itself, not a failure.
+    this.#failure = this.#closing ? undefined : failure;
+    this.#readerDone.resolve();
+    for (const waiter of this.#receivers.splice(0)) {
+      if (this.#failure) waiter.reject(this.#failure);
+      else waiter.resolve(null);
+    }
+  }
+}
+
+class WorkerListener implements Listener {
+  readonly transport: TransportName;
+  readonly port: number;
+  readonly #driver: SocketDriver;
+  readonly #socket: bigint;
+  readonly #acceptor: Worker;
+  readonly #ready: Association[] = [];
+  readonly #waiters: PromiseWithResolvers<Association>[] = [];
+  readonly #stopped = Promise.withResolvers<void>();
+  #closed = false;
+
+  constructor(
+    transport: TransportName,
+    driver: SocketDriver,
+    socket: bigint,
+    port: number,
+    options: Required<AssociationOptions>,
+  ) {
+    this.transport = transport;
+    this.port = port;
+    this.#driver = driver;
+    this.#socket = socket;
+    this.#acceptor = spawn(`${transport}-acceptor`, { role: "accept", transport, socket, options });
+    this.#acceptor.onmessage = (e: MessageEvent<WorkerEvent>) => {
+      const event = e.data;
+      if (event.type === "established") {
+        const association = new WorkerAssociation(
+          transport,
+          driver,
+          event.established,
+          event.writeLock,
+        );
+        const waiter = this.#waiters.shift();
+        if (waiter) waiter.resolve(association);
+        else this.#ready.push(association);
+      } else if (event.type === "end") {
+        this.#stopped.resolve();
+      }
+    };
+  }
+
+  accept(): Promise<Association> {
+    const ready = this.#ready.shift();
+    if (ready) return Promise.resolve(ready);
+    if (this.#closed) return Promise.reject(new TransportError("listener is closed"));
+    const waiter = Promise.withResolvers<Association>();
+    this.#waiters.push(waiter);
+    return waiter.promise;
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<Association> {
+    while (!this.#closed || this.#ready.length > 0) {
+      try {
+        yield await this.accept();
+      } catch (error) {
+        if (this.#closed) return;
+        throw error;
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#driver.shutdown(this.#socket);
+    await this.#stopped.promise;
+    this.#acceptor.terminate();
+    this.#driver.close(this.#socket);
+    const closed = new TransportError("listener is closed");
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(closed);
+    await Promise.all(this.#ready.splice(0).map((a) => a.abort()));
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

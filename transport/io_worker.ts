@@ -1,0 +1,121 @@
+/**
+ * The Worker that makes an association's blocking calls, so the main event
+ * loop never blocks. One instance plays one role:
+ *
+ * - `connect`: connects, reports the association, then serves as its writer;
+ * - `accept`: accepts associations on a listening socket until shut down;
+ * - `read`: receives whole messages and posts them (with backpressure);
+ * - `write`: sends messages on request, one at a time, in order.
+ *
+ * @module
+ */
+
+/// <reference lib="deno.worker" />
+
+import { driverFor } from "./drivers.ts";
+import type { Established, SocketDriver } from "./driver.ts";
+import type { AssociationOptions, SocketHandle, TransportName } from "./types.ts";
+import { serializeError } from "./worker_protocol.ts";
+import type { ReadCredit, WorkerCommand, WorkerEvent, WriteRequest } from "./worker_protocol.ts";
+
+const post = (event: WorkerEvent, transfer: Transferable[] = []) =>
+  self.postMessage(event, transfer);
+
+self.onmessage = (e: MessageEvent<WorkerCommand | WriteRequest>) => {
+  const command = e.data;
+  if ("id" in command) return write(command);
+  const driver = driverFor(command.transport);
+  switch (command.role) {
+    case "connect":
+      return connect(driver, command.transport, command.host, command.port, command.options);
+    case "accept":
+      return acceptLoop(driver, command.socket, command.options);
+    case "read":
+      return readLoop(driver, command.socket, command.credit);
+    case "write":
+      writer = { driver, handle: command.handle };
+      return;
+  }
+};
+
+let writer: { driver: SocketDriver; handle: SocketHandle } | undefined;
+
+function connect(
+  driver: SocketDriver,
+  transport: TransportName,
+  host: string,
+  port: number,
+  options: Required<AssociationOptions>,
+) {
+  let established: Established;
+  try {
+    established = driver.connect(host, port, options);
+  } catch (error) {
+    return post({ type: "error", error: serializeError(error) });
+  }
+  writer = {
+    driver,
+    handle: { transport, socket: established.socket, writeLock: new SharedArrayBuffer(4) },
+  };
+  post({ type: "established", established, writeLock: writer.handle.writeLock });
+}
+
+function acceptLoop(driver: SocketDriver, socket: bigint, options: Required<AssociationOptions>) {
+  for (;;) {
+    let established: Established | null;
+    try {
+      established = driver.accept(socket, options);
+    } catch (error) {
+      // A failed handshake of one peer must not stop the listener.
+      post({ type: "accept-failed", error: serializeError(error) });
+      continue;
+    }
+    if (established === null) return post({ type: "end" });
+    post({ type: "established", established, writeLock: new SharedArrayBuffer(4) });
+  }
+}
+
+function readLoop(driver: SocketDriver, socket: bigint, credit: ReadCredit) {
+  const unconsumed = new Int32Array(credit.buffer);
+  for (;;) {
+    let message;
+    try {
+      message = driver.receive(socket);
+    } catch (error) {
+      return post({ type: "error", error: serializeError(error) });
+    }
+    if (message === null) return post({ type: "end" });
+    post({ type: "message", stream: message.stream, data: message.data }, [message.data.buffer]);
+    // Backpressure: stop reading (so the peer's window closes) while the
+    // main thread has more than `credit.limit` bytes it has not consumed.
+    let pending = Atomics.add(unconsumed, 0, message.data.byteLength) + message.data.byteLength;
+    while (pending > credit.limit) {
+      Atomics.wait(unconsumed, 0, pending, 1000);
+      pending = Atomics.load(unconsumed, 0);
+    }
+  }
+}
+
+function write(request: WriteRequest) {
+  if (!writer) throw new Error("write request before the writer was set up");
+  try {
+    if (request.data) {
+      writer.driver.send(
+        writer.handle,
+        request.stream,
+        Deno.UnsafePointer.of(request.data),
+        request.data.byteLength,
+      );
+    } else {
+      writer.driver.send(
+        writer.handle,
+        request.stream,
+        Deno.UnsafePointer.create(request.pointer),
+        request.length,
+      );
+    }
+    post({ type: "sent", id: request.id });
+  } catch (error) {
+    post({ type: "sent", id: request.id, error: serializeError(error) });
+  }
+}

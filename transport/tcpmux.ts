@@ -1,0 +1,272 @@
+/**
+ * `tcpmux`: SCTP-like streams framed over one TCP connection — the thesis's
+ * "SCTP over TCP" experiment, and a fallback where SCTP cannot pass.
+ *
+ * Wire format (all integers big-endian):
+ * - hello, each side once after connecting: `"FSM1"`, u16 outgoing streams
+ *   wanted, u16 incoming streams allowed. Each direction uses the minimum of
+ *   what the sender wants and the receiver allows.
+ * - frame: u16 stream, u16 flags (0), u32 length, then `length` bytes: one
+ *   whole message. Writers on several threads take `writeLock` per frame, so
+ *   frames never interleave.
+ *
+ * Unlike SCTP, one TCP byte stream means head-of-line blocking across streams.
+ *
+ * @module
+ */
+
+import { C, check, encodeSockaddr, lastError, libc, linger, tcp_info } from "../ffi/libc.ts";
+import { Errno } from "../ffi/errors.ts";
+import { StructBuffer } from "../ffi/struct.ts";
+import type { Established, SocketDriver } from "./driver.ts";
+import { TransportError } from "./types.ts";
+import type { AssociationOptions, Message, PathInfo, SocketHandle } from "./types.ts";
+
+const MAGIC = 0x46534d31; // "FSM1"
+const FRAME_HEADER_BYTES = 8;
+/** Larger frames are refused rather than allocated: a corrupt or hostile peer cannot exhaust memory. */
+const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+
+/** Per-thread scratch for frame headers: sends and receives allocate only message bodies. */
+const sendHeader = new Uint8Array(FRAME_HEADER_BYTES);
+const sendHeaderView = new DataView(sendHeader.buffer);
+const recvHeader = new Uint8Array(FRAME_HEADER_BYTES);
+const recvHeaderView = new DataView(recvHeader.buffer);
+
+function fd(socket: bigint): number {
+  return Number(socket);
+}
+
+function setIntOption(socket: number, level: number, name: number, value: number, call: string) {
+  const v = new Int32Array([value]);
+  check(call, libc().setsockopt(socket, level, name, new Uint8Array(v.buffer), 4));
+}
+
+function configure(socket: number, options: Required<AssociationOptions>) {
+  setIntOption(socket, C.IPPROTO_TCP, C.TCP_NODELAY, 1, "setsockopt(TCP_NODELAY)");
+  if (options.sendBufferSize > 0) {
+    setIntOption(
+      socket,
+      C.SOL_SOCKET,
+      C.SO_SNDBUF,
+      options.sendBufferSize,
+      "setsockopt(SO_SNDBUF)",
+    );
+  }
+  if (options.receiveBufferSize > 0) {
+    setIntOption(
+      socket,
+      C.SOL_SOCKET,
+      C.SO_RCVBUF,
+      options.receiveBufferSize,
+      "setsockopt(SO_RCVBUF)",
+    );
+  }
+}
+
+function sendAll(socket: number, pointer: Deno.PointerValue, length: number, flags: number) {
+  let sent = 0;
+  while (sent < length) {
+    const n = libc().send(
+      socket,
+      Deno.UnsafePointer.offset(pointer!, sent),
+      BigInt(length - sent),
+      flags | C.MSG_NOSIGNAL,
+    );
+    if (n < 0n) {
+      const error = lastError("send");
+      if (error.errno === Errno.EINTR) continue;
+      throw error;
+    }
+    sent += Number(n);
+  }
+}
+
+/** Reads exactly `length` bytes; returns how many arrived before an orderly end. */
+function receiveAll(socket: number, into: Uint8Array, length: number): number {
+  const base = Deno.UnsafePointer.of(into)!;
+  let got = 0;
+  while (got < length) {
+    const n = libc().recv(
+      socket,
+      Deno.UnsafePointer.offset(base, got),
+      BigInt(length - got),
+      C.MSG_WAITALL,
+    );
+    if (n < 0n) {
+      const error = lastError("recv");
+      if (error.errno === Errno.EINTR) continue;
+      throw error;
+    }
+    if (n === 0n) return got;
+    got += Number(n);
+  }
+  return got;
+}
+
+function exchangeHello(socket: number, options: Required<AssociationOptions>): Established {
+  const hello = new Uint8Array(8);
+  const view = new DataView(hello.buffer);
+  view.setUint32(0, MAGIC);
+  view.setUint16(4, options.streams);
+  view.setUint16(6, options.streams);
+  sendAll(socket, Deno.UnsafePointer.of(hello), hello.byteLength, 0);
+  const peer = new Uint8Array(8);
+  if (receiveAll(socket, peer, 8) < 8) {
+    throw new TransportError("tcpmux: peer closed before its hello");
+  }
+  const peerView = new DataView(peer.buffer);
+  if (peerView.getUint32(0) !== MAGIC) {
+    throw new TransportError("tcpmux: peer is not a tcpmux endpoint (bad hello)");
+  }
+  return {
+    socket: BigInt(socket),
+    outboundStreams: Math.min(options.streams, peerView.getUint16(6)),
+    inboundStreams: Math.min(options.streams, peerView.getUint16(4)),
+  };
+}
+
+/** Calls `body`, closing `socket` if it throws. */
+function closingOnError<T>(socket: number, body: () => T): T {
+  try {
+    return body();
+  } catch (error) {
+    libc().close(socket);
+    throw error;
+  }
+}
+
+/** The tcpmux driver. */
+export const tcpmuxDriver: SocketDriver = {
+  prepare() {},
+
+  listen(host, port, options) {
+    const addr = encodeSockaddr(host, port);
+    const socket = check(
+      "socket",
+      libc().socket(addr[0] === C.AF_INET ? C.AF_INET : C.AF_INET6, C.SOCK_STREAM, 0),
+    );
+    return closingOnError(socket, () => {
+      setIntOption(socket, C.SOL_SOCKET, C.SO_REUSEADDR, 1, "setsockopt(SO_REUSEADDR)");
+      configure(socket, options);
+      check("bind", libc().bind(socket, addr, addr.byteLength));
+      check("listen", libc().listen(socket, 511));
+      const bound = new Uint8Array(28);
+      const length = new Uint32Array([bound.byteLength]);
+      check("getsockname", libc().getsockname(socket, bound, new Uint8Array(length.buffer)));
+      return { socket: BigInt(socket), port: (bound[2] << 8) | bound[3] };
+    });
+  },
+
+  accept(listening, options) {
+    for (;;) {
+      const socket = libc().accept(fd(listening), null, null);
+      if (socket >= 0) {
+        return closingOnError(socket, () => {
+          configure(socket, options);
+          return exchangeHello(socket, options);
+        });
+      }
+      const error = lastError("accept");
+      if (error.errno === Errno.EINTR || error.errno === Errno.ECONNABORTED) continue;
+      // shutdown() on the listening socket makes accept fail with EINVAL.
+      if (error.errno === Errno.EINVAL) return null;
+      throw error;
+    }
+  },
+
+  connect(host, port, options) {
+    const addr = encodeSockaddr(host, port);
+    const socket = check(
+      "socket",
+      libc().socket(addr[0] === C.AF_INET ? C.AF_INET : C.AF_INET6, C.SOCK_STREAM, 0),
+    );
+    return closingOnError(socket, () => {
+      configure(socket, options);
+      check("connect", libc().connect(socket, addr, addr.byteLength));
+      return exchangeHello(socket, options);
+    });
+  },
+
+  send(handle: SocketHandle, stream, pointer, length) {
+    if (length > MAX_MESSAGE_BYTES) {
+      throw new RangeError(`tcpmux message of ${length} bytes exceeds ${MAX_MESSAGE_BYTES}`);
+    }
+    const lock = new Int32Array(handle.writeLock);
+    while (Atomics.compareExchange(lock, 0, 0, 1) !== 0) Atomics.wait(lock, 0, 1);
+    try {
+      sendHeaderView.setUint16(0, stream);
+      sendHeaderView.setUint16(2, 0);
+      sendHeaderView.setUint32(4, length);
+      const socket = fd(handle.socket);
+      sendAll(
+        socket,
+        Deno.UnsafePointer.of(sendHeader),
+        FRAME_HEADER_BYTES,
+        length > 0 ? C.MSG_MORE : 0,
+      );
+      if (length > 0) sendAll(socket, pointer, length, 0);
+    } finally {
+      Atomics.store(lock, 0, 0);
+      Atomics.notify(lock, 0, 1);
+    }
+  },
+
+  receive(socket): Message | null {
+    const s = fd(socket);
+    const got = receiveAll(s, recvHeader, FRAME_HEADER_BYTES);
+    if (got === 0) return null;
+    if (got < FRAME_HEADER_BYTES) {
+      throw new TransportError("tcpmux: peer closed inside a frame header");
+    }
+    const stream = recvHeaderView.getUint16(0);
+    const length = recvHeaderView.getUint32(4);
+    if (length > MAX_MESSAGE_BYTES) {
+      throw new TransportError(`tcpmux: frame of ${length} bytes exceeds ${MAX_MESSAGE_BYTES}`);
+    }
+    const data = new Uint8Array(length);
+    if (receiveAll(s, data, length) < length) {
+      throw new TransportError("tcpmux: peer closed inside a message");
+    }
+    return { stream, data };
+  },
+
+  pathInfo(socket): PathInfo {
+    const info = new StructBuffer(tcp_info);
+    const length = new Uint32Array([tcp_info.size]);
+    check(
+      "getsockopt(TCP_INFO)",
+      libc().getsockopt(
+        fd(socket),
+        C.IPPROTO_TCP,
+        C.TCP_INFO,
+        info.bytes,
+        new Uint8Array(length.buffer),
+      ),
+    );
+    return {
+      rttMs: info.get("tcpi_rtt") / 1000,
+      cwndBytes: info.get("tcpi_snd_cwnd") * info.get("tcpi_snd_mss"),
+      mtu: info.get("tcpi_pmtu"),
+    };
+  },
+
+  shutdown(socket) {
+    // SHUT_RDWR also wakes a thread blocked in recv or accept; ENOTCONN means already down.
+    if (libc().shutdown(fd(socket), C.SHUT_RDWR) < 0) {
+      const error = lastError("shutdown");
+      if (error.errno !== Errno.ENOTCONN) throw error;
+    }
+  },
+
+  abort(socket) {
+    // Linger 0 turns the final close() into a RST; SHUT_RD wakes our reader without a FIN.
+    const l = new StructBuffer(linger).set("l_onoff", 1).set("l_linger", 0);
+    libc().setsockopt(fd(socket), C.SOL_SOCKET, C.SO_LINGER, l.bytes, linger.size);
+    libc().shutdown(fd(socket), C.SHUT_RD);
+  },
+
+  close(socket) {
+    check("close", libc().close(fd(socket)));
+  },
+};

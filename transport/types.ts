@@ -1,0 +1,109 @@
+/**
+ * The association contract every transport implements: messages on numbered
+ * streams, with boundaries and per-stream order kept, plus path information
+ * for schedulers that need it.
+ *
+ * @module
+ */
+
+/** The transports flowsched can run over. */
+export type TransportName = "kernel" | "usrsctp" | "tcpmux";
+
+/** All transport names, for validation and help texts. */
+export const TRANSPORT_NAMES: readonly TransportName[] = ["kernel", "usrsctp", "tcpmux"];
+
+/** One complete message received on a stream. */
+export interface Message {
+  readonly stream: number;
+  readonly data: Uint8Array<ArrayBuffer>;
+}
+
+/** What the path currently looks like, read from SCTP_STATUS or TCP_INFO. */
+export interface PathInfo {
+  /** Smoothed round-trip time in milliseconds. */
+  readonly rttMs: number;
+  /** Congestion window in bytes. */
+  readonly cwndBytes: number;
+  /** Path MTU in bytes. */
+  readonly mtu: number;
+}
+
+/** Options for opening an association (connect or listen). */
+export interface AssociationOptions {
+  /**
+   * Outgoing streams to ask for (and incoming streams to allow).
+   * @default 8
+   */
+  streams?: number;
+  /**
+   * Socket send buffer size in bytes (0 keeps the system default).
+   * @default 4194304
+   */
+  sendBufferSize?: number;
+  /**
+   * Socket receive buffer size in bytes (0 keeps the system default).
+   * @default 4194304
+   */
+  receiveBufferSize?: number;
+  /**
+   * usrsctp only: the UDP port of the peer's SCTP-over-UDP stack (RFC 6951),
+   * and of this process's stack when it listens.
+   * @default 9899
+   */
+  udpPort?: number;
+}
+
+/**
+ * A structured-cloneable reference to an open association's socket, for
+ * Workers that send on it directly (see `openSender`).
+ */
+export interface SocketHandle {
+  readonly transport: TransportName;
+  /** The file descriptor (kernel, tcpmux) or `struct socket *` (usrsctp). */
+  readonly socket: bigint;
+  /** Serialises whole-message writes of several threads on byte-stream transports. */
+  readonly writeLock: SharedArrayBuffer;
+}
+
+/** One association: messages on numbered streams to and from one peer. */
+export interface Association extends AsyncDisposable {
+  readonly transport: TransportName;
+  /** Negotiated number of outgoing streams (valid stream ids: 0 .. outboundStreams-1). */
+  readonly outboundStreams: number;
+  /** Negotiated number of incoming streams. */
+  readonly inboundStreams: number;
+  /** Sends `data` as one message on `stream`. */
+  send(stream: number, data: Uint8Array): Promise<void>;
+  /**
+   * Sends `length` bytes at `pointer` as one message on `stream`, without
+   * copying them into JS memory. The memory must stay valid until the promise
+   * settles.
+   */
+  sendFrom(stream: number, pointer: Deno.PointerValue, length: number): Promise<void>;
+  /** The next complete message, or `null` once the peer has closed. Rejects on abort. */
+  receive(): Promise<Message | null>;
+  /** Current path information. */
+  pathInfo(): PathInfo;
+  /** A handle Workers use to send on this association themselves. */
+  handle(): SocketHandle;
+  /** Sends what is queued, then shuts down gracefully. Safe to call twice. */
+  close(): Promise<void>;
+  /** Tears the association down at once (SCTP ABORT, TCP RST). Safe to call twice. */
+  abort(): Promise<void>;
+}
+
+/** A listening endpoint that yields incoming associations. */
+export interface Listener extends AsyncDisposable, AsyncIterable<Association> {
+  readonly transport: TransportName;
+  /** The port actually bound (useful after asking for port 0). */
+  readonly port: number;
+  /** The next association; rejects once the listener is closed. */
+  accept(): Promise<Association>;
+  /** Stops listening. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+/** Thrown for transport failures outside a native call (framing, negotiation, closed use). */
+export class TransportError extends Error {
+  override name = "TransportError";
+}

@@ -1,0 +1,81 @@
+/**
+ * Messages between an association's main-thread object and its I/O Workers,
+ * and the error (de)serialisation across that boundary.
+ *
+ * @module
+ */
+
+import { NativeError } from "../ffi/errors.ts";
+import type { Established } from "./driver.ts";
+import { TransportError } from "./types.ts";
+import type { AssociationOptions, SocketHandle, TransportName } from "./types.ts";
+
+/** Shared counter of received bytes the main thread has not consumed yet. */
+export interface ReadCredit {
+  readonly buffer: SharedArrayBuffer;
+  /** Reading pauses above this many unconsumed bytes. */
+  readonly limit: number;
+}
+
+/** The first message a Worker gets: its role. */
+export type WorkerCommand =
+  | {
+    role: "connect";
+    transport: TransportName;
+    host: string;
+    port: number;
+    options: Required<AssociationOptions>;
+  }
+  | {
+    role: "accept";
+    transport: TransportName;
+    socket: bigint;
+    options: Required<AssociationOptions>;
+  }
+  | { role: "read"; transport: TransportName; socket: bigint; credit: ReadCredit }
+  | { role: "write"; transport: TransportName; handle: SocketHandle };
+
+/** A send request to a writer: bytes, or a pointer (as its address) and length. */
+export type WriteRequest =
+  & { id: number; stream: number }
+  & ({ data: Uint8Array; pointer?: undefined; length?: undefined } | {
+    data?: undefined;
+    pointer: bigint;
+    length: number;
+  });
+
+/** An error as it crosses a Worker boundary. */
+export interface SerializedError {
+  name: string;
+  message: string;
+  errno?: number;
+  call?: string;
+}
+
+/** What Workers report. */
+export type WorkerEvent =
+  | { type: "established"; established: Established; writeLock: SharedArrayBuffer }
+  | { type: "accept-failed"; error: SerializedError }
+  | { type: "message"; stream: number; data: Uint8Array<ArrayBuffer> }
+  | { type: "end" }
+  | { type: "error"; error: SerializedError }
+  | { type: "sent"; id: number; error?: SerializedError };
+
+/** Flattens an error for postMessage. */
+export function serializeError(error: unknown): SerializedError {
+  if (error instanceof NativeError) {
+    return { name: error.name, message: error.message, errno: error.errno, call: error.call };
+  }
+  if (error instanceof Error) return { name: error.name, message: error.message };
+  return { name: "Error", message: String(error) };
+}
+
+/** Rebuilds an error posted by a Worker as the matching class. */
+export function deserializeError(error: SerializedError): Error {
+  if (error.errno !== undefined && error.call !== undefined) {
+    // NativeError builds its message from call, text and errno; recover the text.
+    const text = error.message.replace(/^[^:]*: /, "").replace(/ \(errno \d+\)$/, "");
+    return new NativeError(error.call, error.errno, text);
+  }
+  return new TransportError(error.message);
+}
