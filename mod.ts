@@ -17,3 +17,13 @@ export type {
 export { TRANSPORT_NAMES, TransportError } from "./transport/types.ts";
 export { NativeError } from "./ffi/errors.ts";
 export { MappedFile } from "./ffi/mapped_file.ts";
+export { startServer } from "./server/server.ts";
+export type { FlowServer, ServerOptions } from "./server/server.ts";
+export { startTcpBaseline } from "./server/tcp_baseline.ts";
+export type { TcpBaseline, TcpBaselineOptions } from "./server/tcp_baseline.ts";
+export { POLICY_NAMES } from "./server/policies/mod.ts";
+export type { Job, Policy, PolicyName } from "./server/policies/mod.ts";
+export { Scheduler } from "./server/scheduler.ts";
+export type { SchedulerEvent } from "./server/scheduler.ts";
+export { FlowClient, parseServerUrl } from "./protocol/client.ts";
+export type { FlowResponse, RequestOptions, ServerAddress } from "./protocol/client.ts";

@@ -75,6 +75,7 @@ export const C = {
   SO_SNDBUF: 7,
   SO_RCVBUF: 8,
   SO_LINGER: 13,
+  SO_RCVTIMEO: 20,
   TCP_NODELAY: 1,
   TCP_INFO: 11,
   SHUT_RD: 0,
@@ -103,6 +104,12 @@ export const sockaddr_in6 = defineStruct("sockaddr_in6", 28, {
   sin6_flowinfo: { offset: 4, type: "u32" },
   sin6_addr: { offset: 8, type: "bytes", length: 16 },
   sin6_scope_id: { offset: 24, type: "u32" },
+});
+
+/** `struct timeval` as SO_RCVTIMEO reads and writes it on 64-bit Linux. */
+export const timeval = defineStruct("timeval", 16, {
+  tv_sec: { offset: 0, type: "u64" },
+  tv_usec: { offset: 8, type: "u64" },
 });
 
 /** `struct linger` (SO_LINGER). */

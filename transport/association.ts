@@ -107,6 +107,9 @@ class WorkerAssociation implements Association {
   readonly #pendingSends = new Map<number, PromiseWithResolvers<void>>();
   readonly #readerDone = Promise.withResolvers<void>();
   #nextSendId = 0;
+  /** Handles given out and not yet released. */
+  #leases = 0;
+  #leasesReleased: (() => void) | undefined;
   #ended = false;
   #failure: Error | undefined;
   #closing: Promise<void> | undefined;
@@ -170,7 +173,12 @@ class WorkerAssociation implements Association {
   }
 
   handle(): SocketHandle {
+    this.#leases++;
     return this.#handle;
+  }
+
+  releaseHandle(): void {
+    if (--this.#leases === 0) this.#leasesReleased?.();
   }
 
   close(): Promise<void> {
@@ -209,6 +217,7 @@ class WorkerAssociation implements Association {
     }
     this.#writer.terminate();
     this.#reader.terminate();
+    if (this.#leases > 0) await new Promise<void>((resolve) => (this.#leasesReleased = resolve));
     this.#driver.close(this.#handle.socket);
     const closed = new TransportError("association closed");
     for (const pending of this.#pendingSends.values()) pending.reject(closed);

@@ -5,12 +5,14 @@
  */
 
 import type { SocketDriver } from "./driver.ts";
+import { kernelDriver } from "./kernel.ts";
 import { tcpmuxDriver } from "./tcpmux.ts";
 import type { TransportName } from "./types.ts";
+import { usrsctpDriver } from "./usrsctp.ts";
 
 const drivers: Record<TransportName, SocketDriver | undefined> = {
-  kernel: undefined,
-  usrsctp: undefined,
+  kernel: kernelDriver,
+  usrsctp: usrsctpDriver,
   tcpmux: tcpmuxDriver,
 };
 

@@ -84,8 +84,14 @@ export interface Association extends AsyncDisposable {
   receive(): Promise<Message | null>;
   /** Current path information. */
   pathInfo(): PathInfo;
-  /** A handle Workers use to send on this association themselves. */
+  /**
+   * A handle Workers use to send on this association themselves. Each call
+   * must be matched by `releaseHandle()` once no Worker uses it any more: the
+   * socket is freed only after that, so no Worker ever sends on a reused fd.
+   */
   handle(): SocketHandle;
+  /** Returns a handle taken with `handle()`. */
+  releaseHandle(): void;
   /** Sends what is queued, then shuts down gracefully. Safe to call twice. */
   close(): Promise<void>;
   /** Tears the association down at once (SCTP ABORT, TCP RST). Safe to call twice. */

@@ -1,0 +1,152 @@
+/**
+ * One table per command describes its options: type, default, allowed values
+ * and help. From it come `--help`, flag parsing (`node:util` parseArgs), and
+ * validation of a JSON config file, with errors that name the bad key and
+ * what is allowed. Flags override the config file; the file overrides
+ * defaults.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+
+/** One option: its kind decides parsing and validation. */
+export type OptionSpec =
+  & { help: string; short?: string }
+  & (
+    | { kind: "string"; default: string; choices?: readonly string[] }
+    | { kind: "integer"; default: number; min?: number; max?: number }
+    | { kind: "boolean"; default: boolean }
+  );
+
+/** An option table: option name (camelCase, as in the config file) → spec. */
+export type OptionTable = Record<string, OptionSpec>;
+
+/** The parsed values of a table. */
+export type OptionValues<T extends OptionTable> = {
+  -readonly [K in keyof T]: T[K]["kind"] extends "integer" ? number
+    : T[K]["kind"] extends "boolean" ? boolean
+    : string;
+};
+
+/** A bad flag, config key or value; the message says which and what is allowed. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+const kebab = (name: string) => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+function describe(spec: OptionSpec): string {
+  switch (spec.kind) {
+    case "string":
+      return spec.choices ? `one of ${spec.choices.join(", ")}` : "a string";
+    case "integer":
+      return `an integer${spec.min !== undefined ? ` >= ${spec.min}` : ""}${
+        spec.max !== undefined ? ` <= ${spec.max}` : ""
+      }`;
+    case "boolean":
+      return "true or false";
+  }
+}
+
+function validate(
+  name: string,
+  spec: OptionSpec,
+  value: unknown,
+  where: string,
+): string | number | boolean {
+  const fail = () =>
+    new ConfigError(
+      `${where} "${name}": ${JSON.stringify(value)} is not valid; expected ${describe(spec)}`,
+    );
+  switch (spec.kind) {
+    case "string":
+      if (typeof value !== "string" || (spec.choices && !spec.choices.includes(value))) {
+        throw fail();
+      }
+      return value;
+    case "integer": {
+      const n = typeof value === "string" && value.trim() !== "" ? Number(value) : value;
+      if (typeof n !== "number" || !Number.isInteger(n)) throw fail();
+      if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) {
+        throw fail();
+      }
+      return n;
+    }
+    case "boolean":
+      if (typeof value === "boolean") return value;
+      if (value === "true" || value === "false") return value === "true";
+      throw fail();
+  }
+}
+
+/** The `--help` text for a command. */
+export function helpText(usage: string, table: OptionTable): string {
+  const rows = Object.entries(table).map(([name, spec]) => {
+    const flag = `${spec.short ? `-${spec.short}, ` : "    "}--${kebab(name)}${
+      spec.kind === "boolean" ? "" : ` <${spec.kind === "integer" ? "n" : "value"}>`
+    }`;
+    const extra = spec.kind === "string" && spec.choices ? ` (${spec.choices.join(" | ")})` : "";
+    return `  ${flag.padEnd(34)} ${spec.help}${extra} [default: ${JSON.stringify(spec.default)}]`;
+  });
+  return `${usage}\n\nOptions:\n  -h, --help${
+    " ".repeat(24)
+  } show this help\n      --config <file>${
+    " ".repeat(15)
+  } JSON file with any of the options below (camelCase keys)\n${rows.join("\n")}\n`;
+}
+
+/**
+ * Parses `args` (and the JSON file named by `--config`, if any) against
+ * `table`. Returns `null` when `--help` was asked for. Throws ConfigError.
+ */
+export async function parseOptions<T extends OptionTable>(
+  args: string[],
+  table: T,
+): Promise<{ values: OptionValues<T>; positionals: string[] } | null> {
+  const flagOptions: Record<string, { type: "string" | "boolean"; short?: string }> = {
+    help: { type: "boolean", short: "h" },
+    config: { type: "string" },
+  };
+  for (const [name, spec] of Object.entries(table)) {
+    flagOptions[kebab(name)] = { type: spec.kind === "boolean" ? "boolean" : "string" };
+    if (spec.short) flagOptions[kebab(name)].short = spec.short;
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options: flagOptions, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new ConfigError(`${(error as Error).message}; see --help`);
+  }
+  if (parsed.values.help) return null;
+  const values: Record<string, unknown> = {};
+  for (const [name, spec] of Object.entries(table)) values[name] = spec.default;
+  const configPath = parsed.values.config as string | undefined;
+  if (configPath) {
+    let config: unknown;
+    try {
+      config = JSON.parse(await Deno.readTextFile(configPath));
+    } catch (error) {
+      throw new ConfigError(`cannot read config file ${configPath}: ${(error as Error).message}`);
+    }
+    if (typeof config !== "object" || config === null || Array.isArray(config)) {
+      throw new ConfigError(`config file ${configPath} must hold a JSON object`);
+    }
+    for (const [key, value] of Object.entries(config)) {
+      const spec = table[key];
+      if (!spec) {
+        throw new ConfigError(
+          `config file ${configPath}: unknown key "${key}"; known keys: ${
+            Object.keys(table).join(", ")
+          }`,
+        );
+      }
+      values[key] = validate(key, spec, value, `config file ${configPath}: key`);
+    }
+  }
+  for (const [name, spec] of Object.entries(table)) {
+    const flag = parsed.values[kebab(name)];
+    if (flag !== undefined) values[name] = validate(`--${kebab(name)}`, spec, flag, "flag");
+  }
+  return { values: values as OptionValues<T>, positionals: parsed.positionals };
+}

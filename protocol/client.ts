@@ -1,0 +1,268 @@
+/**
+ * The client side of the association protocol: many concurrent HTTP requests
+ * over one association, responses matched by request id whatever order and
+ * stream the server's scheduler sends them on.
+ *
+ * @example
+ * ```ts
+ * await using client = await FlowClient.connect("usrsctp://127.0.0.1:9000");
+ * const response = await client.request("/index.html");
+ * console.log(response.status, (await response.bytes()).byteLength);
+ * ```
+ *
+ * @module
+ */
+
+import { connect } from "../transport/association.ts";
+import {
+  type Association,
+  type AssociationOptions,
+  TRANSPORT_NAMES,
+  TransportError,
+  type TransportName,
+} from "../transport/types.ts";
+import { parseResponseHead } from "./http1.ts";
+import {
+  decodeServerControl,
+  encodeCancel,
+  encodePriority,
+  encodeRequest,
+  MessageType,
+  ProtocolError,
+} from "./wire.ts";
+
+/** Where a server is: `<transport>://host:port`. */
+export interface ServerAddress {
+  transport: TransportName;
+  host: string;
+  port: number;
+}
+
+/** Parses `kernel://10.0.0.2:9000/path` into address and path. */
+export function parseServerUrl(url: string): ServerAddress & { path: string } {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new TypeError(`"${url}" is not a URL like usrsctp://127.0.0.1:9000/index.html`);
+  }
+  const transport = parsed.protocol.slice(0, -1) as TransportName;
+  if (!TRANSPORT_NAMES.includes(transport)) {
+    throw new TypeError(
+      `unknown transport "${transport}" in ${url}; use one of: ${TRANSPORT_NAMES.join(", ")}`,
+    );
+  }
+  const port = Number(parsed.port);
+  if (!parsed.hostname || !port) throw new TypeError(`${url} needs a host and a port`);
+  return {
+    transport,
+    host: parsed.hostname.replace(/^\[|\]$/g, ""),
+    port,
+    path: (parsed.pathname || "/") + parsed.search,
+  };
+}
+
+/** Options of one request. */
+export interface RequestOptions {
+  /** @default "GET" */
+  method?: "GET" | "HEAD";
+  /** Extra request headers (Host is added). */
+  headers?: HeadersInit;
+  /** Aborting sends CANCEL and fails the response. */
+  signal?: AbortSignal;
+}
+
+/** A response whose head has arrived; the body streams in. */
+export interface FlowResponse {
+  readonly id: number;
+  readonly status: number;
+  readonly headers: Headers;
+  /** The stream the response head arrived on. */
+  readonly stream: number;
+  /** The body; errors if the response is reset or the association fails. */
+  readonly body: ReadableStream<Uint8Array>;
+  /** Reads the whole body. */
+  bytes(): Promise<Uint8Array>;
+}
+
+interface Pending {
+  readonly headOnly: boolean;
+  head?: PromiseWithResolvers<FlowResponse>;
+  controller?: ReadableStreamDefaultController<Uint8Array>;
+  remaining: number;
+}
+
+/** Many requests over one association to a flowsched server. */
+export class FlowClient implements AsyncDisposable {
+  readonly association: Association;
+  readonly #host: string;
+  readonly #pending = new Map<number, Pending>();
+  /** Per incoming stream: the response whose run is in progress, and its bytes left. */
+  readonly #runs: { id: number; left: number }[] = [];
+  readonly #reading: Promise<void>;
+  #nextId = 1;
+  #nextStream = 0;
+  #failure: Error | undefined;
+
+  private constructor(association: Association, host: string) {
+    this.association = association;
+    this.#host = host;
+    this.#reading = this.#readLoop();
+  }
+
+  /** Connects to `<transport>://host:port` (a path in the URL is ignored). */
+  static async connect(
+    url: string | ServerAddress,
+    options?: AssociationOptions,
+  ): Promise<FlowClient> {
+    const address = typeof url === "string" ? parseServerUrl(url) : url;
+    const association = await connect(address.transport, address.host, address.port, options);
+    return new FlowClient(association, `${address.host}:${address.port}`);
+  }
+
+  /** Requests in flight. */
+  get inFlight(): number {
+    return this.#pending.size;
+  }
+
+  /** Sends a request; resolves when its response head arrives. */
+  request(target: string, options: RequestOptions = {}): Promise<FlowResponse> {
+    const method = options.method ?? "GET";
+    const headers = new Headers(options.headers);
+    if (!headers.has("host")) headers.set("host", this.#host);
+    let head = `${method} ${target} HTTP/1.1\r\n`;
+    for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
+    return this.requestRaw(head + "\r\n", { headOnly: method === "HEAD", signal: options.signal });
+  }
+
+  /**
+   * Sends `head` verbatim as a request head (for tests and debugging of
+   * malformed requests). `headOnly`: the response has no body (HEAD).
+   */
+  requestRaw(
+    head: string,
+    options: { headOnly?: boolean; signal?: AbortSignal } = {},
+  ): Promise<FlowResponse> {
+    if (this.#failure) return Promise.reject(this.#failure);
+    const id = this.#nextId;
+    this.#nextId = (this.#nextId % 0xffffffff) + 1;
+    const pending: Pending = {
+      headOnly: options.headOnly ?? false,
+      head: Promise.withResolvers(),
+      remaining: 0,
+    };
+    this.#pending.set(id, pending);
+    const stream = this.#nextStream;
+    this.#nextStream = (this.#nextStream + 1) % this.association.outboundStreams;
+    this.association.send(stream, encodeRequest(id, head)).catch((error) => this.#fail(id, error));
+    options.signal?.addEventListener("abort", () => this.cancel(id), { once: true });
+    return pending.head!.promise;
+  }
+
+  /** Asks the server to drop response `id`; its body errors. */
+  cancel(id: number): void {
+    if (!this.#pending.has(id)) return;
+    this.association.send(0, encodeCancel(id)).catch(() => {});
+    this.#fail(id, new TransportError(`request ${id} cancelled`));
+  }
+
+  /** Changes the priority of response `id` (lower is more urgent). */
+  async setPriority(id: number, priority: number): Promise<void> {
+    await this.association.send(0, encodePriority(id, priority));
+  }
+
+  /** Closes the association; requests in flight fail. */
+  async close(): Promise<void> {
+    await this.association.close();
+    await this.#reading;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  async #readLoop() {
+    try {
+      for (;;) {
+        const message = await this.association.receive();
+        if (message === null) break;
+        this.#onMessage(message.stream, message.data);
+      }
+      this.#failAll(new TransportError("the server closed the association"));
+    } catch (error) {
+      this.#failAll(error instanceof Error ? error : new Error(String(error)));
+    }
+  }
+
+  #onMessage(stream: number, data: Uint8Array<ArrayBuffer>) {
+    const run = this.#runs[stream];
+    if (run && run.left > 0) {
+      run.left -= data.byteLength;
+      if (run.left < 0) {
+        throw new ProtocolError(`body message overruns its run on stream ${stream}`);
+      }
+      return this.#body(run.id, data);
+    }
+    const control = decodeServerControl(data);
+    const pending = this.#pending.get(control.id);
+    switch (control.type) {
+      case MessageType.HEAD: {
+        this.#runs[stream] = { id: control.id, left: control.run };
+        if (!pending?.head) return;
+        const { status, headers } = parseResponseHead(control.head);
+        const bodiless = pending.headOnly || status === 304 || status === 204;
+        pending.remaining = bodiless ? 0 : Number(headers.get("content-length") ?? 0);
+        const body = new ReadableStream<Uint8Array>({
+          start: (c) => void (pending.controller = c),
+        });
+        const response: FlowResponse = {
+          id: control.id,
+          status,
+          headers,
+          stream,
+          body,
+          bytes: () => new Response(body).bytes(),
+        };
+        pending.head.resolve(response);
+        pending.head = undefined;
+        if (pending.remaining === 0) this.#complete(control.id);
+        return;
+      }
+      case MessageType.CONTINUE:
+        this.#runs[stream] = { id: control.id, left: control.run };
+        return;
+      case MessageType.RESET:
+        this.#fail(
+          control.id,
+          new TransportError(`response ${control.id} was reset by the server: ${control.reason}`),
+        );
+        return;
+    }
+  }
+
+  #body(id: number, data: Uint8Array<ArrayBuffer>) {
+    const pending = this.#pending.get(id);
+    if (!pending?.controller) return; // cancelled: the rest of the run is discarded
+    pending.controller.enqueue(data);
+    pending.remaining -= data.byteLength;
+    if (pending.remaining <= 0) this.#complete(id);
+  }
+
+  #complete(id: number) {
+    this.#pending.get(id)?.controller?.close();
+    this.#pending.delete(id);
+  }
+
+  #fail(id: number, error: Error) {
+    const pending = this.#pending.get(id);
+    if (!pending) return;
+    this.#pending.delete(id);
+    pending.head?.reject(error);
+    pending.controller?.error(error);
+  }
+
+  #failAll(error: Error) {
+    this.#failure = error;
+    for (const id of [...this.#pending.keys()]) this.#fail(id, error);
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * HTTP/1.1 message heads: parsing requests with hard limits (so a hostile
+ * head is refused before it costs anything) and writing/parsing response
+ * heads. Only what a static file server and its clients need.
+ *
+ * @module
+ */
+
+/** Limits on a request head. */
+export interface RequestLimits {
+  /** Longest request line in bytes (414 beyond). @default 8192 */
+  maxRequestLine?: number;
+  /** Largest head in bytes, request line included (431 beyond). @default 16384 */
+  maxHeadBytes?: number;
+  /** Most header fields (431 beyond). @default 100 */
+  maxHeaders?: number;
+}
+
+/** A parsed request head. */
+export interface RequestHead {
+  readonly method: string;
+  /** The request target exactly as sent (still percent-encoded). */
+  readonly target: string;
+  readonly version: string;
+  readonly headers: Headers;
+}
+
+/** A request head that cannot be served, with the status to answer. */
+export class HttpError extends Error {
+  override name = "HttpError";
+  /** The HTTP status to answer with. */
+  readonly status: number;
+  /** Extra response headers (e.g. `Allow` for 405). */
+  readonly headers: Record<string, string>;
+
+  constructor(status: number, message: string, headers: Record<string, string> = {}) {
+    super(message);
+    this.status = status;
+    this.headers = headers;
+  }
+}
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const decoder = new TextDecoder("latin1");
+
+/** Parses a request head (the bytes up to and including the blank line). */
+export function parseRequestHead(bytes: Uint8Array, limits: RequestLimits = {}): RequestHead {
+  const maxLine = limits.maxRequestLine ?? 8192;
+  const maxHead = limits.maxHeadBytes ?? 16384;
+  const maxHeaders = limits.maxHeaders ?? 100;
+  const firstBreak = bytes.indexOf(0x0a);
+  if ((firstBreak < 0 ? bytes.byteLength : firstBreak) > maxLine) {
+    throw new HttpError(414, `request line longer than ${maxLine} bytes`);
+  }
+  if (bytes.byteLength > maxHead) {
+    throw new HttpError(431, `request head larger than ${maxHead} bytes`);
+  }
+  const text = decoder.decode(bytes);
+  if (!text.endsWith("\r\n\r\n")) {
+    throw new HttpError(400, "request head does not end with CRLF CRLF");
+  }
+  const lines = text.slice(0, -4).split("\r\n");
+  const requestLine = lines[0].split(" ");
+  if (requestLine.length !== 3) throw new HttpError(400, "malformed request line");
+  const [method, target, version] = requestLine;
+  if (!TOKEN.test(method)) throw new HttpError(400, "malformed method");
+  if (!/^HTTP\/1\.[01]$/.test(version)) throw new HttpError(400, `unsupported version ${version}`);
+  if (!target.startsWith("/")) throw new HttpError(400, "request target must be an absolute path");
+  if (lines.length - 1 > maxHeaders) {
+    throw new HttpError(431, `more than ${maxHeaders} header fields`);
+  }
+  const headers = new Headers();
+  for (const line of lines.slice(1)) {
+    const colon = line.indexOf(":");
+    const name = line.slice(0, colon);
+    if (colon <= 0 || !TOKEN.test(name)) throw new HttpError(400, "malformed header field");
+    try {
+      headers.append(name, line.slice(colon + 1).trim());
+    } catch {
+      throw new HttpError(400, `invalid value for header ${name}`);
+    }
+  }
+  if (version === "HTTP/1.1" && !headers.has("host")) {
+    throw new HttpError(400, "missing Host header");
+  }
+  return { method, target, version, headers };
+}
+
+const REASONS: Record<number, string> = {
+  200: "OK",
+  304: "Not Modified",
+  400: "Bad Request",
+  403: "Forbidden",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  414: "URI Too Long",
+  431: "Request Header Fields Too Large",
+  500: "Internal Server Error",
+  502: "Bad Gateway",
+  504: "Gateway Timeout",
+};
+
+/** The standard reason phrase of `status`. */
+export function reasonPhrase(status: number): string {
+  return REASONS[status] ?? "Unknown";
+}
+
+/** Writes a response head: status line, headers, blank line. */
+export function formatResponseHead(status: number, headers: Headers): string {
+  let head = `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\n`;
+  for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
+  return head + "\r\n";
+}
+
+/** A parsed response head. */
+export interface ResponseHead {
+  readonly status: number;
+  readonly headers: Headers;
+}
+
+/** Parses a response head written by `formatResponseHead`. */
+export function parseResponseHead(bytes: Uint8Array): ResponseHead {
+  const lines = decoder.decode(bytes).replace(/\r\n\r\n$/, "").split("\r\n");
+  const status = Number(lines[0].split(" ")[1]);
+  if (!lines[0].startsWith("HTTP/1.") || !Number.isInteger(status)) {
+    throw new HttpError(502, `malformed response status line: ${lines[0].slice(0, 80)}`);
+  }
+  const headers = new Headers();
+  for (const line of lines.slice(1)) {
+    const colon = line.indexOf(":");
+    if (colon > 0) headers.append(line.slice(0, colon), line.slice(colon + 1).trim());
+  }
+  return { status, headers };
+}

@@ -1,0 +1,124 @@
+#!/bin/sh
+# PID 1 of the lab's User-Mode Linux kernel (started by scripts/lab/lab.ts).
+# $1 is the run directory on the host filesystem. It holds env.sh (exports for
+# the command), links.sh (calls to `shape`), cmd.sh (the command) and, when
+# the command has run, `exit` with its exit code. Init's own output goes to
+# the console, which the host keeps as console.log for error reports; the
+# command's stdout and stderr go to /dev/tty1 and /dev/tty2, which the host
+# wires to its own stdout and stderr.
+RUN=$1
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+halt_now() {
+  sync
+  poweroff -f >/dev/null 2>&1
+  echo o >/proc/sysrq-trigger
+  halt -f
+}
+
+die() {
+  echo "lab-init: $*"
+  halt_now
+}
+
+[ -d "$RUN" ] || die "run directory '$RUN' is not visible inside the lab"
+
+mount -t proc proc /proc || die "cannot mount /proc"
+mount -t sysfs sys /sys || die "cannot mount /sys"
+# /tmp and /run on tmpfs: private to this boot, and `ip netns` needs /run.
+mount -t tmpfs tmpfs /tmp || die "cannot mount /tmp"
+mount -t tmpfs tmpfs /run || die "cannot mount /run"
+
+# modprobe wants <root>/lib/modules/<release>; the modules live elsewhere.
+release=$(uname -r)
+mods=/usr/lib/uml/modules/$release
+[ -d "$mods" ] || die "no kernel modules at $mods (apt-get install user-mode-linux)"
+mkdir -p "/tmp/modroot/lib/modules/$release"
+mount --bind "$mods" "/tmp/modroot/lib/modules/$release" || die "cannot bind $mods"
+# hmac: SCTP's cookie uses hmac(md5); without it SCTP sockets in a new
+# network namespace fail with ENOSYS.
+modprobe -d /tmp/modroot -a hmac sctp veth sch_netem sch_tbf || die "modprobe failed"
+
+# Kernel SCTP over a 65536-byte-MTU loopback crawls: use 1500 everywhere.
+# Link cp joins client and proxy; link ps joins proxy and server; each end is
+# named <link>-<namespace>. Batches, as every process start is slow in UML.
+# Distinct ifindexes: a veth end whose ifindex equals its peer's (both 2 in
+# fresh namespaces) gets its carrier seen up to a second late, and drops
+# every packet until then.
+ip -b - <<EOF || die "cannot create the namespaces and links"
+link set lo mtu 1500 up
+netns add client
+netns add proxy
+netns add server
+link add cp-client index 11 netns client type veth peer name cp-proxy index 12 netns proxy
+link add ps-proxy index 21 netns proxy type veth peer name ps-server index 22 netns server
+EOF
+ip -n client -b - <<EOF || die "cannot set up the client namespace"
+link set lo mtu 1500 up
+addr add 10.10.1.1/24 dev cp-client
+link set cp-client up
+route add default via 10.10.1.2
+EOF
+ip -n proxy -b - <<EOF || die "cannot set up the proxy namespace"
+link set lo mtu 1500 up
+addr add 10.10.1.2/24 dev cp-proxy
+addr add 10.10.2.1/24 dev ps-proxy
+link set cp-proxy up
+link set ps-proxy up
+EOF
+ip -n server -b - <<EOF || die "cannot set up the server namespace"
+link set lo mtu 1500 up
+addr add 10.10.2.2/24 dev ps-server
+link set ps-server up
+route add default via 10.10.2.1
+EOF
+ip netns exec proxy sysctl -qw net.ipv4.ip_forward=1 || die "cannot enable forwarding in proxy"
+
+# shape LINK NETEM_ARGS [TBF_ARGS]: emulate a WAN on both ends of LINK. netem
+# delays (its queue is large so it never drops on its own); tbf under it is
+# the rate bottleneck, where the queue builds.
+shape() {
+  case $1 in
+    cp) ends="client proxy" ;;
+    ps) ends="proxy server" ;;
+    *) die "unknown link '$1'" ;;
+  esac
+  for ns in $ends; do
+    # shellcheck disable=SC2086 # the arguments are word lists
+    tc -n "$ns" qdisc add dev "$1-$ns" root handle 1: netem $2 limit 1000000 &&
+      if [ -n "$3" ]; then
+        tc -n "$ns" qdisc add dev "$1-$ns" parent 1:1 handle 10: tbf $3
+      fi || die "cannot shape link $1 in $ns"
+  done
+}
+# shellcheck source=/dev/null
+. "$RUN/links.sh"
+
+# A veth end drops every packet until the kernel's link watcher has seen its
+# carrier: make sure it has.
+wait_up() {
+  i=0
+  while [ $i -lt 100 ]; do
+    case $(ip -n "$1" -br link show type veth) in
+      *DOWN* | "") ;;
+      *) return 0 ;;
+    esac
+    sleep 0.05
+    i=$((i + 1))
+  done
+  die "the veth links in namespace $1 did not come up"
+}
+wait_up client
+wait_up proxy
+wait_up server
+
+# Raw ttys pass the command's bytes through unchanged (no \n -> \r\n).
+stty -F /dev/tty1 raw -echo && stty -F /dev/tty2 raw -echo || die "cannot set up /dev/tty1, /dev/tty2"
+(
+  # shellcheck source=/dev/null
+  . "$RUN/env.sh"
+  cd "$LAB_CWD" || exit 125
+  exec sh "$RUN/cmd.sh"
+) </dev/null >/dev/tty1 2>/dev/tty2
+echo $? >"$RUN/exit"
+halt_now

@@ -1,0 +1,341 @@
+/**
+ * The lab: a User-Mode Linux (UML) kernel booted with the host filesystem as
+ * its root, where kernel SCTP, veth, netem and tbf work even though the host
+ * kernel has none of them. Inside, three network namespaces play the hosts:
+ *
+ *     client 10.10.1.1 --link cp-- 10.10.1.2 proxy 10.10.2.1 --link ps-- 10.10.2.2 server
+ *
+ * The proxy forwards IP, so the client reaches the server too. A command runs
+ * in the UML root namespace, in the host's working directory, and starts its
+ * processes in the namespaces itself (`ip netns exec server ...`).
+ *
+ * @module
+ */
+
+import { fileURLToPath } from "node:url";
+import { join, resolve } from "node:path";
+
+/** The two links of the lab: client↔proxy and proxy↔server. */
+export type LinkName = "cp" | "ps";
+
+/** A link's WAN emulation, applied on both ends, i.e. to each direction. */
+export interface LinkShape {
+  /** One-way delay, e.g. "25ms": a round trip over the link takes twice as long. */
+  delay?: string;
+  /** Random variation of the delay, e.g. "5ms" (needs delay). */
+  jitter?: string;
+  /** Random packet loss per direction, e.g. "1%". */
+  loss?: string;
+  /** Bottleneck rate (tbf), e.g. "10mbit"; units bit, kbit, mbit, gbit. */
+  rate?: string;
+  /** Longest a packet may wait in the rate bottleneck's queue (needs rate). Default "50ms". */
+  queue?: string;
+}
+
+/** Options of {@link runInLab}. Only `command` is required. */
+export interface LabOptions {
+  /** The command: an argv array, or one string run by `sh -c`. */
+  command: string[] | string;
+  /**
+   * Link specs as given to `--link`, e.g. "cp:delay=25ms,jitter=5ms,loss=1%,rate=10mbit".
+   * Default: none (plain veth links).
+   */
+  links?: string[];
+  /** Working directory of the command; must be visible inside (not under /tmp). Default: `Deno.cwd()`. */
+  cwd?: string;
+  /** Environment of the command (LAB_* variables are added). Default: the host's environment. */
+  env?: Record<string, string>;
+  /** Seconds before the lab is killed and the run gives code 124. Default 600. */
+  timeoutSeconds?: number;
+  /** Aborting kills the lab; the run then gives code 130. */
+  signal?: AbortSignal;
+  /** "inherit" streams the command's output to ours; "piped" returns it. Default "inherit". */
+  output?: "inherit" | "piped";
+  /** Memory of the UML kernel. Default "2G". */
+  memory?: string;
+  /** The UML kernel. Default "/usr/bin/linux". */
+  kernel?: string;
+  /** Directory for per-run directories; must be visible inside (not under /tmp). Default: `<repo>/.lab`. */
+  workDir?: string;
+  /** Keep the run directory (console.log, generated scripts) for inspection. Default false. */
+  keep?: boolean;
+}
+
+/** What {@link runInLab} returns. */
+export interface LabResult {
+  /** The command's exit code; 124 on timeout, 130 when aborted. */
+  code: number;
+  /** True when the lab was killed because `timeoutSeconds` ran out. */
+  timedOut: boolean;
+  /** The command's stdout, with `output: "piped"`. */
+  stdout?: string;
+  /** The command's stderr, with `output: "piped"`. */
+  stderr?: string;
+}
+
+/** The lab could not run the command: bad options, UML missing, or a failed boot. */
+export class LabError extends Error {
+  override name = "LabError";
+}
+
+/** Addresses of the lab's hosts, as exported to the command. */
+export const LAB_ADDRESSES = {
+  LAB_CLIENT_IP: "10.10.1.1",
+  LAB_PROXY_IP: "10.10.1.2",
+  LAB_PROXY_UPSTREAM_IP: "10.10.2.1",
+  LAB_SERVER_IP: "10.10.2.2",
+} as const;
+
+const SHAPE_KEYS: Record<keyof LinkShape, RegExp> = {
+  delay: /^\d+(\.\d+)?(us|ms|s)$/,
+  jitter: /^\d+(\.\d+)?(us|ms|s)$/,
+  loss: /^\d+(\.\d+)?%$/,
+  rate: /^\d+(\.\d+)?(bit|kbit|mbit|gbit)$/,
+  queue: /^\d+(\.\d+)?(us|ms|s)$/,
+};
+const KEY_EXAMPLES: Record<keyof LinkShape, string> = {
+  delay: "25ms",
+  jitter: "5ms",
+  loss: "1%",
+  rate: "10mbit",
+  queue: "50ms",
+};
+const UNIT_BITS: Record<string, number> = { bit: 1, kbit: 1e3, mbit: 1e6, gbit: 1e9 };
+
+/**
+ * Parses a `--link` spec "LINK:key=value,..." (LINK is cp or ps; keys are those of
+ * {@link LinkShape}). Throws a {@link LabError} naming the bad part.
+ */
+export function parseLinkSpec(spec: string): { link: LinkName; shape: LinkShape } {
+  const bad = (why: string) => new LabError(`bad --link "${spec}": ${why}`);
+  const colon = spec.indexOf(":");
+  const link = colon < 0 ? spec : spec.slice(0, colon);
+  if (link !== "cp" && link !== "ps") {
+    throw bad(`unknown link "${link}" (links: cp = client-proxy, ps = proxy-server)`);
+  }
+  const shape: LinkShape = {};
+  const body = colon < 0 ? "" : spec.slice(colon + 1);
+  if (body === "") throw bad(`no settings (e.g. ${link}:delay=25ms,rate=10mbit)`);
+  for (const part of body.split(",")) {
+    const eq = part.indexOf("=");
+    const key = (eq < 0 ? part : part.slice(0, eq)) as keyof LinkShape;
+    const value = eq < 0 ? "" : part.slice(eq + 1);
+    if (!Object.hasOwn(SHAPE_KEYS, key)) {
+      throw bad(`unknown key "${key}" (keys: ${Object.keys(SHAPE_KEYS).join(", ")})`);
+    }
+    if (shape[key] !== undefined) throw bad(`key "${key}" given twice`);
+    if (!SHAPE_KEYS[key].test(value)) {
+      throw bad(`bad value "${value}" for key "${key}" (e.g. ${key}=${KEY_EXAMPLES[key]})`);
+    }
+    if (key === "loss" && parseFloat(value) > 100) throw bad(`loss "${value}" is over 100%`);
+    shape[key] = value;
+  }
+  if (shape.jitter && !shape.delay) throw bad(`key "jitter" needs "delay"`);
+  if (shape.queue && !shape.rate) throw bad(`key "queue" needs "rate"`);
+  return { link, shape };
+}
+
+/** Parses several `--link` specs (at most one per link); throws a {@link LabError} on a bad one. */
+export function parseLinks(specs: string[]): Map<LinkName, LinkShape> {
+  const shapes = new Map<LinkName, LinkShape>();
+  for (const spec of specs) {
+    const { link, shape } = parseLinkSpec(spec);
+    if (shapes.has(link)) throw new LabError(`bad --link "${spec}": link ${link} given twice`);
+    shapes.set(link, shape);
+  }
+  return shapes;
+}
+
+/** The `netem` and `tbf` arguments for a shape (tbf empty without a rate). */
+export function tcArgs(shape: LinkShape): { netem: string; tbf: string } {
+  const netem = [
+    shape.delay ? `delay ${shape.delay}${shape.jitter ? ` ${shape.jitter}` : ""}` : "",
+    shape.loss ? `loss ${shape.loss}` : "",
+  ].filter(Boolean).join(" ");
+  let tbf = "";
+  if (shape.rate) {
+    const [, num, unit] = shape.rate.match(/^([\d.]+)(\w+)$/)!;
+    // tbf needs a bucket of at least rate/HZ bytes (UML: HZ 100) and above the MTU.
+    const burst = Math.max(Math.ceil((parseFloat(num) * UNIT_BITS[unit]) / 8 / 100), 3200);
+    tbf = `rate ${shape.rate} burst ${burst} latency ${shape.queue ?? "50ms"}`;
+  }
+  return { netem, tbf };
+}
+
+const shellQuote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+/** Paths the lab's own tmpfs mounts hide: the command cannot see the host's files there. */
+function hiddenInLab(path: string): boolean {
+  return /^\/(tmp|run|proc|sys|dev)(\/|$)/.test(path);
+}
+
+function tail(text: string, lines: number): string {
+  return text.trimEnd().split("\n").slice(-lines).join("\n");
+}
+
+/**
+ * Boots the lab, runs `options.command` in it and returns its exit code.
+ * Throws a {@link LabError} when the lab cannot run the command (bad link spec,
+ * UML not installed, boot failure: the message has the last console lines).
+ */
+export async function runInLab(options: LabOptions): Promise<LabResult> {
+  const shapes = parseLinks(options.links ?? []);
+  const argv = typeof options.command === "string" ? [options.command] : options.command;
+  if (argv.length === 0 || argv[0] === "") throw new LabError("no command given");
+  const kernel = options.kernel ?? "/usr/bin/linux";
+  const cwd = resolve(options.cwd ?? Deno.cwd());
+  const workDir = resolve(options.workDir ?? fileURLToPath(new URL("../../.lab", import.meta.url)));
+  const init = fileURLToPath(new URL("./init.sh", import.meta.url));
+  const timeoutSeconds = options.timeoutSeconds ?? 600;
+  const output = options.output ?? "inherit";
+
+  if (!(await exists(kernel))) {
+    throw new LabError(`no UML kernel at ${kernel}: apt-get install user-mode-linux`);
+  }
+  if (!(await exists("/usr/lib/uml/modules"))) {
+    throw new LabError(
+      "no UML kernel modules at /usr/lib/uml/modules: apt-get install user-mode-linux",
+    );
+  }
+  for (const [what, path] of [["working directory", cwd], ["work directory", workDir]]) {
+    if (hiddenInLab(path)) {
+      throw new LabError(
+        `${what} ${path} is hidden inside the lab (it mounts /tmp and /run afresh)`,
+      );
+    }
+  }
+  if (/\s/.test(workDir)) throw new LabError(`work directory "${workDir}" must not contain spaces`);
+
+  await Deno.mkdir(workDir, { recursive: true });
+  const runDir = await Deno.makeTempDir({ dir: workDir, prefix: "run-" });
+  const consoleLog = join(runDir, "console.log");
+  try {
+    const env = { ...(options.env ?? Deno.env.toObject()) };
+    for (const k of ["PWD", "OLDPWD", "SHLVL", "_"]) delete env[k];
+    const home = env.HOME ?? "/root";
+    env.DENO_DIR ??= join(env.XDG_CACHE_HOME ?? join(home, ".cache"), "deno");
+    env.PATH = `${env.PATH ?? "/usr/local/bin:/usr/bin:/bin"}:/usr/local/sbin:/usr/sbin:/sbin`;
+    Object.assign(env, LAB_ADDRESSES, { LAB: "1", LAB_CWD: cwd });
+    // Inside, stdout is a tty (tty1): without this, tools would color output meant for a pipe.
+    if (output === "piped" || !Deno.stdout.isTerminal()) env.NO_COLOR ??= "1";
+    const exports = Object.entries(env)
+      .filter(([k]) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
+      .map(([k, v]) => `export ${k}=${shellQuote(v)}\n`);
+    await Deno.writeTextFile(join(runDir, "env.sh"), exports.join(""), { mode: 0o600 });
+    const links = [...shapes].map(([link, shape]) => {
+      const { netem, tbf } = tcArgs(shape);
+      return `shape ${link} ${shellQuote(netem)} ${shellQuote(tbf)}\n`;
+    });
+    await Deno.writeTextFile(join(runDir, "links.sh"), links.join(""));
+    const script = typeof options.command === "string"
+      ? options.command
+      : `exec ${argv.map(shellQuote).join(" ")}`;
+    await Deno.writeTextFile(join(runDir, "cmd.sh"), script + "\n");
+
+    const kernelArgs = [
+      `mem=${options.memory ?? "2G"}`,
+      "root=/dev/root",
+      "rootfstype=hostfs",
+      "rootflags=/",
+      "rw",
+      `init=${init}`,
+      // Console (boot and init messages) to fd 3, i.e. console.log; the
+      // command's stdout and stderr come out of tty1 and tty2.
+      "con=null",
+      "con0=null,fd:3",
+      "con1=null,fd:1",
+      "con2=null,fd:2",
+      "ssl=null",
+      "quiet",
+      "loglevel=1", // still shows a panic
+      "--",
+      runDir,
+    ];
+    // setsid: UML and its helper processes get a process group of their own,
+    // which we can kill as a whole, and the terminal's Ctrl-C reaches only us.
+    const child = new Deno.Command("sh", {
+      args: [
+        "-c",
+        'ulimit -c 0; exec 3>"$1"; shift; exec setsid "$@"',
+        "sh",
+        consoleLog,
+        kernel,
+        ...kernelArgs,
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+
+    let timedOut = false;
+    let aborted = false;
+    const killLab = () => {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // already gone
+      }
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killLab();
+    }, timeoutSeconds * 1000);
+    const onAbort = () => {
+      aborted = true;
+      killLab();
+    };
+    if (options.signal?.aborted) onAbort();
+    options.signal?.addEventListener("abort", onAbort);
+
+    const collect = async (
+      stream: ReadableStream<Uint8Array>,
+      sink: { writable: WritableStream<Uint8Array> },
+    ) => {
+      if (output === "inherit") {
+        await stream.pipeTo(sink.writable, { preventClose: true });
+        return undefined;
+      }
+      return await new Response(stream).text();
+    };
+    let status: Deno.CommandStatus;
+    let stdout: string | undefined;
+    let stderr: string | undefined;
+    try {
+      [stdout, stderr, status] = await Promise.all([
+        collect(child.stdout, Deno.stdout),
+        collect(child.stderr, Deno.stderr),
+        child.status,
+      ]);
+    } finally {
+      clearTimeout(timer);
+      options.signal?.removeEventListener("abort", onAbort);
+    }
+
+    if (timedOut || aborted) return { code: timedOut ? 124 : 130, timedOut, stdout, stderr };
+    let exitText: string;
+    try {
+      exitText = await Deno.readTextFile(join(runDir, "exit"));
+    } catch {
+      const log = await Deno.readTextFile(consoleLog).catch(() => "");
+      const how = status.signal ? `signal ${status.signal}` : `exit code ${status.code}`;
+      const own = output === "piped" ? tail(`${stdout}${stderr}`, 10) : "";
+      throw new LabError(
+        `the lab kernel stopped (${how}) before the command finished; last console lines:\n` +
+          (tail(log, 25) || "(console empty)") + (own ? `\nUML said:\n${own}` : ""),
+      );
+    }
+    return { code: parseInt(exitText, 10), timedOut, stdout, stderr };
+  } finally {
+    if (!options.keep) await Deno.remove(runDir, { recursive: true }).catch(() => {});
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * The server's options: one table for flags, the config file and `--help`.
+ *
+ * @module
+ */
+
+import type { OptionTable } from "../cli/options.ts";
+import { TRANSPORT_NAMES } from "../transport/types.ts";
+import { POLICY_NAMES } from "./policies/mod.ts";
+import { LOG_LEVELS } from "./log.ts";
+
+/** Server option table (defaults as in the thesis: one stream per CPU core). */
+export const SERVER_OPTIONS = {
+  transport: {
+    kind: "string",
+    default: "usrsctp",
+    choices: TRANSPORT_NAMES,
+    help: "transport to listen on",
+    short: "t",
+  },
+  host: { kind: "string", default: "127.0.0.1", help: "address to listen on" },
+  port: {
+    kind: "integer",
+    default: 9000,
+    min: 0,
+    max: 65535,
+    help: "port to listen on (0: any free port)",
+    short: "p",
+  },
+  root: { kind: "string", default: ".", help: "document root", short: "r" },
+  policy: { kind: "string", default: "scf", choices: POLICY_NAMES, help: "scheduling policy" },
+  streams: {
+    kind: "integer",
+    default: navigator.hardwareConcurrency,
+    min: 1,
+    max: 1024,
+    help: "outgoing/incoming streams (one sender Worker each)",
+  },
+  chunkSize: {
+    kind: "integer",
+    default: 65536,
+    min: 512,
+    max: 16 * 1024 * 1024,
+    help: "largest body message in bytes",
+  },
+  runBytes: {
+    kind: "integer",
+    default: 1024 * 1024,
+    min: 512,
+    help: "body bytes between control messages (cancellation granularity)",
+  },
+  sendBufferSize: {
+    kind: "integer",
+    default: 4 * 1024 * 1024,
+    min: 0,
+    help: "socket send buffer in bytes (0: system default)",
+  },
+  receiveBufferSize: {
+    kind: "integer",
+    default: 4 * 1024 * 1024,
+    min: 0,
+    help: "socket receive buffer in bytes (0: system default)",
+  },
+  udpPort: {
+    kind: "integer",
+    default: 9899,
+    min: 0,
+    max: 65535,
+    help: "usrsctp: UDP encapsulation port (RFC 6951)",
+  },
+  mappingCacheSize: {
+    kind: "integer",
+    default: 256,
+    min: 0,
+    help: "idle file mappings kept for reuse",
+  },
+  logLevel: { kind: "string", default: "info", choices: LOG_LEVELS, help: "log level" },
+} as const satisfies OptionTable;

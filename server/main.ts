@@ -1,0 +1,42 @@
+/**
+ * `deno task server`: serve a directory over an SCTP association with flow
+ * scheduling.
+ *
+ * @module
+ */
+
+import { ConfigError, helpText, parseOptions } from "../cli/options.ts";
+import { SERVER_OPTIONS } from "./config.ts";
+import { startServer } from "./server.ts";
+import type { PolicyName } from "./policies/mod.ts";
+import type { TransportName } from "../transport/types.ts";
+import type { LogLevel } from "./log.ts";
+
+const USAGE =
+  "Usage: deno task server [options]\n\nServes static files over one association per client, scheduling responses across streams.";
+
+if (import.meta.main) {
+  try {
+    const parsed = await parseOptions(Deno.args, SERVER_OPTIONS);
+    if (!parsed) {
+      console.log(helpText(USAGE, SERVER_OPTIONS));
+      Deno.exit(0);
+    }
+    const { values } = parsed;
+    const server = await startServer({
+      ...values,
+      transport: values.transport as TransportName,
+      policy: values.policy as PolicyName,
+      logLevel: values.logLevel as LogLevel,
+    });
+    const stop = async () => {
+      await server.close();
+      Deno.exit(0);
+    };
+    Deno.addSignalListener("SIGINT", stop);
+    Deno.addSignalListener("SIGTERM", stop);
+  } catch (error) {
+    console.error(`server: ${(error as Error).message}`);
+    Deno.exit(error instanceof ConfigError ? 2 : 1);
+  }
+}

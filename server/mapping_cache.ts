@@ -1,0 +1,92 @@
+/**
+ * Reference-counted `mmap`s of served files, with a bounded LRU of idle ones
+ * for hot files. A mapping is unmapped only when no response uses it and it
+ * falls out of the LRU (or its file changed), so a sender Worker never holds
+ * the address of an unmapped region.
+ *
+ * @module
+ */
+
+import { MappedFile } from "../ffi/mapped_file.ts";
+import type { FileEntry } from "./files.ts";
+
+/** A mapping in use by one or more responses. */
+export interface Mapping {
+  readonly file: MappedFile;
+  readonly key: string;
+}
+
+interface Slot {
+  readonly mapping: Mapping;
+  refs: number;
+}
+
+/** Shares mappings between concurrent responses for the same file version. */
+export class MappingCache {
+  readonly #slots = new Map<string, Slot>();
+  readonly #maxIdle: number;
+  #idle = 0;
+
+  /** @param maxIdle how many unused mappings to keep for reuse (0 unmaps at once). */
+  constructor(maxIdle = 256) {
+    this.#maxIdle = maxIdle;
+  }
+
+  /** Maps `entry` (or reuses its mapping) and takes a reference. */
+  acquire(entry: FileEntry): Mapping {
+    // Size and mtime in the key: a changed file gets a fresh mapping.
+    const key = `${entry.path}\0${entry.size}\0${entry.mtime.getTime()}`;
+    let slot = this.#slots.get(key);
+    if (slot) {
+      if (slot.refs === 0) this.#idle--;
+      this.#slots.delete(key); // re-inserted below: Map order is the LRU order
+    } else {
+      slot = { mapping: { file: MappedFile.open(entry.path), key }, refs: 0 };
+    }
+    slot.refs++;
+    this.#slots.set(key, slot);
+    return slot.mapping;
+  }
+
+  /** Drops a reference taken by `acquire`. */
+  release(mapping: Mapping): void {
+    const slot = this.#slots.get(mapping.key);
+    if (!slot || slot.mapping !== mapping) return;
+    if (--slot.refs === 0) this.#idle++;
+    if (this.#idle > this.#maxIdle) this.#evict();
+  }
+
+  /** Mappings currently held (in use or idle). */
+  get size(): number {
+    return this.#slots.size;
+  }
+
+  /** References currently taken, over all mappings. */
+  get references(): number {
+    let refs = 0;
+    for (const slot of this.#slots.values()) refs += slot.refs;
+    return refs;
+  }
+
+  /** Unmaps every idle mapping. */
+  clear(): void {
+    for (const [key, slot] of this.#slots) {
+      if (slot.refs === 0) {
+        slot.mapping.file.close();
+        this.#slots.delete(key);
+      }
+    }
+    this.#idle = 0;
+  }
+
+  /** Unmaps the least recently used idle mappings down to the limit. */
+  #evict() {
+    for (const [key, slot] of this.#slots) {
+      if (this.#idle <= this.#maxIdle) return;
+      if (slot.refs > 0) continue;
+      slot.mapping.file.close();
+      this.#slots.delete(key);
+      this.#idle--;
+    }
+  }
+}

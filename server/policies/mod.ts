@@ -1,0 +1,20 @@
+/**
+ * The policy registry: a new policy is one file plus one line here.
+ *
+ * @module
+ */
+
+import { rr } from "./rr.ts";
+import { scf } from "./scf.ts";
+import type { PolicyFactory } from "./types.ts";
+
+/** Policies by name. */
+export const POLICIES = { scf, rr } as const satisfies Record<string, PolicyFactory>;
+
+/** A registered policy name. */
+export type PolicyName = keyof typeof POLICIES;
+
+/** Policy names, for validation and help texts. */
+export const POLICY_NAMES = Object.keys(POLICIES) as PolicyName[];
+
+export type { Job, Policy, PolicyFactory } from "./types.ts";

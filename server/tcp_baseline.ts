@@ -1,0 +1,61 @@
+/**
+ * The plain TCP HTTP/1.1 baseline every benchmark compares against: the same
+ * file layer and response decisions (`respond.ts`) as the SCTP server, served
+ * by `Deno.serve`, with keep-alive on or off.
+ *
+ * @module
+ */
+
+import type { RequestHead } from "../protocol/http1.ts";
+import { realRoot } from "./files.ts";
+import { planResponse } from "./respond.ts";
+
+/** Options of the TCP baseline server. */
+export interface TcpBaselineOptions {
+  /** @default "127.0.0.1" */
+  host?: string;
+  /** 0 picks a free port. @default 8080 */
+  port?: number;
+  /** @default "." */
+  root?: string;
+  /** Keep connections open between requests (off: `Connection: close`, one request per connection). @default true */
+  keepAlive?: boolean;
+}
+
+/** A running baseline server. */
+export interface TcpBaseline extends AsyncDisposable {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** Starts the TCP baseline server. */
+export async function startTcpBaseline(options: TcpBaselineOptions = {}): Promise<TcpBaseline> {
+  const root = await realRoot(options.root ?? ".");
+  const keepAlive = options.keepAlive ?? true;
+  const listening = Promise.withResolvers<number>();
+  const server = Deno.serve({
+    hostname: options.host ?? "127.0.0.1",
+    port: options.port ?? 8080,
+    onListen: ({ port }) => listening.resolve(port),
+  }, async (request) => {
+    const url = new URL(request.url);
+    const head: RequestHead = {
+      method: request.method,
+      target: url.pathname + url.search,
+      version: "HTTP/1.1",
+      headers: request.headers,
+    };
+    const plan = await planResponse(root, head);
+    const headers = new Headers(plan.headers);
+    if (!keepAlive) headers.set("Connection", "close");
+    let body: BodyInit | null = plan.text ?? null;
+    if (plan.file) body = (await Deno.open(plan.file.path)).readable;
+    return new Response(body, { status: plan.status, headers });
+  });
+  const port = await listening.promise;
+  return {
+    port,
+    close: () => server.shutdown(),
+    [Symbol.asyncDispose]: () => server.shutdown(),
+  };
+}

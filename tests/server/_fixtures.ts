@@ -1,0 +1,46 @@
+/** Test trees of real files with known content hashes. */
+
+import { createHash } from "node:crypto";
+import { prng } from "../transport/_conformance.ts";
+
+/** A file written into a test tree. */
+export interface TreeFile {
+  /** URL path, e.g. `/d3/f0042.bin`. */
+  path: string;
+  size: number;
+  sha256: string;
+}
+
+/**
+ * Writes `count` files of random content into `root`, sizes log-uniform from
+ * 0 B to `maxSize` (both ends included), spread over sub-directories.
+ */
+export async function makeTree(
+  root: string,
+  count: number,
+  maxSize: number,
+  seed = 1,
+): Promise<TreeFile[]> {
+  const random = prng(seed);
+  const files: TreeFile[] = [];
+  for (let i = 0; i < count; i++) {
+    const size = i === 0
+      ? 0
+      : i === 1
+      ? maxSize
+      : Math.floor(Math.exp(random() * Math.log(maxSize + 1))) - 1;
+    const dir = `d${i % 10}`;
+    await Deno.mkdir(`${root}/${dir}`, { recursive: true });
+    const data = new Uint8Array(size);
+    for (let at = 0; at < size; at += 65536) crypto.getRandomValues(data.subarray(at, at + 65536));
+    const path = `/${dir}/f${String(i).padStart(4, "0")}.bin`;
+    await Deno.writeFile(root + path, data);
+    files.push({ path, size, sha256: sha256(data) });
+  }
+  return files;
+}
+
+/** Hex sha256 of bytes. */
+export function sha256(data: Uint8Array): string {
+  return createHash("sha256").update(data).digest("hex");
+}

@@ -1,0 +1,3 @@
+import { serverSuite } from "./_server_suite.ts";
+
+serverSuite({ transport: "tcpmux" });

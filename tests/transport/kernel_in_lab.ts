@@ -1,0 +1,110 @@
+/**
+ * The kernel transport's tests that need kernel SCTP, so they run only inside
+ * the User-Mode Linux lab (`kernel_test.ts` starts them there; the name does
+ * not end in `_test.ts`, so the host's test run skips this file). By hand:
+ *
+ *     deno task lab -- deno test -P=test --no-check tests/transport/kernel_in_lab.ts
+ */
+
+import assert from "node:assert/strict";
+import { connect, listen } from "../../mod.ts";
+import { conformanceSuite } from "./_conformance.ts";
+
+conformanceSuite({ transport: "kernel", host: "127.0.0.1" });
+
+const HOST = "127.0.0.1";
+
+async function pair(options?: { sendBufferSize?: number }) {
+  const listener = listen("kernel", HOST, 0);
+  const accepted = listener.accept();
+  const client = await connect("kernel", HOST, listener.port, options);
+  return { listener, client, server: await accepted };
+}
+
+Deno.test("kernel: whole messages sent at once by several Workers never interleave", async () => {
+  const WORKERS = 4;
+  const PER_WORKER = 40;
+  const SIZE = 256 * 1024;
+  // Each Worker sends on the association itself; message bytes: u32 worker,
+  // u32 sequence, then every byte = (worker * 31 + sequence) & 0xff.
+  const code = `
+    import { kernelDriver } from ${
+    JSON.stringify(import.meta.resolve("../../transport/kernel.ts"))
+  };
+    self.onmessage = ({ data: { handle, worker, count, size } }) => {
+      const message = new Uint8Array(size);
+      for (let sequence = 0; sequence < count; sequence++) {
+        message.fill((worker * 31 + sequence) & 0xff);
+        new DataView(message.buffer).setUint32(0, worker);
+        new DataView(message.buffer).setUint32(4, sequence);
+        kernelDriver.send(handle, 0, Deno.UnsafePointer.of(message), size);
+      }
+      self.postMessage("done");
+    };`;
+  const { listener, client, server } = await pair();
+  const handle = client.handle();
+  const workers = Array.from(
+    { length: WORKERS },
+    () => new Worker(`data:text/javascript,${encodeURIComponent(code)}`, { type: "module" }),
+  );
+  try {
+    const done = workers.map((w) => new Promise((resolve) => (w.onmessage = resolve)));
+    workers.forEach((w, worker) =>
+      w.postMessage({ handle, worker, count: PER_WORKER, size: SIZE })
+    );
+    const next = new Array(WORKERS).fill(0);
+    for (let n = 0; n < WORKERS * PER_WORKER; n++) {
+      const message = await server.receive();
+      assert.ok(message, `association ended after ${n} messages`);
+      assert.equal(message.data.byteLength, SIZE);
+      const view = new DataView(message.data.buffer);
+      const worker = view.getUint32(0);
+      const sequence = view.getUint32(4);
+      assert.equal(sequence, next[worker]++, `worker ${worker}'s messages out of order`);
+      const fill = (worker * 31 + sequence) & 0xff;
+      assert.ok(message.data.subarray(8).every((b) => b === fill), "message bytes mixed");
+    }
+    await Promise.all(done);
+  } finally {
+    workers.forEach((w) => w.terminate());
+    client.releaseHandle();
+    await Promise.all([client.close(), server.close()]);
+    await listener.close();
+  }
+});
+
+Deno.test("kernel: a 256 KiB message goes through a socket asked for a 16 KiB send buffer", async () => {
+  const { listener, client, server } = await pair({ sendBufferSize: 16 * 1024 });
+  try {
+    const data = new Uint8Array(256 * 1024).map((_, i) => i * 7);
+    await client.send(1, data);
+    const message = await server.receive();
+    assert.equal(message?.stream, 1);
+    assert.deepEqual(message?.data, data);
+  } finally {
+    await Promise.all([client.close(), server.close()]);
+    await listener.close();
+  }
+});
+
+Deno.test("kernel: pathInfo reports the round-trip time in milliseconds, cwnd and MTU", async () => {
+  const tc = (...args: string[]) => new Deno.Command("tc", { args }).output();
+  // 20 ms each way on the loopback: a 40 ms round trip (4 ticks at HZ=100).
+  const added = await tc("qdisc", "add", "dev", "lo", "root", "netem", "delay", "20ms");
+  assert.equal(added.code, 0, new TextDecoder().decode(added.stderr));
+  const { listener, client, server } = await pair();
+  try {
+    for (let i = 0; i < 10; i++) {
+      await client.send(0, new Uint8Array(100));
+      await server.receive();
+    }
+    const info = client.pathInfo();
+    assert.ok(info.rttMs >= 30 && info.rttMs <= 60, `rttMs ${info.rttMs}, expected about 40`);
+    assert.ok(info.cwndBytes >= 1500, `cwndBytes ${info.cwndBytes}`);
+    assert.equal(info.mtu, 1500);
+  } finally {
+    await tc("qdisc", "del", "dev", "lo", "root");
+    await Promise.all([client.close(), server.close()]);
+    await listener.close();
+  }
+});

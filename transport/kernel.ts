@@ -1,0 +1,356 @@
+/**
+ * `kernel`: Linux kernel SCTP through libsctp (lksctp-tools), one-to-one
+ * style sockets (`socket(AF_INET, SOCK_STREAM, IPPROTO_SCTP)`). Each message
+ * is one SCTP user message on its stream; the kernel keeps boundaries and
+ * per-stream order, and a message is queued whole by one `sctp_send` call, so
+ * senders on several threads need no lock.
+ *
+ * Needs a kernel with SCTP (`modprobe sctp`); where there is none (containers,
+ * this project's build host) use the lab (`deno task lab`) or the usrsctp
+ * transport.
+ *
+ * @module
+ */
+
+import { C, check, encodeSockaddr, lastError, libc, linger, timeval } from "../ffi/libc.ts";
+import { Errno } from "../ffi/errors.ts";
+import {
+  libsctp,
+  SCTP,
+  sctp_assoc_change,
+  sctp_event_subscribe,
+  sctp_initmsg,
+  sctp_sndrcvinfo,
+  sctp_status,
+} from "../ffi/libsctp.ts";
+import { StructBuffer } from "../ffi/struct.ts";
+import type { Established, SocketDriver } from "./driver.ts";
+import { TransportError } from "./types.ts";
+import type { AssociationOptions, Message, PathInfo } from "./types.ts";
+
+const EPROTONOSUPPORT = 93;
+const EMSGSIZE = 90;
+/** A receive never reads into less than this, so a notification always fits whole. */
+const MIN_READ_BYTES = 64 * 1024;
+
+/** Per-thread scratch: a send or receive allocates only the received message. */
+const sendInfo = new StructBuffer(sctp_sndrcvinfo);
+const recvInfo = new StructBuffer(sctp_sndrcvinfo);
+const recvFlags = new Int32Array(1);
+const recvFlagsBytes = new Uint8Array(recvFlags.buffer);
+let scratch = new Uint8Array(256 * 1024);
+const optionLength = new Uint32Array(1);
+const optionLengthBytes = new Uint8Array(optionLength.buffer);
+const intOption = new Int32Array(1);
+const intOptionBytes = new Uint8Array(intOption.buffer);
+
+function fd(socket: bigint): number {
+  return Number(socket);
+}
+
+function openSocket(family: number): number {
+  const socket = libc().socket(family, C.SOCK_STREAM, C.IPPROTO_SCTP);
+  if (socket >= 0) return socket;
+  const error = lastError("socket(IPPROTO_SCTP)");
+  if (error.errno === EPROTONOSUPPORT) {
+    throw new TransportError(
+      "kernel SCTP is unavailable: this kernel has no SCTP protocol (EPROTONOSUPPORT; " +
+        "try `modprobe sctp`). Run inside the User-Mode Linux lab (`deno task lab`) " +
+        "or use the usrsctp transport.",
+      { cause: error },
+    );
+  }
+  throw error;
+}
+
+function setIntOption(socket: number, level: number, name: number, value: number, call: string) {
+  intOption[0] = value;
+  check(call, libc().setsockopt(socket, level, name, intOptionBytes, 4));
+}
+
+function getIntOption(socket: number, level: number, name: number, call: string): number {
+  optionLength[0] = 4;
+  check(call, libc().getsockopt(socket, level, name, intOptionBytes, optionLengthBytes));
+  return intOption[0];
+}
+
+function configure(socket: number, options: Required<AssociationOptions>) {
+  const init = new StructBuffer(sctp_initmsg)
+    .set("sinit_num_ostreams", options.streams)
+    .set("sinit_max_instreams", options.streams);
+  check(
+    "setsockopt(SCTP_INITMSG)",
+    libc().setsockopt(socket, SCTP.SOL_SCTP, SCTP.SCTP_INITMSG, init.bytes, sctp_initmsg.size),
+  );
+  // data_io fills sinfo_stream on receive; association events tell an abort
+  // (COMM_LOST) from an orderly end (SHUTDOWN_COMP).
+  const events = new StructBuffer(sctp_event_subscribe)
+    .set("sctp_data_io_event", 1)
+    .set("sctp_association_event", 1);
+  check(
+    "setsockopt(SCTP_EVENTS)",
+    libc().setsockopt(
+      socket,
+      SCTP.SOL_SCTP,
+      SCTP.SCTP_EVENTS,
+      events.bytes,
+      sctp_event_subscribe.size,
+    ),
+  );
+  setIntOption(socket, SCTP.SOL_SCTP, SCTP.SCTP_NODELAY, 1, "setsockopt(SCTP_NODELAY)");
+  if (options.sendBufferSize > 0) {
+    setIntOption(
+      socket,
+      C.SOL_SOCKET,
+      C.SO_SNDBUF,
+      options.sendBufferSize,
+      "setsockopt(SO_SNDBUF)",
+    );
+  }
+  if (options.receiveBufferSize > 0) {
+    setIntOption(
+      socket,
+      C.SOL_SOCKET,
+      C.SO_RCVBUF,
+      options.receiveBufferSize,
+      "setsockopt(SO_RCVBUF)",
+    );
+  }
+}
+
+function readStatus(socket: number): StructBuffer<keyof typeof sctp_status.fields> {
+  const status = new StructBuffer(sctp_status);
+  optionLength[0] = sctp_status.size;
+  check(
+    "getsockopt(SCTP_STATUS)",
+    libc().getsockopt(socket, SCTP.SOL_SCTP, SCTP.SCTP_STATUS, status.bytes, optionLengthBytes),
+  );
+  return status;
+}
+
+function established(socket: number): Established {
+  const status = readStatus(socket);
+  return {
+    socket: BigInt(socket),
+    outboundStreams: status.get("sstat_outstrms"),
+    inboundStreams: status.get("sstat_instrms"),
+  };
+}
+
+/**
+ * Grows the send buffer to hold a `length`-byte message. The kernel queues a
+ * message only whole and refuses one larger than the buffer (EMSGSIZE); it
+ * doubles the size asked for and caps it at 2 × net.core.wmem_max.
+ */
+function growSendBuffer(socket: number, length: number) {
+  setIntOption(socket, C.SOL_SOCKET, C.SO_SNDBUF, length, "setsockopt(SO_SNDBUF)");
+  const size = getIntOption(socket, C.SOL_SOCKET, C.SO_SNDBUF, "getsockopt(SO_SNDBUF)");
+  if (size < length) {
+    throw new RangeError(
+      `kernel SCTP message of ${length} bytes exceeds the largest socket send buffer ` +
+        `(${size} bytes); raise sysctl net.core.wmem_max or send smaller messages`,
+    );
+  }
+}
+
+/** What a notification means for the reader: go on, end, or fail. */
+function onNotification(notification: Uint8Array): "skip" | "end" {
+  const change = new DataView(notification.buffer, notification.byteOffset);
+  const type = change.getUint16(sctp_assoc_change.fields.sac_type.offset, true);
+  if (type !== SCTP.SCTP_ASSOC_CHANGE) return "skip";
+  const state = change.getUint16(sctp_assoc_change.fields.sac_state.offset, true);
+  if (state === SCTP.SCTP_SHUTDOWN_COMP) return "end";
+  if (state === SCTP.SCTP_COMM_LOST || state === SCTP.SCTP_CANT_STR_ASSOC) {
+    throw new TransportError("kernel SCTP: association aborted (peer ABORT or path failure)");
+  }
+  return "skip";
+}
+
+let jiffy: number | undefined;
+
+/**
+ * Milliseconds per kernel tick (1000 / CONFIG_HZ), the unit of SCTP_STATUS's
+ * `spinfo_srtt`. Read once from a throwaway socket: the kernel stores
+ * SO_RCVTIMEO in ticks and rounds 1 µs up to one tick, so reading it back
+ * gives the tick length.
+ */
+function jiffyMs(): number {
+  if (jiffy === undefined) {
+    const socket = openSocket(C.AF_INET);
+    try {
+      const tv = new StructBuffer(timeval).set("tv_usec", 1);
+      check(
+        "setsockopt(SO_RCVTIMEO)",
+        libc().setsockopt(socket, C.SOL_SOCKET, C.SO_RCVTIMEO, tv.bytes, timeval.size),
+      );
+      optionLength[0] = timeval.size;
+      check(
+        "getsockopt(SO_RCVTIMEO)",
+        libc().getsockopt(socket, C.SOL_SOCKET, C.SO_RCVTIMEO, tv.clear().bytes, optionLengthBytes),
+      );
+      jiffy = (tv.get("tv_sec") * 1e6 + tv.get("tv_usec")) / 1000;
+    } finally {
+      libc().close(socket);
+    }
+  }
+  return jiffy;
+}
+
+/** Calls `body`, closing `socket` if it throws. */
+function closingOnError<T>(socket: number, body: () => T): T {
+  try {
+    return body();
+  } catch (error) {
+    libc().close(socket);
+    throw error;
+  }
+}
+
+/** The kernel SCTP driver. */
+export const kernelDriver: SocketDriver = {
+  prepare() {},
+
+  listen(host, port, options) {
+    const addr = encodeSockaddr(host, port);
+    const socket = openSocket(addr[0] === C.AF_INET ? C.AF_INET : C.AF_INET6);
+    return closingOnError(socket, () => {
+      setIntOption(socket, C.SOL_SOCKET, C.SO_REUSEADDR, 1, "setsockopt(SO_REUSEADDR)");
+      configure(socket, options);
+      check("bind", libc().bind(socket, addr, addr.byteLength));
+      check("listen", libc().listen(socket, 511));
+      const bound = new Uint8Array(28);
+      optionLength[0] = bound.byteLength;
+      check("getsockname", libc().getsockname(socket, bound, optionLengthBytes));
+      return { socket: BigInt(socket), port: (bound[2] << 8) | bound[3] };
+    });
+  },
+
+  accept(listening, options) {
+    for (;;) {
+      const socket = libc().accept(fd(listening), null, null);
+      if (socket >= 0) {
+        return closingOnError(socket, () => {
+          configure(socket, options);
+          return established(socket);
+        });
+      }
+      const error = lastError("accept");
+      if (error.errno === Errno.EINTR || error.errno === Errno.ECONNABORTED) continue;
+      // The listener was stopped by `shutdown` (see there).
+      if (error.errno === Errno.EINVAL) return null;
+      throw error;
+    }
+  },
+
+  connect(host, port, options) {
+    const addr = encodeSockaddr(host, port);
+    const socket = openSocket(addr[0] === C.AF_INET ? C.AF_INET : C.AF_INET6);
+    return closingOnError(socket, () => {
+      configure(socket, options);
+      check("connect", libc().connect(socket, addr, addr.byteLength));
+      return established(socket);
+    });
+  },
+
+  send(handle, stream, pointer, length) {
+    if (length === 0) throw new RangeError("kernel SCTP cannot send an empty message");
+    const socket = fd(handle.socket);
+    sendInfo.set("sinfo_stream", stream);
+    let grown = false;
+    for (;;) {
+      // MSG_NOSIGNAL: a dead association gives EPIPE, not a SIGPIPE.
+      const n = libsctp().sctp_send(
+        socket,
+        pointer,
+        BigInt(length),
+        sendInfo.bytes,
+        C.MSG_NOSIGNAL,
+      );
+      if (n >= 0) return;
+      const error = lastError("sctp_send");
+      if (error.errno === Errno.EINTR) continue;
+      if (error.errno === EMSGSIZE && !grown) {
+        growSendBuffer(socket, length);
+        grown = true;
+        continue;
+      }
+      throw error;
+    }
+  },
+
+  receive(socket): Message | null {
+    const s = fd(socket);
+    let length = 0;
+    for (;;) {
+      if (scratch.byteLength - length < MIN_READ_BYTES) {
+        const grown = new Uint8Array(scratch.byteLength * 2);
+        grown.set(scratch.subarray(0, length));
+        scratch = grown;
+      }
+      recvFlags[0] = 0;
+      const n = libsctp().sctp_recvmsg(
+        s,
+        Deno.UnsafePointer.offset(Deno.UnsafePointer.of(scratch)!, length),
+        BigInt(scratch.byteLength - length),
+        null,
+        null,
+        recvInfo.bytes,
+        recvFlagsBytes,
+      );
+      if (n < 0) {
+        const error = lastError("sctp_recvmsg");
+        if (error.errno === Errno.EINTR) continue;
+        throw error;
+      }
+      if (n === 0) {
+        if (length > 0) throw new TransportError("kernel SCTP: peer closed inside a message");
+        return null;
+      }
+      if (recvFlags[0] & SCTP.MSG_NOTIFICATION) {
+        if (onNotification(scratch.subarray(length, length + n)) === "end") return null;
+        continue;
+      }
+      length += n;
+      if (recvFlags[0] & SCTP.MSG_EOR) {
+        return { stream: recvInfo.get("sinfo_stream"), data: scratch.slice(0, length) };
+      }
+    }
+  },
+
+  pathInfo(socket): PathInfo {
+    const status = readStatus(fd(socket));
+    return {
+      rttMs: status.get("sstat_primary.spinfo_srtt") * jiffyMs(),
+      cwndBytes: status.get("sstat_primary.spinfo_cwnd"),
+      mtu: status.get("sstat_primary.spinfo_mtu"),
+    };
+  },
+
+  shutdown(socket) {
+    const s = fd(socket);
+    // shutdown() does not wake a thread blocked in accept() on an SCTP
+    // listener (its disconnect is unsupported, so the socket stays in
+    // LISTEN). listen(fd, 0) stops listening first; the shutdown() below then
+    // wakes accept(), which sees a socket no longer listening and fails with
+    // EINVAL. On an association, listen() fails (EINVAL) and changes nothing.
+    libc().listen(s, 0);
+    if (libc().shutdown(s, C.SHUT_RDWR) < 0) {
+      const error = lastError("shutdown");
+      if (error.errno !== Errno.ENOTCONN) throw error;
+    }
+  },
+
+  abort(socket) {
+    const s = fd(socket);
+    // One-to-one sockets refuse sendmsg's SCTP_ABORT flag (EINVAL). Linger 0
+    // makes the final close() send ABORT instead; SHUT_RD wakes our reader
+    // without telling the peer anything (SHUT_WR would start a graceful SHUTDOWN).
+    const l = new StructBuffer(linger).set("l_onoff", 1).set("l_linger", 0);
+    libc().setsockopt(s, C.SOL_SOCKET, C.SO_LINGER, l.bytes, linger.size);
+    libc().shutdown(s, C.SHUT_RD);
+  },
+
+  close(socket) {
+    check("close", libc().close(fd(socket)));
+  },
+};

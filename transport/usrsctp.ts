@@ -1,0 +1,464 @@
+/**
+ * `usrsctp`: SCTP in user space over UDP encapsulation (RFC 6951), through
+ * libusrsctp, with one-to-one style sockets. Works without kernel SCTP and
+ * without privileges (containers, NAT, this project's build host), and talks
+ * to kernel SCTP peers that enable UDP encapsulation (`sysctl
+ * net.sctp.udp_port=9899 net.sctp.encap_port=9899`).
+ *
+ * **One stack per process.** usrsctp keeps its whole state in the library,
+ * shared by every isolate (Worker) of the process, and sends and receives all
+ * its associations' packets through one UDP port:
+ *
+ * - `listen` runs the stack on `options.udpPort` (default 9899): that is where
+ *   peers send to. A later `listen` asking for another UDP port throws.
+ * - `connect` in a process that has not listened yet runs the stack on a free
+ *   UDP port the OS picks (usrsctp cannot pick one: `usrsctp_init(0)` starts a
+ *   stack without any UDP socket).
+ * - `connect` sends to the peer's stack at `options.udpPort`. When one process
+ *   holds both ends (tests), that is its own stack, which works.
+ *
+ * The stack starts on the first `prepare` (main thread) and runs until the
+ * process exits: `usrsctp_finish` only succeeds once every socket of every
+ * isolate is closed, and process exit releases the stack's threads and UDP
+ * socket anyway.
+ *
+ * **Messages.** Each blocking `usrsctp_sendv` queues one whole message
+ * (boundaries and per-stream order are kept), so Workers sending on different
+ * streams need no lock. A message must fit in the send buffer, which `send`
+ * raises when it does not. Explicit end-of-record mode (`SCTP_EXPLICIT_EOR`)
+ * is not used: it would lock the association to one stream until a message is
+ * complete, and sends on other streams would fail with EINVAL. SCTP has no
+ * empty messages.
+ *
+ * @module
+ */
+
+import { C, check, encodeSockaddr, lastError, libc, sockaddrPort } from "../ffi/libc.ts";
+import { Errno } from "../ffi/errors.ts";
+import {
+  LIBC_EXTRA,
+  libusrsctp,
+  sctp_assoc_change,
+  sctp_event,
+  sctp_initmsg,
+  sctp_rcvinfo,
+  sctp_sndinfo,
+  sctp_status,
+  sctp_udpencaps,
+  USRSCTP,
+} from "../ffi/libusrsctp.ts";
+import { StructBuffer } from "../ffi/struct.ts";
+import type { Established, SocketDriver } from "./driver.ts";
+import { TransportError } from "./types.ts";
+import type { AssociationOptions, Message, PathInfo } from "./types.ts";
+
+const ENOENT = 2;
+const EMSGSIZE = 90;
+/** A receive never reads into less than this: the scratch buffer grows first. */
+const MIN_READ_BYTES = 64 * 1024;
+/** Larger messages are refused rather than buffered: a hostile peer cannot exhaust memory. */
+const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+
+/** Per-thread scratch: a send or receive allocates only the received message. */
+const sendInfo = new StructBuffer(sctp_sndinfo);
+const recvInfo = new StructBuffer(sctp_rcvinfo);
+const recvInfoLength = new Uint32Array(1);
+const recvInfoLengthBytes = new Uint8Array(recvInfoLength.buffer);
+const recvInfoType = new Uint32Array(1);
+const recvInfoTypeBytes = new Uint8Array(recvInfoType.buffer);
+const recvFlags = new Int32Array(1);
+const recvFlagsBytes = new Uint8Array(recvFlags.buffer);
+let scratch = new Uint8Array(256 * 1024);
+const optionLength = new Uint32Array(1);
+const optionLengthBytes = new Uint8Array(optionLength.buffer);
+const intOption = new Int32Array(1);
+const intOptionBytes = new Uint8Array(intOption.buffer);
+
+/** Listening sockets of this isolate (the main thread's), which `shutdown` stops differently. */
+const listening = new Set<bigint>();
+
+function so(socket: bigint): Deno.PointerObject {
+  return Deno.UnsafePointer.create(socket)!;
+}
+
+/**
+ * Binds a throwaway UDP socket to `port` (0: any free port) and returns the
+ * port. usrsctp_init does not report a UDP port it could not bind (the stack
+ * then runs without UDP and every association times out), so the port is
+ * tried here first; another process may still take it in between.
+ */
+function probeUdpPort(port: number): number {
+  const socket = check("socket(SOCK_DGRAM)", libc().socket(C.AF_INET, LIBC_EXTRA.SOCK_DGRAM, 0));
+  try {
+    const addr = encodeSockaddr("0.0.0.0", port);
+    if (libc().bind(socket, addr, addr.byteLength) < 0) {
+      const cause = lastError("bind");
+      throw new TransportError(
+        `usrsctp: cannot run the SCTP-over-UDP stack on UDP port ${port}: ${cause.message}`,
+        { cause },
+      );
+    }
+    optionLength[0] = addr.byteLength;
+    check("getsockname", libc().getsockname(socket, addr, optionLengthBytes));
+    return sockaddrPort(addr);
+  } finally {
+    libc().close(socket);
+  }
+}
+
+function openSocket(family: number): Deno.PointerObject {
+  const socket = libusrsctp().usrsctp_socket(
+    family,
+    C.SOCK_STREAM,
+    USRSCTP.IPPROTO_SCTP,
+    null,
+    null,
+    0,
+    null,
+  );
+  if (socket === null) throw lastError("usrsctp_socket");
+  return socket;
+}
+
+function setOption(
+  socket: Deno.PointerObject,
+  level: number,
+  name: number,
+  value: Uint8Array<ArrayBuffer>,
+  call: string,
+) {
+  check(call, libusrsctp().usrsctp_setsockopt(socket, level, name, value, value.byteLength));
+}
+
+function setIntOption(
+  socket: Deno.PointerObject,
+  level: number,
+  name: number,
+  value: number,
+  call: string,
+) {
+  intOption[0] = value;
+  setOption(socket, level, name, intOptionBytes, call);
+}
+
+function getIntOption(socket: Deno.PointerObject, level: number, name: number, call: string) {
+  optionLength[0] = 4;
+  check(
+    call,
+    libusrsctp().usrsctp_getsockopt(socket, level, name, intOptionBytes, optionLengthBytes),
+  );
+  return intOption[0];
+}
+
+/** Socket options of a listener or client; accepted sockets inherit them from their listener. */
+function configure(socket: Deno.PointerObject, options: Required<AssociationOptions>) {
+  const sctp = USRSCTP.IPPROTO_SCTP;
+  const init = new StructBuffer(sctp_initmsg)
+    .set("sinit_num_ostreams", options.streams)
+    .set("sinit_max_instreams", options.streams);
+  setOption(socket, sctp, USRSCTP.SCTP_INITMSG, init.bytes, "usrsctp_setsockopt(SCTP_INITMSG)");
+  setIntOption(socket, sctp, USRSCTP.SCTP_NODELAY, 1, "usrsctp_setsockopt(SCTP_NODELAY)");
+  setIntOption(socket, sctp, USRSCTP.SCTP_RECVRCVINFO, 1, "usrsctp_setsockopt(SCTP_RECVRCVINFO)");
+  // Association events tell an abort (COMM_LOST) from an orderly end (SHUTDOWN_COMP).
+  const events = new StructBuffer(sctp_event)
+    .set("se_assoc_id", USRSCTP.SCTP_FUTURE_ASSOC)
+    .set("se_type", USRSCTP.SCTP_ASSOC_CHANGE)
+    .set("se_on", 1);
+  setOption(socket, sctp, USRSCTP.SCTP_EVENT, events.bytes, "usrsctp_setsockopt(SCTP_EVENT)");
+  if (options.sendBufferSize > 0) {
+    setIntOption(
+      socket,
+      C.SOL_SOCKET,
+      C.SO_SNDBUF,
+      options.sendBufferSize,
+      "usrsctp_setsockopt(SO_SNDBUF)",
+    );
+  }
+  if (options.receiveBufferSize > 0) {
+    setIntOption(
+      socket,
+      C.SOL_SOCKET,
+      C.SO_RCVBUF,
+      options.receiveBufferSize,
+      "usrsctp_setsockopt(SO_RCVBUF)",
+    );
+  }
+}
+
+function readStatus(socket: Deno.PointerObject): StructBuffer<keyof typeof sctp_status.fields> {
+  const status = new StructBuffer(sctp_status);
+  optionLength[0] = sctp_status.size;
+  check(
+    "usrsctp_getsockopt(SCTP_STATUS)",
+    libusrsctp().usrsctp_getsockopt(
+      socket,
+      USRSCTP.IPPROTO_SCTP,
+      USRSCTP.SCTP_STATUS,
+      status.bytes,
+      optionLengthBytes,
+    ),
+  );
+  return status;
+}
+
+function established(socket: Deno.PointerObject): Established {
+  const status = readStatus(socket);
+  return {
+    socket: BigInt(Deno.UnsafePointer.value(socket)),
+    outboundStreams: status.get("sstat_outstrms"),
+    inboundStreams: status.get("sstat_instrms"),
+  };
+}
+
+/** The SCTP port a listener was bound to (usrsctp_bind picks one for port 0). */
+function boundPort(socket: Deno.PointerObject): number {
+  const addresses = new BigUint64Array(1);
+  const count = libusrsctp().usrsctp_getladdrs(
+    socket,
+    USRSCTP.SCTP_FUTURE_ASSOC,
+    new Uint8Array(addresses.buffer),
+  );
+  if (count < 0) throw lastError("usrsctp_getladdrs");
+  const first = Deno.UnsafePointer.create(addresses[0]);
+  if (count === 0 || first === null) {
+    throw new TransportError("usrsctp: a bound listener has no local address");
+  }
+  try {
+    // sin_port and sin6_port: same offset, network byte order.
+    const view = new Deno.UnsafePointerView(first);
+    return (view.getUint8(2) << 8) | view.getUint8(3);
+  } finally {
+    libusrsctp().usrsctp_freeladdrs(first);
+  }
+}
+
+/**
+ * Makes the send buffer hold a `length`-byte message: usrsctp refuses a
+ * message larger than the buffer (EMSGSIZE) instead of waiting. Returns
+ * whether the buffer was too small.
+ */
+function raiseSendBuffer(socket: Deno.PointerObject, length: number): boolean {
+  const size = getIntOption(socket, C.SOL_SOCKET, C.SO_SNDBUF, "usrsctp_getsockopt(SO_SNDBUF)");
+  if (size >= length) return false;
+  setIntOption(socket, C.SOL_SOCKET, C.SO_SNDBUF, length, "usrsctp_setsockopt(SO_SNDBUF)");
+  return true;
+}
+
+/** What a notification means for the reader: go on, or end; throws on an abort. */
+function onNotification(notification: Uint8Array): "skip" | "end" {
+  const change = new DataView(notification.buffer, notification.byteOffset);
+  const type = change.getUint16(sctp_assoc_change.fields.sac_type.offset, true);
+  if (type !== USRSCTP.SCTP_ASSOC_CHANGE) return "skip";
+  const state = change.getUint16(sctp_assoc_change.fields.sac_state.offset, true);
+  if (state === USRSCTP.SCTP_SHUTDOWN_COMP) return "end";
+  if (state === USRSCTP.SCTP_COMM_LOST || state === USRSCTP.SCTP_CANT_STR_ASSOC) {
+    throw new TransportError("usrsctp: association aborted (peer ABORT or path failure)");
+  }
+  return "skip";
+}
+
+/** Calls `body`, closing `socket` if it throws. */
+function closingOnError<T>(socket: Deno.PointerObject, body: () => T): T {
+  try {
+    return body();
+  } catch (error) {
+    libusrsctp().usrsctp_close(socket);
+    throw error;
+  }
+}
+
+/** The usrsctp driver. */
+export const usrsctpDriver: SocketDriver = {
+  prepare(options, listenPort) {
+    const { udpPort } = options;
+    if (!Number.isInteger(udpPort) || udpPort < 1 || udpPort > 65535) {
+      throw new RangeError(`udpPort must be an integer from 1 to 65535, got ${udpPort}`);
+    }
+    // Process-wide, so it also sees a stack another isolate started.
+    const running = libusrsctp().usrsctp_sysctl_get_sctp_udp_tunneling_port();
+    if (running === 0) {
+      const port = probeUdpPort(listenPort === undefined ? 0 : udpPort);
+      // No output callback (no AF_CONN sockets), no debug output.
+      libusrsctp().usrsctp_init(port, null, null);
+    } else if (listenPort !== undefined && running !== udpPort) {
+      throw new TransportError(
+        `usrsctp: this process's SCTP-over-UDP stack already runs on UDP port ${running}, ` +
+          `so it cannot listen with udpPort ${udpPort} (one stack per process: ` +
+          "listen before connecting, with the same udpPort everywhere)",
+      );
+    }
+  },
+
+  listen(host, port, options) {
+    const addr = encodeSockaddr(host, port);
+    const socket = openSocket(addr[0] === C.AF_INET ? C.AF_INET : C.AF_INET6);
+    return closingOnError(socket, () => {
+      configure(socket, options);
+      check("usrsctp_bind", libusrsctp().usrsctp_bind(socket, addr, addr.byteLength));
+      check("usrsctp_listen", libusrsctp().usrsctp_listen(socket, 511));
+      const bound = port === 0 ? boundPort(socket) : port;
+      const handle = BigInt(Deno.UnsafePointer.value(socket));
+      listening.add(handle);
+      return { socket: handle, port: bound };
+    });
+  },
+
+  accept(listener) {
+    const socket = libusrsctp().usrsctp_accept(so(listener), null, null);
+    if (socket === null) {
+      const error = lastError("usrsctp_accept");
+      // The listener was stopped by `shutdown` (see there).
+      if (error.errno === Errno.ECONNABORTED) return null;
+      throw error;
+    }
+    return closingOnError(socket, () => established(socket));
+  },
+
+  connect(host, port, options) {
+    const addr = encodeSockaddr(host, port);
+    const socket = openSocket(addr[0] === C.AF_INET ? C.AF_INET : C.AF_INET6);
+    return closingOnError(socket, () => {
+      configure(socket, options);
+      const encaps = new StructBuffer(sctp_udpencaps).set("sue_address.ss_family", C.AF_INET6);
+      new DataView(encaps.bytes.buffer).setUint16(
+        sctp_udpencaps.fields.sue_port.offset,
+        options.udpPort,
+        false,
+      );
+      setOption(
+        socket,
+        USRSCTP.IPPROTO_SCTP,
+        USRSCTP.SCTP_REMOTE_UDP_ENCAPS_PORT,
+        encaps.bytes,
+        "usrsctp_setsockopt(SCTP_REMOTE_UDP_ENCAPS_PORT)",
+      );
+      check("usrsctp_connect", libusrsctp().usrsctp_connect(socket, addr, addr.byteLength));
+      return established(socket);
+    });
+  },
+
+  send(handle, stream, pointer, length) {
+    if (length === 0) throw new RangeError("usrsctp cannot send an empty message");
+    const socket = so(handle.socket);
+    sendInfo.set("snd_sid", stream);
+    for (;;) {
+      // Blocks until the whole message fits in the send buffer, then queues
+      // it at once: it returns the full length or fails, never a part.
+      const n = libusrsctp().usrsctp_sendv(
+        socket,
+        pointer,
+        BigInt(length),
+        null,
+        0,
+        sendInfo.bytes,
+        sctp_sndinfo.size,
+        USRSCTP.SCTP_SENDV_SNDINFO,
+        0,
+      );
+      if (n >= 0) return;
+      const error = lastError("usrsctp_sendv");
+      // usrsctp's errno for "this socket has no association (any more)".
+      if (error.errno === ENOENT) {
+        throw new TransportError("usrsctp: the association is gone (aborted or closed)", {
+          cause: error,
+        });
+      }
+      if (error.errno !== EMSGSIZE || !raiseSendBuffer(socket, length)) throw error;
+    }
+  },
+
+  receive(socket): Message | null {
+    const s = so(socket);
+    let length = 0;
+    for (;;) {
+      if (scratch.byteLength - length < MIN_READ_BYTES) {
+        if (scratch.byteLength >= MAX_MESSAGE_BYTES) {
+          throw new TransportError(`usrsctp: message exceeds ${MAX_MESSAGE_BYTES} bytes`);
+        }
+        const grown = new Uint8Array(scratch.byteLength * 2);
+        grown.set(scratch.subarray(0, length));
+        scratch = grown;
+      }
+      recvInfoLength[0] = sctp_rcvinfo.size;
+      recvFlags[0] = 0;
+      const n = Number(
+        libusrsctp().usrsctp_recvv(
+          s,
+          scratch.subarray(length),
+          BigInt(scratch.byteLength - length),
+          null,
+          null,
+          recvInfo.bytes,
+          recvInfoLengthBytes,
+          recvInfoTypeBytes,
+          recvFlagsBytes,
+        ),
+      );
+      if (n < 0) throw lastError("usrsctp_recvv");
+      if (n === 0) {
+        if (length > 0) throw new TransportError("usrsctp: peer closed inside a message");
+        return null;
+      }
+      length += n;
+      // A large message (or notification) arrives in several reads.
+      if ((recvFlags[0] & USRSCTP.MSG_EOR) === 0) continue;
+      if (recvFlags[0] & USRSCTP.MSG_NOTIFICATION) {
+        if (onNotification(scratch.subarray(0, length)) === "end") return null;
+        length = 0;
+        continue;
+      }
+      return { stream: recvInfo.get("rcv_sid"), data: scratch.slice(0, length) };
+    }
+  },
+
+  pathInfo(socket): PathInfo {
+    const status = readStatus(so(socket));
+    return {
+      rttMs: status.get("sstat_primary.spinfo_srtt"),
+      cwndBytes: status.get("sstat_primary.spinfo_cwnd"),
+      mtu: status.get("sstat_primary.spinfo_mtu"),
+    };
+  },
+
+  shutdown(socket) {
+    const s = so(socket);
+    if (listening.has(socket)) {
+      // A blocked usrsctp_accept sleeps on one process-wide condition that
+      // only a new association signals. SHUT_RD marks the listener as done;
+      // wakeup_one then signals the condition, and accept, seeing the mark,
+      // fails with ECONNABORTED.
+      check("usrsctp_shutdown", libusrsctp().usrsctp_shutdown(s, C.SHUT_RD));
+      libusrsctp().wakeup_one(null);
+      return;
+    }
+    // SHUT_RDWR ends a blocked receive at once and sends SHUTDOWN once the
+    // queued messages are delivered. ENOTCONN: the association is gone already.
+    if (libusrsctp().usrsctp_shutdown(s, C.SHUT_RDWR) < 0) {
+      const error = lastError("usrsctp_shutdown");
+      if (error.errno !== Errno.ENOTCONN) throw error;
+    }
+  },
+
+  abort(socket) {
+    const info = new StructBuffer(sctp_sndinfo).set("snd_flags", USRSCTP.SCTP_ABORT);
+    // Sends ABORT and frees the association, which wakes its blocked reader
+    // and writers; fails harmlessly if it is gone already. usrsctp_sendv
+    // refuses a null data pointer even for 0 bytes.
+    libusrsctp().usrsctp_sendv(
+      so(socket),
+      Deno.UnsafePointer.of(info.bytes),
+      0n,
+      null,
+      0,
+      info.bytes,
+      sctp_sndinfo.size,
+      USRSCTP.SCTP_SENDV_SNDINFO,
+      0,
+    );
+  },
+
+  close(socket) {
+    listening.delete(socket);
+    libusrsctp().usrsctp_close(so(socket));
+  },
+};
