@@ -76,6 +76,7 @@ export const C = {
   SO_RCVBUF: 8,
   SO_LINGER: 13,
   SO_RCVTIMEO: 20,
+  SO_SNDTIMEO: 21,
   TCP_NODELAY: 1,
   TCP_INFO: 11,
   SHUT_RD: 0,

@@ -60,6 +60,8 @@ export const SCTP = {
   // notification types (sn_type) and SCTP_ASSOC_CHANGE states (sac_state)
   SCTP_ASSOC_CHANGE: 0x8001,
   SCTP_COMM_LOST: 1,
+  // enum sctp_sstat_state: sstat_state of a live association
+  SCTP_ESTABLISHED: 4,
   SCTP_SHUTDOWN_COMP: 3,
   SCTP_CANT_STR_ASSOC: 4,
 } as const;

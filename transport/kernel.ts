@@ -98,6 +98,14 @@ function configure(socket: number, options: Required<AssociationOptions>) {
     ),
   );
   setIntOption(socket, SCTP.SOL_SCTP, SCTP.SCTP_NODELAY, 1, "setsockopt(SCTP_NODELAY)");
+  // A sender blocked for buffer space is not always woken when the
+  // association is aborted (seen on 6.1 with several blocked senders), so
+  // blocked sends wake up every second to check the association is alive.
+  const timeout = new StructBuffer(timeval).set("tv_sec", 1);
+  check(
+    "setsockopt(SO_SNDTIMEO)",
+    libc().setsockopt(socket, C.SOL_SOCKET, C.SO_SNDTIMEO, timeout.bytes, timeval.size),
+  );
   if (options.sendBufferSize > 0) {
     setIntOption(
       socket,
@@ -126,6 +134,15 @@ function readStatus(socket: number): StructBuffer<keyof typeof sctp_status.field
     libc().getsockopt(socket, SCTP.SOL_SCTP, SCTP.SCTP_STATUS, status.bytes, optionLengthBytes),
   );
   return status;
+}
+
+/** Whether the association on `socket` can still carry data (SCTP_STATUS fails once it is gone). */
+function alive(socket: number): boolean {
+  try {
+    return readStatus(socket).get("sstat_state") === SCTP.SCTP_ESTABLISHED;
+  } catch {
+    return false;
+  }
 }
 
 function established(socket: number): Established {
@@ -269,6 +286,11 @@ export const kernelDriver: SocketDriver = {
       if (n >= 0) return;
       const error = lastError("sctp_send");
       if (error.errno === Errno.EINTR) continue;
+      if (error.errno === Errno.EAGAIN) {
+        // SO_SNDTIMEO expired with nothing queued (SCTP queues whole messages).
+        if (alive(socket)) continue;
+        throw new TransportError("kernel SCTP: association ended while sending");
+      }
       if (error.errno === EMSGSIZE && !grown) {
         growSendBuffer(socket, length);
         grown = true;

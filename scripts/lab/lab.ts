@@ -162,6 +162,20 @@ export function tcArgs(shape: LinkShape): { netem: string; tbf: string } {
   return { netem, tbf };
 }
 
+/**
+ * Runs UML ("$@", console on fd 3 = file "$1") in a process group of its own,
+ * so the terminal's Ctrl-C reaches only us, and kills that whole group on
+ * SIGTERM: UML's helper processes outlive a killed main process and would keep
+ * our pipes open. `setpriv --pdeathsig TERM` sends that SIGTERM if we die.
+ */
+const SUPERVISOR = `ulimit -c 0
+exec 3>"$1"; shift
+pid=
+trap '[ -n "$pid" ] && env kill -s KILL -- "-$pid"; exit 143' TERM INT HUP
+setsid "$@" &
+pid=$!
+wait "$pid"`;
+
 const shellQuote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
 
 async function exists(path: string): Promise<boolean> {
@@ -177,6 +191,18 @@ async function exists(path: string): Promise<boolean> {
 /** Paths the lab's own tmpfs mounts hide: the command cannot see the host's files there. */
 function hiddenInLab(path: string): boolean {
   return /^\/(tmp|run|proc|sys|dev)(\/|$)/.test(path);
+}
+
+/** Removes run directories left by killed runs: those past their deadline. */
+async function removeStaleRunDirs(workDir: string): Promise<void> {
+  for await (const entry of Deno.readDir(workDir)) {
+    if (!entry.isDirectory || !entry.name.startsWith("run-")) continue;
+    const dir = join(workDir, entry.name);
+    const deadline = Number(await Deno.readTextFile(join(dir, "deadline")).catch(() => ""));
+    if (deadline > 0 && deadline < Date.now()) {
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  }
 }
 
 function tail(text: string, lines: number): string {
@@ -217,7 +243,11 @@ export async function runInLab(options: LabOptions): Promise<LabResult> {
   if (/\s/.test(workDir)) throw new LabError(`work directory "${workDir}" must not contain spaces`);
 
   await Deno.mkdir(workDir, { recursive: true });
+  await removeStaleRunDirs(workDir);
   const runDir = await Deno.makeTempDir({ dir: workDir, prefix: "run-" });
+  // Every run ends by its timeout: a run directory older than that was left by a killed run.
+  const deadline = Date.now() + timeoutSeconds * 1000 + 60_000;
+  await Deno.writeTextFile(join(runDir, "deadline"), String(deadline));
   const consoleLog = join(runDir, "console.log");
   try {
     const env = { ...(options.env ?? Deno.env.toObject()) };
@@ -261,12 +291,13 @@ export async function runInLab(options: LabOptions): Promise<LabResult> {
       "--",
       runDir,
     ];
-    // setsid: UML and its helper processes get a process group of their own,
-    // which we can kill as a whole, and the terminal's Ctrl-C reaches only us.
-    const child = new Deno.Command("sh", {
+    const child = new Deno.Command("setpriv", {
       args: [
+        "--pdeathsig",
+        "TERM",
+        "sh",
         "-c",
-        'ulimit -c 0; exec 3>"$1"; shift; exec setsid "$@"',
+        SUPERVISOR,
         "sh",
         consoleLog,
         kernel,
@@ -281,7 +312,7 @@ export async function runInLab(options: LabOptions): Promise<LabResult> {
     let aborted = false;
     const killLab = () => {
       try {
-        child.kill("SIGKILL");
+        child.kill("SIGTERM");
       } catch {
         // already gone
       }

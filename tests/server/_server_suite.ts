@@ -90,7 +90,8 @@ export function serverSuite(target: ServerSuiteTarget): void {
     for (const policy of ["scf", "rr"] as const) {
       await withServer(target, root, policy, async (server, client) => {
         const responses = sizes.map((_, i) => client.request(`/f${i}`).then((r) => r.bytes()));
-        const queued = () => [...server.sessions][0]?.events.filter((e) => e.type === "queued").length;
+        const queued = () =>
+          [...server.sessions][0]?.events.filter((e) => e.type === "queued").length;
         while (queued() !== sizes.length) await new Promise((resolve) => setTimeout(resolve, 10));
         const session = [...server.sessions][0];
         session.scheduler.release();

@@ -23,7 +23,7 @@ function hostHasKernelSctp(): boolean {
 }
 
 Deno.test({
-  name: "kernel transport passes the conformance suite inside the User-Mode Linux lab",
+  name: "kernel transport and the server over it pass their suites inside the User-Mode Linux lab",
   ignore: inLab,
   async fn() {
     const result = await runInLab({
@@ -33,10 +33,11 @@ Deno.test({
         "-P=test",
         "--no-check",
         "tests/transport/kernel_in_lab.ts",
+        "tests/server/kernel_in_lab.ts",
       ],
       cwd: REPO,
       output: "piped",
-      timeoutSeconds: 300,
+      timeoutSeconds: 900,
     });
     console.log(result.stdout);
     if (result.stderr?.trim()) console.error(result.stderr);
