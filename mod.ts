@@ -16,6 +16,7 @@ export type {
 } from "./transport/types.ts";
 export { TRANSPORT_NAMES, TransportError } from "./transport/types.ts";
 export { NativeError } from "./ffi/errors.ts";
+export { localUdpPort } from "./transport/usrsctp.ts";
 export { MappedFile } from "./ffi/mapped_file.ts";
 export { startServer } from "./server/server.ts";
 export type { FlowServer, ServerOptions } from "./server/server.ts";

@@ -10,8 +10,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { createSocket } from "node:dgram";
-import { FlowClient, POLICY_NAMES, startServer } from "../mod.ts";
+import { FlowClient, localUdpPort, POLICY_NAMES, startServer } from "../mod.ts";
 import type { PolicyName, TransportName } from "../mod.ts";
 import { ConfigError, helpText, parseOptions } from "../cli/options.ts";
 
@@ -58,15 +57,6 @@ async function writeSite(): Promise<{ root: string; hashes: Map<string, string> 
     hashes.set(path, sha256(data));
   }
   return { root, hashes };
-}
-
-/** A free UDP port for this process's usrsctp stack (server and client share it here). */
-async function freeUdpPort(): Promise<number> {
-  const socket = createSocket("udp4");
-  await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
-  const { port } = socket.address();
-  await new Promise<void>((resolve) => socket.close(() => resolve()));
-  return port;
 }
 
 /** Serves the site under `policy` and fetches it all at once; returns completion times in ms. */
@@ -125,7 +115,7 @@ if (import.meta.main) {
       } MB) served over ${transport}, one association, ${parsed.values.streams} streams, all requested at once\n`,
     );
     const results = new Map<PolicyName, Map<string, number>>();
-    const udpPort = await freeUdpPort();
+    const udpPort = localUdpPort();
     for (const policy of POLICY_NAMES) {
       results.set(
         policy,

@@ -106,6 +106,14 @@ function probeUdpPort(port: number): number {
   }
 }
 
+/**
+ * The UDP port a process that holds both ends (tests, the demo) should use as
+ * `udpPort`: its running stack's port, or else one that is free right now.
+ */
+export function localUdpPort(): number {
+  return libusrsctp().usrsctp_sysctl_get_sctp_udp_tunneling_port() || probeUdpPort(0);
+}
+
 function openSocket(family: number): Deno.PointerObject {
   const socket = libusrsctp().usrsctp_socket(
     family,
