@@ -206,6 +206,27 @@ export function serverSuite(target: ServerSuiteTarget): void {
     });
   });
 
+  Deno.test(`${name}: a cancelled response fails its body, frees its mapping, and the association goes on`, async () => {
+    const root = await Deno.makeTempDir({ prefix: "flowsched-cancel-" });
+    await Deno.writeFile(`${root}/big.bin`, new Uint8Array(MAX_FILE));
+    await Deno.writeTextFile(`${root}/small.txt`, "after cancel");
+    await withServer(target, root, "scf", async (server, client) => {
+      const controller = new AbortController();
+      const response = await client.request("/big.bin", { signal: controller.signal });
+      const reader = response.body.getReader();
+      await reader.read();
+      controller.abort();
+      await assert.rejects(reader.read(), /cancelled/);
+      const next = await client.request("/small.txt");
+      assert.equal(new TextDecoder().decode(await next.bytes()), "after cancel");
+      while (server.mappings.references > 0) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      const session = [...server.sessions][0];
+      assert.ok(session.events.some((e) => e.type === "finished" && e.id === response.id));
+    });
+  });
+
   Deno.test(`${name}: a client that aborts mid-response frees its mapping and others are still served`, async () => {
     const root = await Deno.makeTempDir({ prefix: "flowsched-abort-" });
     const big = new Uint8Array(MAX_FILE);
