@@ -140,6 +140,35 @@ export function lastError(call: string): NativeError {
   return new NativeError(call, code, text);
 }
 
+const intOption = new Int32Array(1);
+const intOptionBytes = new Uint8Array(intOption.buffer);
+
+/** Sets an `int` socket option; `call` names it in the error, e.g. `"setsockopt(SO_SNDBUF)"`. */
+export function setIntOption(fd: number, level: number, name: number, value: number, call: string) {
+  intOption[0] = value;
+  check(call, libc().setsockopt(fd, level, name, intOptionBytes, 4));
+}
+
+/** Sets SO_SNDBUF and SO_RCVBUF; a size of 0 keeps the system default. */
+export function setBufferSizes(fd: number, sendBytes: number, receiveBytes: number) {
+  if (sendBytes > 0) {
+    setIntOption(fd, C.SOL_SOCKET, C.SO_SNDBUF, sendBytes, "setsockopt(SO_SNDBUF)");
+  }
+  if (receiveBytes > 0) {
+    setIntOption(fd, C.SOL_SOCKET, C.SO_RCVBUF, receiveBytes, "setsockopt(SO_RCVBUF)");
+  }
+}
+
+/** Runs `body` on a fresh socket, closing the socket if `body` throws. */
+export function closingOnError<T>(fd: number, body: () => T): T {
+  try {
+    return body();
+  } catch (error) {
+    libc().close(fd);
+    throw error;
+  }
+}
+
 /** Returns `result` unless it is negative, in which case throws the errno error. */
 export function check<T extends number | bigint>(call: string, result: T): T {
   if (result < 0) throw lastError(call);

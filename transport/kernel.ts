@@ -12,7 +12,18 @@
  * @module
  */
 
-import { C, check, encodeSockaddr, lastError, libc, linger, timeval } from "../ffi/libc.ts";
+import {
+  C,
+  check,
+  closingOnError,
+  encodeSockaddr,
+  lastError,
+  libc,
+  linger,
+  setBufferSizes,
+  setIntOption,
+  timeval,
+} from "../ffi/libc.ts";
 import { Errno } from "../ffi/errors.ts";
 import {
   libsctp,
@@ -63,11 +74,6 @@ function openSocket(family: number): number {
   throw error;
 }
 
-function setIntOption(socket: number, level: number, name: number, value: number, call: string) {
-  intOption[0] = value;
-  check(call, libc().setsockopt(socket, level, name, intOptionBytes, 4));
-}
-
 function getIntOption(socket: number, level: number, name: number, call: string): number {
   optionLength[0] = 4;
   check(call, libc().getsockopt(socket, level, name, intOptionBytes, optionLengthBytes));
@@ -106,24 +112,7 @@ function configure(socket: number, options: Required<AssociationOptions>) {
     "setsockopt(SO_SNDTIMEO)",
     libc().setsockopt(socket, C.SOL_SOCKET, C.SO_SNDTIMEO, timeout.bytes, timeval.size),
   );
-  if (options.sendBufferSize > 0) {
-    setIntOption(
-      socket,
-      C.SOL_SOCKET,
-      C.SO_SNDBUF,
-      options.sendBufferSize,
-      "setsockopt(SO_SNDBUF)",
-    );
-  }
-  if (options.receiveBufferSize > 0) {
-    setIntOption(
-      socket,
-      C.SOL_SOCKET,
-      C.SO_RCVBUF,
-      options.receiveBufferSize,
-      "setsockopt(SO_RCVBUF)",
-    );
-  }
+  setBufferSizes(socket, options.sendBufferSize, options.receiveBufferSize);
 }
 
 function readStatus(socket: number): StructBuffer<keyof typeof sctp_status.fields> {
@@ -211,16 +200,6 @@ function jiffyMs(): number {
     }
   }
   return jiffy;
-}
-
-/** Calls `body`, closing `socket` if it throws. */
-function closingOnError<T>(socket: number, body: () => T): T {
-  try {
-    return body();
-  } catch (error) {
-    libc().close(socket);
-    throw error;
-  }
 }
 
 /** The kernel SCTP driver. */

@@ -15,7 +15,18 @@
  * @module
  */
 
-import { C, check, encodeSockaddr, lastError, libc, linger, tcp_info } from "../ffi/libc.ts";
+import {
+  C,
+  check,
+  closingOnError,
+  encodeSockaddr,
+  lastError,
+  libc,
+  linger,
+  setBufferSizes,
+  setIntOption,
+  tcp_info,
+} from "../ffi/libc.ts";
 import { Errno } from "../ffi/errors.ts";
 import { StructBuffer } from "../ffi/struct.ts";
 import type { Established, SocketDriver } from "./driver.ts";
@@ -37,31 +48,9 @@ function fd(socket: bigint): number {
   return Number(socket);
 }
 
-function setIntOption(socket: number, level: number, name: number, value: number, call: string) {
-  const v = new Int32Array([value]);
-  check(call, libc().setsockopt(socket, level, name, new Uint8Array(v.buffer), 4));
-}
-
 function configure(socket: number, options: Required<AssociationOptions>) {
   setIntOption(socket, C.IPPROTO_TCP, C.TCP_NODELAY, 1, "setsockopt(TCP_NODELAY)");
-  if (options.sendBufferSize > 0) {
-    setIntOption(
-      socket,
-      C.SOL_SOCKET,
-      C.SO_SNDBUF,
-      options.sendBufferSize,
-      "setsockopt(SO_SNDBUF)",
-    );
-  }
-  if (options.receiveBufferSize > 0) {
-    setIntOption(
-      socket,
-      C.SOL_SOCKET,
-      C.SO_RCVBUF,
-      options.receiveBufferSize,
-      "setsockopt(SO_RCVBUF)",
-    );
-  }
+  setBufferSizes(socket, options.sendBufferSize, options.receiveBufferSize);
 }
 
 function sendAll(socket: number, pointer: Deno.PointerValue, length: number, flags: number) {
@@ -124,16 +113,6 @@ function exchangeHello(socket: number, options: Required<AssociationOptions>): E
     outboundStreams: Math.min(options.streams, peerView.getUint16(6)),
     inboundStreams: Math.min(options.streams, peerView.getUint16(4)),
   };
-}
-
-/** Calls `body`, closing `socket` if it throws. */
-function closingOnError<T>(socket: number, body: () => T): T {
-  try {
-    return body();
-  } catch (error) {
-    libc().close(socket);
-    throw error;
-  }
 }
 
 /** The tcpmux driver. */

@@ -1,0 +1,140 @@
+/**
+ * Small helpers shared by the benchmark scripts: a seeded PRNG, medians,
+ * progress lines, the results table, result files, and child processes
+ * (roles of the same script, possibly inside a lab network namespace).
+ *
+ * @module
+ */
+
+import { fileURLToPath } from "node:url";
+import { dirname, join } from "node:path";
+
+/** The repository root (two levels above this file). */
+export const REPO = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
+
+/** A seeded PRNG (mulberry32): uniform in [0, 1). */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The median of a non-empty list. */
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** One progress line on stderr, prefixed with the seconds since start. */
+const started = performance.now();
+export function progress(name: string, line: string): void {
+  const s = ((performance.now() - started) / 1000).toFixed(1).padStart(6);
+  console.error(`[${name} ${s}s${Deno.env.get("LAB") ? " lab" : ""}] ${line}`);
+}
+
+/** Formats rows as a fixed-width table; numbers are right-aligned. */
+export function table(header: string[], rows: (string | number)[][]): string {
+  const cells = [header, ...rows.map((r) => r.map(String))];
+  const widths = header.map((_, i) => Math.max(...cells.map((r) => r[i].length)));
+  const numeric = header.map((_, i) => rows.every((r) => typeof r[i] === "number"));
+  const line = (r: string[]) =>
+    r.map((c, i) => numeric[i] ? c.padStart(widths[i]) : c.padEnd(widths[i])).join("  ")
+      .trimEnd();
+  return [line(cells[0]), widths.map((w) => "-".repeat(w)).join("  "), ...cells.slice(1).map(line)]
+    .join("\n");
+}
+
+/** `x` rounded to `digits` decimals, as a number (for tables and JSON). */
+export const round = (x: number, digits = 1): number => Number(x.toFixed(digits));
+
+/** Writes `data` to results/bench/<name>-<timestamp>.json; returns the path. */
+export async function writeResults(name: string, data: unknown): Promise<string> {
+  const dir = join(REPO, "results", "bench");
+  await Deno.mkdir(dir, { recursive: true });
+  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+  const path = join(dir, `${name}-${stamp}.json`);
+  await Deno.writeTextFile(path, JSON.stringify(data, null, 2) + "\n");
+  return path;
+}
+
+/** The machine's load average (1, 5, 15 min), or null where /proc is missing. */
+export function loadAverage(): number[] | null {
+  try {
+    return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).map(Number);
+  } catch {
+    return null;
+  }
+}
+
+/** argv that runs `script` (a file in this directory) with Deno and the bench permissions. */
+export function denoArgv(script: string, args: string[]): string[] {
+  return [
+    Deno.execPath(),
+    "run",
+    "--no-check",
+    `--config=${join(REPO, "deno.json")}`,
+    "-P=bench",
+    join(REPO, "scripts", "bench", script),
+    ...args,
+  ];
+}
+
+/** A child process whose stdout lines are read one at a time. */
+export class Child {
+  readonly process: Deno.ChildProcess;
+  readonly #lines: AsyncIterator<string>;
+
+  constructor(argv: string[]) {
+    this.process = new Deno.Command(argv[0], {
+      args: argv.slice(1),
+      stdin: "null",
+      stdout: "piped",
+      stderr: "inherit",
+      cwd: REPO,
+    }).spawn();
+    this.#lines = this.process.stdout
+      .pipeThrough(new TextDecoderStream())
+      .pipeThrough(lineSplitter())[Symbol.asyncIterator]();
+  }
+
+  /** The next stdout line; throws if the process ended first. */
+  async line(): Promise<string> {
+    const next = await this.#lines.next();
+    if (next.done) {
+      const status = await this.process.status;
+      throw new Error(`child process ended (exit code ${status.code}) before printing a result`);
+    }
+    return next.value;
+  }
+
+  /** Ends the process (SIGTERM) and waits for it. */
+  async stop(): Promise<void> {
+    try {
+      this.process.kill("SIGTERM");
+    } catch {
+      // already gone
+    }
+    await this.process.status;
+    await this.#lines.return?.();
+  }
+}
+
+function lineSplitter(): TransformStream<string, string> {
+  let rest = "";
+  return new TransformStream({
+    transform(chunk, controller) {
+      const parts = (rest + chunk).split("\n");
+      rest = parts.pop()!;
+      for (const p of parts) controller.enqueue(p);
+    },
+    flush(controller) {
+      if (rest) controller.enqueue(rest);
+    },
+  });
+}
