@@ -63,10 +63,10 @@ export async function writeResults(name: string, data: unknown): Promise<string>
   return path;
 }
 
-/** The machine's load average (1, 5, 15 min), or null where /proc is missing. */
+/** The machine's load average (1, 5, 15 min), or null where it cannot be read. */
 export function loadAverage(): number[] | null {
   try {
-    return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).map(Number);
+    return Deno.loadavg().map((x) => round(x, 2));
   } catch {
     return null;
   }
@@ -137,4 +137,11 @@ function lineSplitter(): TransformStream<string, string> {
       if (rest) controller.enqueue(rest);
     },
   });
+}
+
+/** A fresh, host-visible file (under results/bench/) for results a lab run hands back. */
+export async function labOutFile(name: string): Promise<string> {
+  const dir = join(REPO, "results", "bench");
+  await Deno.mkdir(dir, { recursive: true });
+  return await Deno.makeTempFile({ dir, prefix: `.${name}-lab-`, suffix: ".json" });
 }

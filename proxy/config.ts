@@ -1,0 +1,80 @@
+/**
+ * The proxy's options: one table for flags, the config file and `--help`.
+ *
+ * @module
+ */
+
+import type { OptionTable } from "../cli/options.ts";
+import { LOG_LEVELS } from "../server/log.ts";
+
+/** Proxy option table. */
+export const PROXY_OPTIONS = {
+  listen: {
+    kind: "string",
+    default: "127.0.0.1:8080",
+    help: "host:port to accept HTTP/1.1 over TCP on (port 0: any free port)",
+    short: "l",
+  },
+  upstream: {
+    kind: "string",
+    default: "usrsctp://127.0.0.1:9000",
+    help: "the flowsched server, <transport>://host:port",
+    short: "u",
+  },
+  streams: {
+    kind: "integer",
+    default: 8,
+    min: 1,
+    max: 1024,
+    help: "streams of the one upstream association",
+  },
+  udpPort: {
+    kind: "integer",
+    default: 9899,
+    min: 0,
+    max: 65535,
+    help: "usrsctp: the server's UDP encapsulation port (RFC 6951)",
+  },
+  cache: {
+    kind: "string",
+    default: "/dev/shm/flowsched-cache",
+    help: "cache directory (should be on a tmpfs; shared safely by several proxies)",
+    short: "c",
+  },
+  cacheSize: {
+    kind: "integer",
+    default: 256 * 1024 * 1024,
+    min: 0,
+    help: "cache size limit in bytes (least recently used entries are evicted)",
+  },
+  noPrefetch: {
+    kind: "boolean",
+    default: false,
+    help: "do not prefetch the embedded resources of HTML pages",
+  },
+  requestTimeout: {
+    kind: "integer",
+    default: 30000,
+    min: 1,
+    help: "ms a client waits for a response before it gets 504",
+  },
+  connectTimeout: {
+    kind: "integer",
+    default: 3000,
+    min: 1,
+    help: "ms a request waits for the upstream association before it gets 502",
+  },
+  stallTimeout: {
+    kind: "integer",
+    default: 250,
+    min: 10,
+    help: "ms without upstream bytes (requests in flight) before the association is probed",
+  },
+  probeTimeout: {
+    kind: "integer",
+    default: 400,
+    min: 10,
+    help: "ms a probe may take before the association is declared dead",
+  },
+  logLevel: { kind: "string", default: "info", choices: LOG_LEVELS, help: "log level" },
+} as const satisfies OptionTable;

@@ -1,0 +1,233 @@
+/**
+ * Getting an entry into the cache: one upstream request per path however
+ * many ask at once (coalescing within a process, the `.tmp` claim across
+ * processes), bodies written as they arrive, failures cleaned up.
+ *
+ * @module
+ */
+
+import type { Logger } from "../server/log.ts";
+import type { DiskCache, EntryMeta } from "./cache.ts";
+import type { ProxyStats } from "./stats.ts";
+import { type Upstream, UpstreamError, UpstreamTimeout } from "./upstream.ts";
+
+/** Sees a body as it streams in (the prefetcher's HTML and CSS parsers). */
+export interface BodySink {
+  write(chunk: Uint8Array): void;
+  end(): void;
+}
+
+/** Chooses a sink for a 200 response, by content type. */
+export type Inspector = (
+  path: string,
+  contentType: string,
+  depth: number,
+) => BodySink | undefined;
+
+/** How a fill ended. */
+export type FillResult =
+  /** The entry is complete in the cache (`shared`: another process downloaded it meanwhile). */
+  | { kind: "cached"; shared?: boolean }
+  /** Not cacheable (status other than 200): the whole answer, to pass on. */
+  | { kind: "response"; status: number; headers: Headers; body: Uint8Array<ArrayBuffer> }
+  /** The path cannot be stored (e.g. a file sits where a directory is needed). */
+  | { kind: "uncacheable" }
+  /** Upstream failed (502) or took too long (504). */
+  | { kind: "error"; status: 502 | 504; message: string };
+
+/** A fill as one caller sees it. */
+export interface Fill {
+  result: FillResult;
+  /** Joined a download already in flight in this process. */
+  joined: boolean;
+  /** The entry was brought in by the prefetcher (and this is the first client to use it). */
+  prefetched: boolean;
+}
+
+interface InFlight {
+  promise: Promise<FillResult>;
+  prefetch: boolean;
+  claimed: boolean;
+}
+
+/** Fetcher options. */
+export interface FetcherOptions {
+  cache: DiskCache;
+  upstream: Upstream;
+  stats: ProxyStats;
+  log: Logger;
+  /** Upper bound on one download, and on waiting for another process's. */
+  timeoutMs: number;
+  inspector?: Inspector;
+}
+
+/** Largest non-200 body passed on (they are error pages). */
+const MAX_UNCACHED_BODY = 1024 * 1024;
+
+/** Fills cache entries from upstream. */
+export class Fetcher {
+  readonly #options: FetcherOptions;
+  readonly #inFlight = new Map<string, InFlight>();
+  /** Entries the prefetcher stored that no client has used yet. */
+  readonly #prefetched = new Set<string>();
+
+  constructor(options: FetcherOptions) {
+    this.#options = options;
+  }
+
+  /** Whether a download of `key` is in flight in this process. */
+  busy(key: string): boolean {
+    return this.#inFlight.has(key);
+  }
+
+  /** Counts a client's use of a prefetched entry once; true if it was one. */
+  takePrefetched(key: string): boolean {
+    return this.#prefetched.delete(key);
+  }
+
+  /**
+   * Makes sure `key` is in the cache, downloading `path` if needed. Joins a
+   * download in flight instead of starting another.
+   */
+  async fill(
+    key: string,
+    path: string,
+    options: { prefetch?: boolean; depth?: number } = {},
+  ): Promise<Fill> {
+    const running = this.#inFlight.get(key);
+    if (running) {
+      let prefetched = false;
+      if (!options.prefetch && running.prefetch && !running.claimed) {
+        running.claimed = true;
+        prefetched = true;
+      }
+      return { result: await running.promise, joined: true, prefetched };
+    }
+    const record: InFlight = {
+      promise: this.#download(key, path, options.depth ?? 0),
+      prefetch: options.prefetch ?? false,
+      claimed: false,
+    };
+    this.#inFlight.set(key, record);
+    try {
+      const result = await record.promise;
+      if (record.prefetch && !record.claimed && result.kind === "cached") {
+        this.#prefetched.add(key);
+      }
+      return { result, joined: false, prefetched: false };
+    } finally {
+      this.#inFlight.delete(key);
+    }
+  }
+
+  async #download(key: string, path: string, depth: number): Promise<FillResult> {
+    const { cache, log } = this.#options;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      if (await cache.has(key)) return { kind: "cached" };
+      const claim = await cache.claim(key, this.#options.timeoutMs);
+      if (claim === "uncacheable") return { kind: "uncacheable" };
+      if (claim === "busy") {
+        // Another process downloads it: wait for its rename (or its failure, then retry).
+        const waited = await cache.waitFor(key, this.#options.timeoutMs);
+        if (waited === "done") {
+          this.#options.stats.sharedWaits++;
+          return { kind: "cached", shared: true };
+        }
+        if (waited === "timeout") {
+          return {
+            kind: "error",
+            status: 504,
+            message: `${path}: another proxy's download did not finish in ${this.#options.timeoutMs} ms`,
+          };
+        }
+        log.info("a shared download failed; retrying", { path });
+        continue;
+      }
+      return await this.#own(key, path, depth, claim);
+    }
+    return { kind: "error", status: 502, message: `${path}: the download failed twice` };
+  }
+
+  async #own(key: string, path: string, depth: number, file: Deno.FsFile): Promise<FillResult> {
+    const { cache, upstream, stats, log } = this.#options;
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), this.#options.timeoutMs);
+    let sink: BodySink | undefined;
+    let owned = true;
+    try {
+      const response = await upstream.request(path, { signal: controller.signal });
+      if (response.status !== 200) {
+        owned = false;
+        await cache.abandon(key, file);
+        const body = await readBounded(response.body, MAX_UNCACHED_BODY);
+        return { kind: "response", status: response.status, headers: response.headers, body };
+      }
+      const contentType = response.headers.get("content-type") ?? "";
+      sink = this.#options.inspector?.(path, contentType, depth);
+      let size = 0;
+      for await (const chunk of response.body) {
+        sink?.write(chunk);
+        await writeAll(file, chunk);
+        size += chunk.byteLength;
+        stats.bytesFetched += chunk.byteLength;
+      }
+      const expected = Number(response.headers.get("content-length") ?? size);
+      if (size !== expected) throw new UpstreamError(`${path}: got ${size} of ${expected} bytes`);
+      const meta: EntryMeta = {
+        status: 200,
+        headers: [...response.headers],
+        size,
+        url: path,
+        storedAt: new Date().toISOString(),
+      };
+      owned = false;
+      await cache.commit(key, file, meta);
+      log.debug("stored", { path, size, depth });
+      return { kind: "cached" };
+    } catch (error) {
+      if (owned) await cache.abandon(key, file);
+      stats.failedDownloads++;
+      const timeout = error instanceof UpstreamTimeout || controller.signal.aborted;
+      const message = error instanceof Error ? error.message : String(error);
+      log.warn("download failed; partial body removed", { path, error: message });
+      return {
+        kind: "error",
+        status: timeout ? 504 : 502,
+        message: timeout
+          ? `${path}: no complete answer from upstream within ${this.#options.timeoutMs} ms`
+          : message,
+      };
+    } finally {
+      clearTimeout(timer);
+      try {
+        sink?.end();
+      } catch { /* a parser error must not fail the download */ }
+    }
+  }
+}
+
+async function writeAll(file: Deno.FsFile, data: Uint8Array) {
+  for (let at = 0; at < data.byteLength;) at += await file.write(data.subarray(at));
+}
+
+async function readBounded(
+  body: ReadableStream<Uint8Array>,
+  limit: number,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    if (size + chunk.byteLength > limit) {
+      throw new UpstreamError(`an error body larger than ${limit} bytes`);
+    }
+    parts.push(chunk);
+    size += chunk.byteLength;
+  }
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.byteLength;
+  }
+  return out;
+}

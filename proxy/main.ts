@@ -1,0 +1,47 @@
+/**
+ * `deno task proxy`: the HTTP/1.1-over-TCP door to a flowsched server, with a
+ * shared tmpfs cache and HTML prefetch.
+ *
+ * @module
+ */
+
+import { ConfigError, helpText, parseOptions } from "../cli/options.ts";
+import type { LogLevel } from "../server/log.ts";
+import { PROXY_OPTIONS } from "./config.ts";
+import { startProxy } from "./proxy.ts";
+
+const USAGE = `Usage: deno task proxy [options]
+
+Accepts HTTP/1.1 over TCP and forwards requests over one SCTP association with
+N streams to a flowsched server. Bodies are cached in a directory (a tmpfs by
+default; several proxies may share it), and the embedded resources of every
+HTML page are prefetched as one batch. GET /_flowsched/stats answers counters.
+
+Example:
+  deno task proxy --listen 127.0.0.1:8080 --upstream usrsctp://127.0.0.1:9000 \\
+    --cache /dev/shm/flowsched-cache`;
+
+if (import.meta.main) {
+  try {
+    const parsed = await parseOptions(Deno.args, PROXY_OPTIONS);
+    if (!parsed) {
+      console.log(helpText(USAGE, PROXY_OPTIONS));
+      Deno.exit(0);
+    }
+    const { values } = parsed;
+    const proxy = await startProxy({
+      ...values,
+      prefetch: !values.noPrefetch,
+      logLevel: values.logLevel as LogLevel,
+    });
+    const stop = async () => {
+      await proxy.close();
+      Deno.exit(0);
+    };
+    Deno.addSignalListener("SIGINT", stop);
+    Deno.addSignalListener("SIGTERM", stop);
+  } catch (error) {
+    console.error(`proxy: ${(error as Error).message}`);
+    Deno.exit(error instanceof ConfigError || error instanceof TypeError ? 2 : 1);
+  }
+}

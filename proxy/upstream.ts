@@ -1,0 +1,327 @@
+/**
+ * The proxy's one association to the server: many requests over N streams,
+ * with a watchdog and reconnection.
+ *
+ * A dead server does not always say so (a killed process sends no ABORT, and
+ * a receiver with nothing to retransmit notices nothing for tens of seconds).
+ * So the watchdog watches progress: when requests are in flight and no
+ * response bytes arrived for `stallTimeoutMs`, it sends a tiny probe (`HEAD /`,
+ * which every policy schedules quickly); if that is not answered within
+ * `probeTimeoutMs`, the association is aborted, every request in flight fails
+ * at once (502), and reconnection starts with exponential backoff.
+ *
+ * @module
+ */
+
+import { type FlowResponse, parseServerUrl, type ServerAddress } from "../protocol/client.ts";
+import { FlowClient } from "../protocol/client.ts";
+import type { Logger } from "../server/log.ts";
+import type { UpstreamInfo } from "./stats.ts";
+
+/** Upstream options. */
+export interface UpstreamOptions {
+  /** `<transport>://host:port` of the server. */
+  url: string;
+  /** Streams of the association. @default 8 */
+  streams?: number;
+  /** usrsctp: the server's UDP encapsulation port. @default 9899 */
+  udpPort?: number;
+  /** How long a request waits for the association before failing. @default 3000 */
+  connectTimeoutMs?: number;
+  /** Silence with requests in flight before a probe. @default 250 */
+  stallTimeoutMs?: number;
+  /** How long a probe may take. @default 400 */
+  probeTimeoutMs?: number;
+  log: Logger;
+}
+
+/** The upstream failed or is unreachable: the client gets 502. */
+export class UpstreamError extends Error {
+  override name = "UpstreamError";
+}
+
+/** The upstream took too long: the client gets 504. */
+export class UpstreamTimeout extends Error {
+  override name = "UpstreamTimeout";
+}
+
+const BACKOFF_START_MS = 100;
+const BACKOFF_MAX_MS = 5000;
+/** A connect attempt that takes longer is abandoned (its late result is aborted). */
+const CONNECT_ATTEMPT_MS = 2000;
+
+/** One association to the server, reconnected when it drops. */
+export class Upstream {
+  readonly address: ServerAddress;
+  readonly url: string;
+  readonly #options: UpstreamOptions;
+  readonly #log: Logger;
+  #client: FlowClient | undefined;
+  #state: UpstreamInfo["state"] = "connecting";
+  #up = Promise.withResolvers<void>();
+  #connects = 0;
+  #disconnects = 0;
+  #inFlight = 0;
+  #lastActivity = performance.now();
+  #probing = false;
+  #lastError: string | undefined;
+  #watchdog: ReturnType<typeof setInterval> | undefined;
+  #closed = false;
+  #wake: (() => void) | undefined;
+
+  constructor(options: UpstreamOptions) {
+    this.#options = options;
+    this.#log = options.log;
+    this.url = options.url;
+    this.address = parseServerUrl(options.url);
+    this.#up.promise.catch(() => {});
+  }
+
+  /** Starts connecting; requests wait for the association. */
+  start(): void {
+    this.#connectLoop();
+    const stall = this.#options.stallTimeoutMs ?? 250;
+    this.#watchdog = setInterval(() => this.#checkProgress(), Math.max(10, stall / 3));
+  }
+
+  /** Current state for the stats endpoint. */
+  info(): UpstreamInfo {
+    return {
+      url: this.url,
+      state: this.#state,
+      streams: this.#client?.association.outboundStreams ?? this.#options.streams ?? 8,
+      connects: this.#connects,
+      disconnects: this.#disconnects,
+      inFlight: this.#inFlight,
+      ...(this.#lastError ? { lastError: this.#lastError } : {}),
+    };
+  }
+
+  /**
+   * Sends a request and resolves with its response head. The body is
+   * wrapped so that the watchdog sees progress and the in-flight count drops
+   * when it ends. Throws UpstreamError (502) or UpstreamTimeout (504).
+   */
+  async request(
+    path: string,
+    options: { method?: "GET" | "HEAD"; signal: AbortSignal },
+  ): Promise<FlowResponse> {
+    const client = await this.#ready(options.signal);
+    this.#inFlight++;
+    this.#touch();
+    let done = false;
+    const finish = () => {
+      if (!done) {
+        done = true;
+        this.#inFlight--;
+      }
+    };
+    let response: FlowResponse;
+    try {
+      response = await client.request(path, { method: options.method, signal: options.signal });
+    } catch (error) {
+      finish();
+      throw this.#translate(error, options.signal, client);
+    }
+    this.#touch();
+    const reader = response.body.getReader();
+    const body = new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        try {
+          const { value, done: end } = await reader.read();
+          if (end) {
+            finish();
+            controller.close();
+          } else {
+            this.#touch();
+            controller.enqueue(value);
+          }
+        } catch (error) {
+          finish();
+          controller.error(this.#translate(error, options.signal, client));
+        }
+      },
+      cancel: (reason) => {
+        finish();
+        return reader.cancel(reason);
+      },
+    });
+    return { ...response, body, bytes: () => new Response(body).bytes() };
+  }
+
+  /** Closes the association and stops reconnecting. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#state = "closed";
+    clearInterval(this.#watchdog);
+    this.#wake?.();
+    this.#up.reject(new UpstreamError("the proxy is closing"));
+    const client = this.#client;
+    this.#client = undefined;
+    await client?.association.abort().catch(() => {});
+    await client?.close().catch(() => {});
+  }
+
+  #touch() {
+    this.#lastActivity = performance.now();
+  }
+
+  #translate(error: unknown, signal: AbortSignal, client: FlowClient): Error {
+    if (signal.aborted) {
+      return new UpstreamTimeout(`no complete answer from ${this.url} in time`);
+    }
+    if (client !== this.#client || this.#state !== "up") {
+      return new UpstreamError(`the association to ${this.url} failed: ${errorText(error)}`);
+    }
+    // A reset concerns one response; anything else means the association died
+    // (the client fails every request then, and refuses new ones).
+    if (!/reset by the server|cancelled/.test(errorText(error))) this.#markDown(client, error);
+    return new UpstreamError(`upstream ${this.url} failed: ${errorText(error)}`);
+  }
+
+  async #ready(signal: AbortSignal): Promise<FlowClient> {
+    if (this.#client && this.#state === "up") return this.#client;
+    if (this.#closed) throw new UpstreamError("the proxy is closing");
+    const wait = this.#options.connectTimeoutMs ?? 3000;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new UpstreamError(
+              `upstream ${this.url} unavailable for ${wait} ms${
+                this.#lastError ? `: ${this.#lastError}` : ""
+              }`,
+            ),
+          ),
+        wait,
+      );
+      signal.addEventListener(
+        "abort",
+        () => reject(new UpstreamTimeout(`no answer from ${this.url} in time`)),
+        { once: true },
+      );
+    });
+    try {
+      await Promise.race([this.#up.promise, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!this.#client) throw new UpstreamError(`upstream ${this.url} unavailable`);
+    return this.#client;
+  }
+
+  async #connectLoop() {
+    let backoff = BACKOFF_START_MS;
+    while (!this.#closed) {
+      if (this.#client) {
+        // Wait until the association is marked down.
+        await new Promise<void>((resolve) => (this.#wake = resolve));
+        this.#wake = undefined;
+        continue;
+      }
+      this.#state = this.#connects === 0 ? "connecting" : "down";
+      try {
+        const client = await this.#attempt();
+        if (this.#closed) {
+          await client.association.abort().catch(() => {});
+          return;
+        }
+        this.#client = client;
+        this.#state = "up";
+        this.#connects++;
+        this.#lastError = undefined;
+        this.#touch();
+        backoff = BACKOFF_START_MS;
+        this.#log.info("upstream association up", {
+          upstream: this.url,
+          streams: client.association.outboundStreams,
+        });
+        this.#up.resolve();
+      } catch (error) {
+        this.#lastError = errorText(error);
+        this.#log.warn("upstream connect failed", {
+          upstream: this.url,
+          error: this.#lastError,
+          retryInMs: backoff,
+        });
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, backoff);
+          this.#wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.#wake = undefined;
+        backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
+      }
+    }
+  }
+
+  #attempt(): Promise<FlowClient> {
+    const pending = FlowClient.connect(this.address, {
+      streams: this.#options.streams ?? 8,
+      udpPort: this.#options.udpPort ?? 9899,
+    });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(new UpstreamError(`connect to ${this.url} took over ${CONNECT_ATTEMPT_MS} ms`));
+        // An abandoned attempt that succeeds later must not linger.
+        pending.then((late) => late.association.abort().catch(() => {}), () => {});
+      }, CONNECT_ATTEMPT_MS);
+    });
+    return Promise.race([pending, timeout]).finally(() => clearTimeout(timer));
+  }
+
+  #markDown(client: FlowClient, reason: unknown) {
+    if (this.#client !== client) return;
+    this.#client = undefined;
+    this.#state = "down";
+    this.#disconnects++;
+    this.#lastError = errorText(reason);
+    this.#up = Promise.withResolvers<void>();
+    this.#up.promise.catch(() => {});
+    this.#log.warn("upstream association down; reconnecting", {
+      upstream: this.url,
+      error: this.#lastError,
+    });
+    // Fails every request in flight at once.
+    client.association.abort().catch(() => {});
+    this.#wake?.();
+  }
+
+  #checkProgress() {
+    const client = this.#client;
+    if (!client || this.#state !== "up" || this.#probing) return;
+    if (this.#inFlight === 0) return;
+    const stall = this.#options.stallTimeoutMs ?? 250;
+    if (performance.now() - this.#lastActivity < stall) return;
+    this.#probing = true;
+    const controller = new AbortController();
+    const probeTimeout = this.#options.probeTimeoutMs ?? 400;
+    const timer = setTimeout(() => controller.abort(), probeTimeout);
+    client.request("/", { method: "HEAD", signal: controller.signal })
+      .then(
+        () => this.#touch(),
+        (error) => {
+          this.#markDown(
+            client,
+            controller.signal.aborted
+              ? new UpstreamError(
+                `no response bytes for ${stall} ms and no answer to a probe in ${probeTimeout} ms`,
+              )
+              : error,
+          );
+        },
+      )
+      .finally(() => {
+        clearTimeout(timer);
+        this.#probing = false;
+      });
+  }
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,401 @@
+/**
+ * `deno task bench files [--quick]`: file serving throughput over one
+ * association vs the plain TCP HTTP/1.1 baseline, as ratios measured in one
+ * run.
+ *
+ * Workload: a seeded tree of `--files` files whose sizes are uniform in
+ * 0..1 MiB (as in the reference thesis; `--sizes loguniform` draws them
+ * log-uniformly in 64 B..1 MiB instead), and `--requests` seeded random paths
+ * (uniform popularity). `--concurrency` requests are kept outstanding: over
+ * one association (FlowClient, `--streams` streams) for the SCTP transports
+ * and tcpmux, under each policy; over the fetch keep-alive pool (so up to
+ * `--concurrency` TCP connections) for the TCP baseline. Every response's
+ * status (200) and body length are checked; failures are counted. A short
+ * untimed warm-up precedes each timed phase. Client and server share one
+ * process; one configuration runs at a time.
+ *
+ * On the host: usrsctp and tcpmux (scf, rr) vs the TCP baseline. In the lab
+ * (one boot; the script re-runs itself with --inside-lab; loopback at MTU
+ * 1500): kernel SCTP (scf, rr) vs the TCP baseline.
+ *
+ * @module
+ */
+
+import {
+  FlowClient,
+  localUdpPort,
+  POLICY_NAMES,
+  startServer,
+  startTcpBaseline,
+} from "../../mod.ts";
+import type { PolicyName, TransportName } from "../../mod.ts";
+import { ConfigError, helpText, parseOptions } from "../../cli/options.ts";
+import { runInLab } from "../lab/lab.ts";
+import {
+  denoArgv,
+  labOutFile,
+  loadAverage,
+  prng,
+  progress,
+  REPO,
+  round,
+  table,
+  writeResults,
+} from "./common.ts";
+
+const OPTIONS = {
+  quick: { kind: "boolean", default: false, help: "few files and requests (a smoke run)" },
+  where: {
+    kind: "string",
+    default: "both",
+    choices: ["both", "host", "lab"],
+    help: "run natively on the host, in the lab (kernel SCTP), or both",
+  },
+  files: { kind: "integer", default: 200, min: 1, help: "files in the tree" },
+  sizes: {
+    kind: "string",
+    default: "uniform",
+    choices: ["uniform", "loguniform"],
+    help: "file size distribution up to 1 MiB",
+  },
+  requests: { kind: "integer", default: 10000, min: 1, help: "requests per timed phase (host)" },
+  labRequests: {
+    kind: "integer",
+    default: 2000,
+    min: 1,
+    help: "requests per timed phase in the lab (one slow CPU)",
+  },
+  concurrency: { kind: "integer", default: 32, min: 1, help: "requests outstanding at once" },
+  streams: { kind: "integer", default: 8, min: 1, max: 1024, help: "streams per association" },
+  policies: { kind: "string", default: "scf,rr", help: "comma-separated policies to measure" },
+  seed: { kind: "integer", default: 1, min: 0, help: "seed of file sizes and request paths" },
+  labTimeout: { kind: "integer", default: 1800, min: 60, help: "seconds before the lab is killed" },
+  insideLab: { kind: "boolean", default: false, help: "(internal) run the lab part here" },
+  labOut: { kind: "string", default: "", help: "(internal) file for the lab's results" },
+} as const;
+
+const USAGE = `Usage: deno task bench files [options]
+
+File serving: a seeded tree of random-size files, seeded random requests, C outstanding at
+once. Host: usrsctp and tcpmux over one association (policies scf and rr) vs the TCP
+HTTP/1.1 baseline (Deno.serve, keep-alive, fetch). Lab (User-Mode Linux, one CPU): kernel
+SCTP (scf, rr) vs the TCP baseline. Prints files/s, MB/s (10^6 bytes), mean response time
+and ratios measured in the same run; writes results/bench/files-<timestamp>.json.`;
+
+const MIB = 1024 * 1024;
+type Values = NonNullable<Awaited<ReturnType<typeof parseOptions<typeof OPTIONS>>>>["values"];
+
+interface Tree {
+  root: string;
+  paths: string[];
+  sizes: number[];
+  totalBytes: number;
+}
+
+/** Writes the seeded tree under a new temporary directory. */
+async function writeTree(values: Values): Promise<Tree> {
+  const root = await Deno.makeTempDir({ prefix: "flowsched-bench-files-" });
+  const random = prng(values.seed);
+  // File bodies are windows of one seeded random pool (content does not matter here).
+  const pool = new Uint8Array(2 * MIB);
+  const words = new Uint32Array(pool.buffer);
+  for (let i = 0; i < words.length; i++) words[i] = random() * 2 ** 32;
+  const paths: string[] = [];
+  const sizes: number[] = [];
+  for (let i = 0; i < values.files; i++) {
+    const size = values.sizes === "uniform"
+      ? Math.floor(random() * (MIB + 1))
+      : Math.round(Math.exp(Math.log(64) + random() * (Math.log(MIB) - Math.log(64))));
+    const dir = `d${i % 10}`;
+    const path = `/${dir}/f${String(i).padStart(5, "0")}.bin`;
+    await Deno.mkdir(root + "/" + dir, { recursive: true });
+    const at = Math.floor(random() * (pool.length - size));
+    await Deno.writeFile(root + path, pool.subarray(at, at + size));
+    paths.push(path);
+    sizes.push(size);
+  }
+  return { root, paths, sizes, totalBytes: sizes.reduce((a, b) => a + b, 0) };
+}
+
+/** Seeded request sequence: indices into the tree. */
+function requestList(values: Values, tree: Tree, count: number, salt: number): number[] {
+  const random = prng(values.seed * 7919 + salt);
+  return Array.from({ length: count }, () => Math.floor(random() * tree.paths.length));
+}
+
+interface Phase {
+  where: "host" | "lab";
+  server: string;
+  policy: string;
+  requests: number;
+  errors: number;
+  firstError?: string;
+  seconds: number;
+  bytes: number;
+  filesPerSecond: number;
+  mbPerSecond: number;
+  meanMs: number;
+  p99Ms: number;
+  ratioToTcp?: number;
+}
+
+/** Fetches `list` with `concurrency` outstanding; `fetchOne` returns [status, body length]. */
+async function drive(
+  tree: Tree,
+  list: number[],
+  concurrency: number,
+  fetchOne: (path: string) => Promise<[number, number]>,
+) {
+  let next = 0;
+  let errors = 0;
+  let firstError: string | undefined;
+  let bytes = 0;
+  const times: number[] = [];
+  const t0 = performance.now();
+  const worker = async () => {
+    while (next < list.length) {
+      const index = list[next++];
+      const started = performance.now();
+      try {
+        const [status, length] = await fetchOne(tree.paths[index]);
+        if (status !== 200 || length !== tree.sizes[index]) {
+          throw new Error(
+            `${tree.paths[index]}: status ${status}, ${length} bytes, expected ${
+              tree.sizes[index]
+            }`,
+          );
+        }
+        bytes += length;
+      } catch (error) {
+        errors++;
+        firstError ??= (error as Error).message;
+      }
+      times.push(performance.now() - started);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, list.length) }, worker));
+  const seconds = (performance.now() - t0) / 1000;
+  times.sort((a, b) => a - b);
+  return {
+    seconds,
+    bytes,
+    errors,
+    firstError,
+    meanMs: times.reduce((a, b) => a + b, 0) / times.length,
+    p99Ms: times[Math.min(times.length - 1, Math.floor(times.length * 0.99))],
+  };
+}
+
+function phase(
+  where: "host" | "lab",
+  server: string,
+  policy: string,
+  requests: number,
+  r: Awaited<ReturnType<typeof drive>>,
+): Phase {
+  const done = requests - r.errors;
+  progress(
+    "files",
+    `  ${round(done / r.seconds, 0)} files/s, ${round(r.bytes / r.seconds / 1e6)} MB/s, ` +
+      `${r.errors} errors${r.firstError ? ` (first: ${r.firstError})` : ""}`,
+  );
+  return {
+    where,
+    server,
+    policy,
+    requests,
+    errors: r.errors,
+    firstError: r.firstError,
+    seconds: r.seconds,
+    bytes: r.bytes,
+    filesPerSecond: done / r.seconds,
+    mbPerSecond: r.bytes / r.seconds / 1e6,
+    meanMs: r.meanMs,
+    p99Ms: r.p99Ms,
+  };
+}
+
+async function benchTcp(where: "host" | "lab", values: Values, tree: Tree, requests: number) {
+  progress(
+    "files",
+    `tcp baseline (keep-alive, fetch): ${requests} requests, C=${values.concurrency}`,
+  );
+  await using server = await startTcpBaseline({ root: tree.root, port: 0, keepAlive: true });
+  const client = Deno.createHttpClient({});
+  try {
+    const fetchOne = async (path: string): Promise<[number, number]> => {
+      const response = await fetch(`http://127.0.0.1:${server.port}${path}`, { client });
+      const body = await response.bytes();
+      return [response.status, body.byteLength];
+    };
+    const warmup = requestList(values, tree, Math.min(200, Math.ceil(requests / 10)), 1);
+    await drive(tree, warmup, values.concurrency, fetchOne);
+    const r = await drive(
+      tree,
+      requestList(values, tree, requests, 0),
+      values.concurrency,
+      fetchOne,
+    );
+    return phase(where, "tcp", "-", requests, r);
+  } finally {
+    client.close();
+  }
+}
+
+async function benchFlow(
+  where: "host" | "lab",
+  transport: TransportName,
+  policy: PolicyName,
+  values: Values,
+  tree: Tree,
+  requests: number,
+) {
+  progress(
+    "files",
+    `${transport} ${policy}: ${requests} requests, C=${values.concurrency}, ${values.streams} streams`,
+  );
+  const udpPort = transport === "usrsctp" ? localUdpPort() : undefined;
+  await using server = await startServer({
+    transport,
+    host: "127.0.0.1",
+    port: 0,
+    root: tree.root,
+    policy,
+    streams: values.streams,
+    logLevel: "warn",
+    udpPort,
+  });
+  await using client = await FlowClient.connect(
+    { transport, host: "127.0.0.1", port: server.port },
+    { streams: values.streams, udpPort },
+  );
+  const fetchOne = async (path: string): Promise<[number, number]> => {
+    const response = await client.request(path);
+    const body = await response.bytes();
+    return [response.status, body.byteLength];
+  };
+  const warmup = requestList(values, tree, Math.min(200, Math.ceil(requests / 10)), 1);
+  await drive(tree, warmup, values.concurrency, fetchOne);
+  const r = await drive(tree, requestList(values, tree, requests, 0), values.concurrency, fetchOne);
+  return phase(where, transport, policy, requests, r);
+}
+
+/** Runs every configuration of one place (host or lab), one at a time. */
+async function runPlace(where: "host" | "lab", values: Values): Promise<Phase[]> {
+  const requests = where === "lab" ? values.labRequests : values.requests;
+  const tree = await writeTree(values);
+  progress(
+    "files",
+    `${where}: tree of ${tree.paths.length} files (${values.sizes}), ${
+      round(tree.totalBytes / 1e6)
+    } MB, in ${tree.root}`,
+  );
+  const transports: TransportName[] = where === "lab" ? ["kernel"] : ["usrsctp", "tcpmux"];
+  const policies = values.policies.split(",").filter(Boolean) as PolicyName[];
+  const phases: Phase[] = [];
+  try {
+    phases.push(await benchTcp(where, values, tree, requests));
+    for (const transport of transports) {
+      for (const policy of policies) {
+        phases.push(await benchFlow(where, transport, policy, values, tree, requests));
+      }
+    }
+  } finally {
+    await Deno.remove(tree.root, { recursive: true });
+  }
+  const tcp = phases.find((p) => p.server === "tcp")!;
+  for (const p of phases) p.ratioToTcp = p.filesPerSecond / tcp.filesPerSecond;
+  return phases;
+}
+
+async function main(args: string[]) {
+  const parsed = await parseOptions(args, OPTIONS);
+  if (!parsed) {
+    console.log(helpText(USAGE, OPTIONS));
+    return;
+  }
+  const values = parsed.values;
+  if (values.quick) {
+    const given = (flag: string) => args.some((a) => a.startsWith(flag));
+    if (!given("--files")) values.files = 50;
+    if (!given("--requests")) values.requests = 500;
+    if (!given("--lab-requests")) values.labRequests = 200;
+  }
+  for (const policy of values.policies.split(",")) {
+    if (!POLICY_NAMES.includes(policy as PolicyName)) {
+      throw new ConfigError(`--policies: unknown policy "${policy}" (${POLICY_NAMES.join(", ")})`);
+    }
+  }
+  if (values.insideLab) {
+    await Deno.writeTextFile(values.labOut, JSON.stringify(await runPlace("lab", values)));
+    return;
+  }
+  const load: Record<string, number[] | null> = { start: loadAverage() };
+  const phases: Phase[] = [];
+  if (values.where !== "lab") phases.push(...await runPlace("host", values));
+  if (values.where !== "host") {
+    progress("files", "lab: booting (kernel SCTP vs TCP baseline, loopback MTU 1500)");
+    const labOut = await labOutFile("files");
+    const forward = args.filter((a) => !a.startsWith("--where"));
+    const result = await runInLab({
+      command: denoArgv("files.ts", ["--inside-lab", `--lab-out=${labOut}`, ...forward]),
+      cwd: REPO,
+      output: "inherit",
+      timeoutSeconds: values.labTimeout,
+    });
+    if (result.code !== 0) throw new Error(`lab run failed (exit code ${result.code})`);
+    phases.push(...JSON.parse(await Deno.readTextFile(labOut)));
+    await Deno.remove(labOut);
+  }
+  load.end = loadAverage();
+  const path = await writeResults("files", { options: values, loadAverage: load, phases });
+  console.log(
+    `\nFile serving: ${values.files} files (${values.sizes} 0–1 MiB, seed ${values.seed}), ` +
+      `C=${values.concurrency}, ${values.streams} streams; ` +
+      `MB = 10^6 bytes; × tcp = files/s ratio in the same run`,
+  );
+  console.log(table(
+    [
+      "where",
+      "server",
+      "policy",
+      "requests",
+      "errors",
+      "files/s",
+      "MB/s",
+      "mean ms",
+      "p99 ms",
+      "× tcp",
+    ],
+    phases.map((p) => [
+      p.where,
+      p.server,
+      p.policy,
+      p.requests,
+      p.errors,
+      round(p.filesPerSecond, 0),
+      round(p.mbPerSecond, 1),
+      round(p.meanMs, 1),
+      round(p.p99Ms, 1),
+      round(p.ratioToTcp!, 2),
+    ]),
+  ));
+  console.log(`\nload average at start ${load.start?.join(" ")}, at end ${load.end?.join(" ")}`);
+  console.log(`results: ${path}`);
+  const errors = phases.reduce((n, p) => n + p.errors, 0);
+  if (errors > 0) {
+    console.error(`bench files: ${errors} failed requests (see the errors column)`);
+    Deno.exitCode = 1;
+  }
+}
+
+export { main };
+
+if (import.meta.main) {
+  try {
+    await main(Deno.args);
+  } catch (error) {
+    console.error(`bench files: ${(error as Error).message}`);
+    Deno.exit(error instanceof ConfigError ? 2 : 1);
+  }
+}

@@ -1,0 +1,35 @@
+/**
+ * `deno task bench <transports|files> [options]`: runs one benchmark.
+ * `deno task bench <name> --help` shows its options.
+ *
+ * @module
+ */
+
+const BENCHMARKS: Record<string, string> = {
+  transports: "./transports.ts",
+  files: "./files.ts",
+};
+
+const USAGE = `Usage: deno task bench <benchmark> [options]
+
+Benchmarks (each prints ratios measured in one run; --help for its options):
+  transports   one-way message throughput: usrsctp / kernel SCTP vs tcpmux vs plain TCP
+  files        file serving over one association (scf, rr) vs the TCP HTTP/1.1 baseline`;
+
+const [name, ...args] = Deno.args;
+if (!name || name === "-h" || name === "--help") {
+  console.log(USAGE);
+  Deno.exit(name ? 0 : 2);
+}
+const module = BENCHMARKS[name];
+if (!module) {
+  console.error(`bench: unknown benchmark "${name}"\n\n${USAGE}`);
+  Deno.exit(2);
+}
+const { main } = await import(module);
+try {
+  await main(args);
+} catch (error) {
+  console.error(`bench ${name}: ${(error as Error).message}`);
+  Deno.exit((error as Error).name === "ConfigError" ? 2 : 1);
+}

@@ -1,0 +1,454 @@
+/**
+ * `deno task bench transports [--quick]`: one-way message throughput of the
+ * transports, as ratios measured in one run.
+ *
+ * Definition: the client sends N messages of S bytes on stream 0 (at most
+ * `--window` sends in flight), then a 1-byte end marker; the server counts
+ * the messages and answers the marker with a 16-byte acknowledgement
+ * (messages, bytes). Time runs from the first send until the
+ * acknowledgement arrives, so it covers delivery of every byte. A short
+ * untimed warm-up batch goes first on the same connection. Plain TCP
+ * ("tcp") is `Deno.connect`/`Deno.listen` with the same messages framed as a
+ * 4-byte big-endian length plus the bytes; the server parses the frames
+ * (without copying them). Client and server are two processes.
+ *
+ * On the host: usrsctp vs tcpmux vs tcp. In the lab (one boot; the script
+ * re-runs itself there with --inside-lab), client in namespace `client`,
+ * server in namespace `server` (two veth hops through `proxy`, MTU 1500):
+ * kernel SCTP vs tcpmux (kernel TCP through the same FFI/Worker path) vs tcp.
+ * Every configuration runs `--repeat` times, rounds interleaved across
+ * transports; the table shows medians and ratios of medians.
+ *
+ * @module
+ */
+
+import { connect, listen, localUdpPort } from "../../mod.ts";
+import type { Association, Listener, TransportName } from "../../mod.ts";
+import { ConfigError, helpText, parseOptions } from "../../cli/options.ts";
+import { runInLab } from "../lab/lab.ts";
+import {
+  Child,
+  denoArgv,
+  labOutFile,
+  loadAverage,
+  median,
+  progress,
+  REPO,
+  round,
+  table,
+  writeResults,
+} from "./common.ts";
+
+type Bench = TransportName | "tcp";
+
+const OPTIONS = {
+  quick: { kind: "boolean", default: false, help: "small message counts (a smoke run)" },
+  where: {
+    kind: "string",
+    default: "both",
+    choices: ["both", "host", "lab"],
+    help: "run natively on the host, in the lab (kernel SCTP), or both",
+  },
+  bigCount: { kind: "integer", default: 3000, min: 1, help: "messages of 64 KiB per measurement" },
+  smallCount: {
+    kind: "integer",
+    default: 20000,
+    min: 1,
+    help: "messages of 1 KiB per measurement",
+  },
+  repeat: { kind: "integer", default: 3, min: 1, help: "measurements per configuration (median)" },
+  window: { kind: "integer", default: 64, min: 1, help: "sends in flight per association" },
+  labTimeout: { kind: "integer", default: 1200, min: 60, help: "seconds before the lab is killed" },
+  // Internal: how the script re-invokes itself.
+  insideLab: { kind: "boolean", default: false, help: "(internal) run the lab part here" },
+  role: {
+    kind: "string",
+    default: "",
+    choices: ["", "server", "client"],
+    help: "(internal) run one side only",
+  },
+  host: { kind: "string", default: "127.0.0.1", help: "(internal) server address" },
+  transports: { kind: "string", default: "", help: "(internal) comma-separated transports" },
+  ports: { kind: "string", default: "", help: "(internal) JSON of the server's ports" },
+  labOut: { kind: "string", default: "", help: "(internal) file for the lab's samples" },
+} as const;
+
+const USAGE = `Usage: deno task bench transports [options]
+
+One-way message throughput (N messages then an acknowledged end marker; client and server
+in two processes), 64 KiB and 1 KiB messages. Host: usrsctp vs tcpmux vs plain Deno TCP.
+Lab (User-Mode Linux, one CPU, client and server namespaces): kernel SCTP vs tcpmux (kernel
+TCP through the same FFI path) vs plain Deno TCP. Prints MB/s (10^6 bytes), messages/s and
+ratios measured in the same run; writes results/bench/transports-<timestamp>.json.`;
+
+const KIB = 1024;
+type Values = NonNullable<Awaited<ReturnType<typeof parseOptions<typeof OPTIONS>>>>["values"];
+
+/** One measurement as the client reports it. */
+interface Sample {
+  transport: Bench;
+  size: number;
+  count: number;
+  round: number;
+  seconds: number;
+}
+
+// ---------------------------------------------------------------- server
+
+function ack(messages: number, bytes: number): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(new Float64Array([messages, bytes]).buffer);
+}
+
+async function serveAssociation(association: Association) {
+  let messages = 0;
+  let bytes = 0;
+  try {
+    for (let m = await association.receive(); m; m = await association.receive()) {
+      if (m.data.byteLength === 1) {
+        await association.send(0, ack(messages, bytes));
+        messages = bytes = 0;
+      } else {
+        messages++;
+        bytes += m.data.byteLength;
+      }
+    }
+  } catch (error) {
+    console.error(`transports server: ${(error as Error).message}`);
+  } finally {
+    await association.close().catch(() => {});
+  }
+}
+
+async function writeAll(conn: Deno.Conn, data: Uint8Array) {
+  for (let at = 0; at < data.byteLength;) at += await conn.write(data.subarray(at));
+}
+
+async function serveTcp(conn: Deno.Conn) {
+  const buffer = new Uint8Array(256 * KIB);
+  const header = new Uint8Array(4);
+  const headerView = new DataView(header.buffer);
+  let headerFill = 0;
+  let inBody = false;
+  let length = 0;
+  let left = 0;
+  let messages = 0;
+  let bytes = 0;
+  const frameAck = new Uint8Array(20);
+  new DataView(frameAck.buffer).setUint32(0, 16);
+  try {
+    for (let n = await conn.read(buffer); n !== null; n = await conn.read(buffer)) {
+      for (let i = 0; i < n;) {
+        if (!inBody) {
+          const take = Math.min(4 - headerFill, n - i);
+          header.set(buffer.subarray(i, i + take), headerFill);
+          headerFill += take;
+          i += take;
+          if (headerFill === 4) {
+            headerFill = 0;
+            length = left = headerView.getUint32(0);
+            inBody = true;
+          }
+          continue;
+        }
+        const take = Math.min(left, n - i);
+        i += take;
+        left -= take;
+        if (left > 0) continue;
+        inBody = false;
+        if (length === 1) {
+          frameAck.set(ack(messages, bytes), 4);
+          await writeAll(conn, frameAck);
+          messages = bytes = 0;
+        } else {
+          messages++;
+          bytes += length;
+        }
+      }
+    }
+  } catch (error) {
+    console.error(`transports server (tcp): ${(error as Error).message}`);
+  } finally {
+    try {
+      conn.close();
+    } catch { /* closed */ }
+  }
+}
+
+function runServer(values: Values): void {
+  const transports = values.transports.split(",") as Bench[];
+  const ports: Record<string, number> = {};
+  const listeners: Listener[] = [];
+  for (const t of transports) {
+    if (t === "tcp") {
+      const listener = Deno.listen({ hostname: values.host, port: 0 });
+      ports.tcp = (listener.addr as Deno.NetAddr).port;
+      (async () => {
+        for await (const conn of listener) serveTcp(conn);
+      })();
+    } else {
+      const udpPort = t === "usrsctp" ? localUdpPort() : undefined;
+      if (udpPort) ports.udpPort = udpPort;
+      const listener = listen(t, values.host, 0, { udpPort });
+      listeners.push(listener);
+      ports[t] = listener.port;
+      (async () => {
+        for await (const association of listener) serveAssociation(association);
+      })();
+    }
+  }
+  console.log(JSON.stringify(ports));
+  // Runs until the parent ends it.
+  Deno.addSignalListener("SIGTERM", () => Deno.exit(0));
+}
+
+// ---------------------------------------------------------------- client
+
+async function batchAssociation(
+  association: Association,
+  payload: Uint8Array,
+  count: number,
+  window: number,
+) {
+  const inFlight: Promise<void>[] = new Array(window);
+  for (let i = 0; i < count; i++) {
+    if (i >= window) await inFlight[i % window];
+    inFlight[i % window] = association.send(0, payload);
+  }
+  await association.send(0, new Uint8Array(1));
+  const reply = await association.receive();
+  if (!reply || reply.data.byteLength !== 16) throw new Error("no acknowledgement");
+  return new Float64Array(reply.data.buffer, reply.data.byteOffset, 2);
+}
+
+async function batchTcp(conn: Deno.Conn, frame: Uint8Array, count: number) {
+  for (let i = 0; i < count; i++) await writeAll(conn, frame);
+  await writeAll(conn, new Uint8Array([0, 0, 0, 1, 0]));
+  const reply = new Uint8Array(20);
+  for (let at = 0; at < 20;) {
+    const n = await conn.read(reply.subarray(at));
+    if (n === null) throw new Error("no acknowledgement");
+    at += n;
+  }
+  return new Float64Array(reply.buffer.slice(4));
+}
+
+/** One measurement: connect, warm up, time `count` messages of `size` bytes, close. */
+async function measure(
+  transport: Bench,
+  size: number,
+  count: number,
+  values: Values,
+  ports: Record<string, number>,
+): Promise<number> {
+  const payload = new Uint8Array(size).map((_, i) => i * 13);
+  const warmup = Math.max(1, Math.min(200, Math.floor(count / 10)));
+  const check = (got: Float64Array, n: number) => {
+    if (got[0] !== n || got[1] !== n * size) {
+      throw new Error(`${transport}: server saw ${got[0]} messages / ${got[1]} bytes, sent ${n}`);
+    }
+  };
+  if (transport === "tcp") {
+    const conn = await Deno.connect({ hostname: values.host, port: ports.tcp });
+    try {
+      const frame = new Uint8Array(4 + size);
+      new DataView(frame.buffer).setUint32(0, size);
+      frame.set(payload, 4);
+      check(await batchTcp(conn, frame, warmup), warmup);
+      const t0 = performance.now();
+      check(await batchTcp(conn, frame, count), count);
+      return (performance.now() - t0) / 1000;
+    } finally {
+      conn.close();
+    }
+  }
+  const association = await connect(transport, values.host, ports[transport], {
+    udpPort: ports.udpPort,
+  });
+  try {
+    check(await batchAssociation(association, payload, warmup, values.window), warmup);
+    const t0 = performance.now();
+    check(await batchAssociation(association, payload, count, values.window), count);
+    return (performance.now() - t0) / 1000;
+  } finally {
+    await association.close();
+  }
+}
+
+async function runClient(values: Values) {
+  const transports = values.transports.split(",") as Bench[];
+  const ports = JSON.parse(values.ports);
+  const sizes: [number, number][] = [[64 * KIB, values.bigCount], [KIB, values.smallCount]];
+  for (let r = 0; r < values.repeat; r++) {
+    for (const [size, count] of sizes) {
+      for (const transport of transports) {
+        progress(
+          "transports",
+          `round ${r + 1}/${values.repeat}: ${transport}, ${count} × ${size / KIB} KiB`,
+        );
+        const seconds = await measure(transport, size, count, values, ports);
+        const sample: Sample = { transport, size, count, round: r, seconds };
+        progress("transports", `  ${round((size * count) / seconds / 1e6)} MB/s`);
+        console.log(JSON.stringify(sample));
+      }
+    }
+  }
+  console.log("done");
+}
+
+// ---------------------------------------------------------------- orchestration
+
+/** Runs server and client processes (in lab namespaces if `lab`); returns the samples. */
+async function runPair(values: Values, transports: Bench[], lab: boolean): Promise<Sample[]> {
+  const host = lab ? Deno.env.get("LAB_SERVER_IP")! : "127.0.0.1";
+  const ns = (name: string) => (lab ? ["ip", "netns", "exec", name] : []);
+  const common = [
+    `--transports=${transports.join(",")}`,
+    `--host=${host}`,
+    `--big-count=${values.bigCount}`,
+    `--small-count=${values.smallCount}`,
+    `--repeat=${values.repeat}`,
+    `--window=${values.window}`,
+  ];
+  const server = new Child([
+    ...ns("server"),
+    ...denoArgv("transports.ts", ["--role=server", ...common]),
+  ]);
+  try {
+    const ports = await server.line();
+    const client = new Child([
+      ...ns("client"),
+      ...denoArgv("transports.ts", ["--role=client", `--ports=${ports}`, ...common]),
+    ]);
+    const samples: Sample[] = [];
+    for (let line = await client.line(); line !== "done"; line = await client.line()) {
+      samples.push(JSON.parse(line));
+    }
+    await client.process.status;
+    return samples;
+  } finally {
+    await server.stop();
+  }
+}
+
+interface Row {
+  where: "host" | "lab";
+  transport: Bench;
+  size: number;
+  count: number;
+  seconds: number[];
+  mbPerSecond: number;
+  messagesPerSecond: number;
+  ratioToTcp: number;
+  ratioToTcpmux: number;
+}
+
+function summarize(where: "host" | "lab", samples: Sample[]): Row[] {
+  const rows: Row[] = [];
+  const key = (s: { transport: string; size: number }) => `${s.transport}/${s.size}`;
+  const groups = Map.groupBy(samples, key);
+  for (const group of groups.values()) {
+    const { transport, size, count } = group[0];
+    const seconds = median(group.map((s) => s.seconds));
+    rows.push({
+      where,
+      transport,
+      size,
+      count,
+      seconds: group.map((s) => round(s.seconds, 3)),
+      mbPerSecond: (size * count) / seconds / 1e6,
+      messagesPerSecond: count / seconds,
+      ratioToTcp: NaN,
+      ratioToTcpmux: NaN,
+    });
+  }
+  for (const row of rows) {
+    const of = (t: Bench) => rows.find((r) => r.transport === t && r.size === row.size);
+    row.ratioToTcp = row.mbPerSecond / (of("tcp")?.mbPerSecond ?? NaN);
+    row.ratioToTcpmux = row.mbPerSecond / (of("tcpmux")?.mbPerSecond ?? NaN);
+  }
+  return rows.sort((a, b) => b.size - a.size);
+}
+
+function printTable(rows: Row[]) {
+  console.log(table(
+    ["where", "transport", "message", "count", "MB/s", "messages/s", "× tcp", "× tcpmux"],
+    rows.map((r) => [
+      r.where,
+      r.transport,
+      r.size >= KIB ? `${r.size / KIB} KiB` : `${r.size} B`,
+      r.count,
+      round(r.mbPerSecond, 1),
+      Math.round(r.messagesPerSecond),
+      round(r.ratioToTcp, 2),
+      round(r.ratioToTcpmux, 2),
+    ]),
+  ));
+}
+
+async function main(args: string[]) {
+  const parsed = await parseOptions(args, OPTIONS);
+  if (!parsed) {
+    console.log(helpText(USAGE, OPTIONS));
+    return;
+  }
+  const values = parsed.values;
+  if (values.quick) {
+    if (!args.some((a) => a.startsWith("--big-count"))) values.bigCount = 300;
+    if (!args.some((a) => a.startsWith("--small-count"))) values.smallCount = 2000;
+    if (!args.some((a) => a.startsWith("--repeat"))) values.repeat = 1;
+  }
+  if (values.role === "server") return runServer(values);
+  if (values.role === "client") return await runClient(values);
+  if (values.insideLab) {
+    // Inside the lab: leave the samples in a host-visible file for the host to pick up.
+    const samples = await runPair(values, ["kernel", "tcpmux", "tcp"], true);
+    await Deno.writeTextFile(values.labOut, JSON.stringify(samples));
+    return;
+  }
+
+  const rows: Row[] = [];
+  const load: Record<string, number[] | null> = { start: loadAverage() };
+  if (values.where !== "lab") {
+    progress("transports", `host: usrsctp, tcpmux, tcp (client and server processes)`);
+    rows.push(...summarize("host", await runPair(values, ["usrsctp", "tcpmux", "tcp"], false)));
+  }
+  if (values.where !== "host") {
+    progress("transports", "lab: booting (kernel SCTP, tcpmux, tcp; client ns → server ns)");
+    const labOut = await labOutFile("transports");
+    const forward = args.filter((a) => !a.startsWith("--where"));
+    const result = await runInLab({
+      command: denoArgv("transports.ts", ["--inside-lab", `--lab-out=${labOut}`, ...forward]),
+      cwd: REPO,
+      output: "inherit",
+      timeoutSeconds: values.labTimeout,
+    });
+    if (result.code !== 0) throw new Error(`lab run failed (exit code ${result.code})`);
+    rows.push(...summarize("lab", JSON.parse(await Deno.readTextFile(labOut))));
+    await Deno.remove(labOut);
+  }
+  load.end = loadAverage();
+  const path = await writeResults("transports", {
+    definition: "one-way: N messages on stream 0 then a 1-byte end marker answered by a " +
+      "16-byte acknowledgement; time from first send to acknowledgement; medians of repeats",
+    options: values,
+    loadAverage: load,
+    rows,
+  });
+  console.log(
+    `\nOne-way throughput, median of ${values.repeat} (MB = 10^6 bytes; × = ratio in the same run)`,
+  );
+  printTable(rows);
+  console.log(`\nload average at start ${load.start?.join(" ")}, at end ${load.end?.join(" ")}`);
+  console.log(`results: ${path}`);
+}
+
+export { main };
+
+if (import.meta.main) {
+  try {
+    await main(Deno.args);
+  } catch (error) {
+    console.error(`bench transports: ${(error as Error).message}`);
+    Deno.exit(error instanceof ConfigError ? 2 : 1);
+  }
+}

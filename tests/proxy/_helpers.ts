@@ -1,0 +1,151 @@
+/** Helpers of the proxy tests: curl, subprocess servers and proxies, hashes, polling. */
+
+import { createHash } from "node:crypto";
+
+const DENO = new URL("../../node_modules/.bin/deno", import.meta.url).pathname;
+const ROOT = new URL("../../", import.meta.url).pathname;
+
+/** Hex sha256 of bytes. */
+export function sha256(data: Uint8Array): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+/** Runs curl; returns its exit code, stdout and stderr. */
+export async function curl(
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const output = await new Deno.Command("curl", { args, stdout: "piped", stderr: "piped" })
+    .output();
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+/** A UDP port free right now. */
+export function freeUdpPort(): number {
+  const socket = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const port = (socket.addr as Deno.NetAddr).port;
+  socket.close();
+  return port;
+}
+
+/** Polls `condition` until it holds or `timeoutMs` passes. */
+export async function waitUntil(
+  condition: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** A child process whose JSON log lines on stderr are collected. */
+export class Child {
+  readonly process: Deno.ChildProcess;
+  readonly lines: string[] = [];
+  readonly #waiters: { test: (line: string) => boolean; resolve: (line: string) => void }[] = [];
+  readonly #drained: Promise<void>;
+
+  constructor(args: string[]) {
+    this.process = new Deno.Command(DENO, {
+      args,
+      cwd: ROOT,
+      stdout: "null",
+      stderr: "piped",
+      stdin: "null",
+    }).spawn();
+    this.#drained = this.#drain();
+  }
+
+  async #drain() {
+    let rest = "";
+    for await (const chunk of this.process.stderr.pipeThrough(new TextDecoderStream())) {
+      rest += chunk;
+      const lines = rest.split("\n");
+      rest = lines.pop()!;
+      for (const line of lines) {
+        this.lines.push(line);
+        for (const waiter of [...this.#waiters]) {
+          if (waiter.test(line)) {
+            this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
+            waiter.resolve(line);
+          }
+        }
+      }
+    }
+  }
+
+  /** The first log line (past or future) that contains `text`. */
+  waitForLine(text: string, timeoutMs = 20000): Promise<string> {
+    const seen = this.lines.find((line) => line.includes(text));
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`no "${text}" in the log:\n${this.lines.join("\n")}`)),
+        timeoutMs,
+      );
+      this.#waiters.push({
+        test: (line) => line.includes(text),
+        resolve: (line) => {
+          clearTimeout(timer);
+          resolve(line);
+        },
+      });
+    });
+  }
+
+  /** Kills the process (SIGKILL by default) and waits for it. */
+  async kill(signal: Deno.Signal = "SIGKILL"): Promise<void> {
+    try {
+      this.process.kill(signal);
+    } catch { /* already gone */ }
+    await this.process.status;
+    await this.#drained;
+  }
+}
+
+/** Starts `server/main.ts` in a subprocess on usrsctp; resolves once it listens. */
+export async function spawnServer(
+  options: { root: string; port: number; udpPort: number; streams?: number },
+): Promise<Child> {
+  const child = new Child([
+    "run",
+    "-P=server",
+    "--no-check",
+    "server/main.ts",
+    "--transport",
+    "usrsctp",
+    "--port",
+    String(options.port),
+    "--udp-port",
+    String(options.udpPort),
+    "--root",
+    options.root,
+    "--streams",
+    String(options.streams ?? 4),
+  ]);
+  await child.waitForLine(`"listening"`);
+  return child;
+}
+
+/** Starts `proxy/main.ts` in a subprocess; resolves with it and its port once it listens. */
+export async function spawnProxy(args: string[]): Promise<{ child: Child; port: number }> {
+  const child = new Child([
+    "run",
+    "-P=proxy",
+    "--no-check",
+    "proxy/main.ts",
+    "--listen",
+    "127.0.0.1:0",
+    ...args,
+  ]);
+  const line = await child.waitForLine(`"listening"`);
+  const port = Number(/"listen":"127\.0\.0\.1:(\d+)"/.exec(line)?.[1]);
+  return { child, port };
+}
