@@ -116,7 +116,9 @@ export async function parseOptions<T extends OptionTable>(
   try {
     parsed = parseArgs({ args, options: flagOptions, allowPositionals: true, strict: true });
   } catch (error) {
-    throw new ConfigError(`${(error as Error).message}; see --help`);
+    // Node's hint about positionals after "--" does not apply to our commands.
+    const message = (error as Error).message.replace(/\. To specify a positional.*$/s, "");
+    throw new ConfigError(`${message}; see --help`);
   }
   if (parsed.values.help) return null;
   const values: Record<string, unknown> = {};

@@ -257,7 +257,9 @@ export class DiskCache {
         file?.close();
       } catch { /* already closed */ }
       release();
-      if (!(error instanceof Deno.errors.NotFound) && !(error instanceof Deno.errors.NotADirectory)) {
+      if (
+        !(error instanceof Deno.errors.NotFound) && !(error instanceof Deno.errors.NotADirectory)
+      ) {
         this.#log.warn("cache entry unreadable; treated as a miss", {
           key,
           error: (error as Error).message,

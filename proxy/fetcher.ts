@@ -137,7 +137,8 @@ export class Fetcher {
           return {
             kind: "error",
             status: 504,
-            message: `${path}: another proxy's download did not finish in ${this.#options.timeoutMs} ms`,
+            message:
+              `${path}: another proxy's download did not finish in ${this.#options.timeoutMs} ms`,
           };
         }
         log.info("a shared download failed; retrying", { path });

@@ -100,7 +100,7 @@ export function htmlResourceSink(base: URL, onBatch: (urls: URL[]) => void): Bod
           styleText = "";
           break;
       }
-      if (a.style) for (const url of cssUrls(a.style)) add(url);
+      if (a.style) { for (const url of cssUrls(a.style)) add(url); }
     },
     ontext(text) {
       if (inStyle) styleText += text;

@@ -340,6 +340,8 @@ interface Row {
   messagesPerSecond: number;
   ratioToTcp: number;
   ratioToTcpmux: number;
+  /** Ratio to tcp within each round (same round, adjacent in time). */
+  ratioToTcpPerRound: number[];
 }
 
 function summarize(where: "host" | "lab", samples: Sample[]): Row[] {
@@ -359,19 +361,35 @@ function summarize(where: "host" | "lab", samples: Sample[]): Row[] {
       messagesPerSecond: count / seconds,
       ratioToTcp: NaN,
       ratioToTcpmux: NaN,
+      ratioToTcpPerRound: [],
     });
   }
   for (const row of rows) {
     const of = (t: Bench) => rows.find((r) => r.transport === t && r.size === row.size);
     row.ratioToTcp = row.mbPerSecond / (of("tcp")?.mbPerSecond ?? NaN);
     row.ratioToTcpmux = row.mbPerSecond / (of("tcpmux")?.mbPerSecond ?? NaN);
+    const tcp = groups.get(`tcp/${row.size}`) ?? [];
+    row.ratioToTcpPerRound = groups.get(key(row))!.map((s) => {
+      const base = tcp.find((t) => t.round === s.round);
+      return round(base ? base.seconds / s.seconds : NaN, 3);
+    });
   }
   return rows.sort((a, b) => b.size - a.size);
 }
 
 function printTable(rows: Row[]) {
   console.log(table(
-    ["where", "transport", "message", "count", "MB/s", "messages/s", "× tcp", "× tcpmux"],
+    [
+      "where",
+      "transport",
+      "message",
+      "count",
+      "MB/s",
+      "messages/s",
+      "× tcp",
+      "× tcpmux",
+      "× tcp per round (min–max)",
+    ],
     rows.map((r) => [
       r.where,
       r.transport,
@@ -381,6 +399,9 @@ function printTable(rows: Row[]) {
       Math.round(r.messagesPerSecond),
       round(r.ratioToTcp, 2),
       round(r.ratioToTcpmux, 2),
+      `${round(Math.min(...r.ratioToTcpPerRound), 2)}–${
+        round(Math.max(...r.ratioToTcpPerRound), 2)
+      }`,
     ]),
   ));
 }

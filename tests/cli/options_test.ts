@@ -1,0 +1,112 @@
+import assert from "node:assert/strict";
+import { ConfigError, helpText, parseOptions } from "../../cli/options.ts";
+import { SERVER_OPTIONS } from "../../server/config.ts";
+
+async function configFile(content: unknown): Promise<string> {
+  const path = await Deno.makeTempFile({ suffix: ".json" });
+  await Deno.writeTextFile(path, typeof content === "string" ? content : JSON.stringify(content));
+  return path;
+}
+
+Deno.test("server options default to the documented values", async () => {
+  const parsed = await parseOptions([], SERVER_OPTIONS);
+  assert.equal(parsed?.values.transport, "usrsctp");
+  assert.equal(parsed?.values.policy, "scf");
+  assert.equal(parsed?.values.streams, navigator.hardwareConcurrency);
+  assert.equal(parsed?.values.chunkSize, 65536);
+});
+
+Deno.test("flags override the config file, which overrides the defaults", async () => {
+  const path = await configFile({ policy: "rr", port: 9100, chunkSize: 4096 });
+  const parsed = await parseOptions(["--config", path, "--port", "9200"], SERVER_OPTIONS);
+  assert.equal(parsed?.values.policy, "rr");
+  assert.equal(parsed?.values.port, 9200);
+  assert.equal(parsed?.values.chunkSize, 4096);
+});
+
+Deno.test("an unknown config key is refused with its name and the known keys", async () => {
+  const path = await configFile({ polcy: "rr" });
+  await assert.rejects(parseOptions(["--config", path], SERVER_OPTIONS), (error: Error) => {
+    assert.ok(error instanceof ConfigError);
+    assert.match(error.message, /unknown key "polcy"/);
+    assert.match(error.message, /policy/);
+    return true;
+  });
+});
+
+Deno.test("a bad value names the key and what is allowed", async () => {
+  const path = await configFile({ transport: "quic" });
+  await assert.rejects(
+    parseOptions(["--config", path], SERVER_OPTIONS),
+    /key "transport": "quic" is not valid; expected one of kernel, usrsctp, tcpmux/,
+  );
+  await assert.rejects(
+    parseOptions(["--port", "70000"], SERVER_OPTIONS),
+    /"--port": "70000" is not valid; expected an integer >= 0 <= 65535/,
+  );
+  await assert.rejects(parseOptions(["--streams", "two"], SERVER_OPTIONS), /--streams/);
+  await assert.rejects(
+    parseOptions(["--colour"], SERVER_OPTIONS),
+    /Unknown option '--colour'; see --help/,
+  );
+});
+
+Deno.test("a config file that is not a JSON object is refused with the file's name", async () => {
+  const path = await configFile("[1, 2]");
+  await assert.rejects(
+    parseOptions(["--config", path], SERVER_OPTIONS),
+    new RegExp(`${path} must hold a JSON object`),
+  );
+  await assert.rejects(
+    parseOptions(["--config", "/nonexistent.json"], SERVER_OPTIONS),
+    /cannot read config file \/nonexistent.json/,
+  );
+});
+
+Deno.test("--help lists every option with its default", async () => {
+  assert.equal(await parseOptions(["--help"], SERVER_OPTIONS), null);
+  const help = helpText("Usage: server", SERVER_OPTIONS);
+  for (
+    const flag of [
+      "--transport",
+      "--port",
+      "--root",
+      "--policy",
+      "--streams",
+      "--chunk-size",
+      "--log-level",
+    ]
+  ) {
+    assert.match(help, new RegExp(flag));
+  }
+  assert.match(help, /\(scf \| rr\) \[default: "scf"\]/);
+});
+
+Deno.test("the server command exits 2 with the message for a bad flag, and 0 for --help", async () => {
+  const run = (args: string[]) =>
+    new Deno.Command(Deno.execPath(), {
+      args: ["run", "-P=server", "--no-check", "server/main.ts", ...args],
+      cwd: new URL("../..", import.meta.url),
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+  const bad = await run(["--policy", "lifo"]);
+  assert.equal(bad.code, 2);
+  assert.match(
+    new TextDecoder().decode(bad.stderr),
+    /server: flag "--policy": "lifo" is not valid; expected one of scf, rr/,
+  );
+  const missingRoot = await run([
+    "--root",
+    "/nonexistent-root",
+    "--transport",
+    "tcpmux",
+    "--port",
+    "0",
+  ]);
+  assert.equal(missingRoot.code, 1);
+  assert.match(new TextDecoder().decode(missingRoot.stderr), /server: .*nonexistent-root/);
+  const help = await run(["--help"]);
+  assert.equal(help.code, 0);
+  assert.match(new TextDecoder().decode(help.stdout), /Usage: deno task server/);
+});
