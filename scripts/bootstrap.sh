@@ -11,7 +11,10 @@ user-mode-linux kmod iproute2 gcc libc6-dev curl wrk chromium"
 # node_modules/.package-lock.json is what npm last installed; reinstall when the lock is newer.
 if [ ! -x node_modules/.bin/deno ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "bootstrap: installing Deno and npm packages (versions pinned in package-lock.json)"
-  npm ci --no-audit --no-fund --loglevel=error
+  # Not `npm ci`: npm 11 leaves the other platforms' optional @deno/* binaries
+  # out of the lock file and then refuses `npm ci`. `npm install` installs
+  # the locked versions all the same.
+  npm install --no-audit --no-fund --loglevel=error
 fi
 
 missing=""
