@@ -23,7 +23,8 @@ function hostHasKernelSctp(): boolean {
 }
 
 Deno.test({
-  name: "kernel transport and the server over it pass their suites inside the User-Mode Linux lab",
+  name:
+    "kernel transport, the server over it, and usrsctp interop pass their suites inside the User-Mode Linux lab",
   ignore: inLab,
   async fn() {
     const result = await runInLab({
@@ -34,6 +35,7 @@ Deno.test({
         "--no-check",
         "tests/transport/kernel_in_lab.ts",
         "tests/server/kernel_in_lab.ts",
+        "tests/server/interop_in_lab.ts",
       ],
       cwd: REPO,
       output: "piped",
