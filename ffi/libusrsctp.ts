@@ -173,11 +173,10 @@ export const USRSCTP = {
 } as const;
 
 /**
- * libc and libdl values the usrsctp binding and transport need beyond
- * `libc.ts`'s `C` (checked against `<sys/socket.h>` and `<dlfcn.h>`).
+ * libdl values the usrsctp binding needs to keep its library loaded
+ * (checked against `<dlfcn.h>`).
  */
 export const LIBC_EXTRA = {
-  SOCK_DGRAM: 2,
   RTLD_NOW: 2,
   RTLD_NODELETE: 0x1000,
 } as const;

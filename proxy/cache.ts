@@ -116,6 +116,11 @@ export interface DiskCacheOptions {
   log: Logger;
   /** Called once per eviction. */
   onEvict?: (key: string) => void;
+  /**
+   * How often waiters also look at the disk, as a backstop to `Deno.watchFs`.
+   * @default 250
+   */
+  pollMs?: number;
 }
 
 type WaitResult = "done" | "failed" | "timeout";
@@ -158,7 +163,7 @@ export class DiskCache {
     await cache.#scan(dir, "");
     cache.#watcher = Deno.watchFs(dir, { recursive: true });
     cache.#watching = cache.#watch(cache.#watcher);
-    cache.#poll = setInterval(() => cache.#pollWaiters(), POLL_MS);
+    cache.#poll = setInterval(() => cache.#pollWaiters(), options.pollMs ?? POLL_MS);
     cache.#evict();
     return cache;
   }

@@ -72,9 +72,9 @@ export const PROXY_OPTIONS = {
   },
   probeTimeout: {
     kind: "integer",
-    default: 400,
+    default: 10000,
     min: 10,
-    help: "ms a probe may take before the association is declared dead",
+    help: "ms a probe request may take before the server counts as hung (above SCTP RTO stalls)",
   },
   logLevel: { kind: "string", default: "info", choices: LOG_LEVELS, help: "log level" },
 } as const satisfies OptionTable;

@@ -104,7 +104,7 @@ export class Fetcher {
       return { result: await running.promise, joined: true, prefetched };
     }
     const record: InFlight = {
-      promise: this.#download(key, path, options.depth ?? 0),
+      promise: this.#download(key, path, options.depth ?? 0, options.prefetch ?? false),
       prefetch: options.prefetch ?? false,
       claimed: false,
     };
@@ -120,7 +120,12 @@ export class Fetcher {
     }
   }
 
-  async #download(key: string, path: string, depth: number): Promise<FillResult> {
+  async #download(
+    key: string,
+    path: string,
+    depth: number,
+    prefetch: boolean,
+  ): Promise<FillResult> {
     const { cache, log } = this.#options;
     for (let attempt = 0; attempt < 2; attempt++) {
       if (await cache.has(key)) return { kind: "cached" };
@@ -144,6 +149,7 @@ export class Fetcher {
         log.info("a shared download failed; retrying", { path });
         continue;
       }
+      if (prefetch) this.#options.stats.prefetched++;
       return await this.#own(key, path, depth, claim);
     }
     return { kind: "error", status: 502, message: `${path}: the download failed twice` };

@@ -222,7 +222,6 @@ export class Prefetcher {
       keys.set(key, url.pathname);
     }
     if (keys.size === 0) return;
-    this.#options.stats.prefetched += keys.size;
     this.#options.log.debug("prefetch batch", { from, depth, count: keys.size });
     for (const [key, path] of keys) {
       fetcher.fill(key, path, { prefetch: true, depth }).catch((error) => {

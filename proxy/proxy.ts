@@ -23,7 +23,7 @@
 
 import { createLogger, type Logger, type LogLevel } from "../server/log.ts";
 import { cacheKey, DiskCache, type OpenEntry } from "./cache.ts";
-import { Fetcher } from "./fetcher.ts";
+import { Fetcher, type Inspector } from "./fetcher.ts";
 import { Prefetcher } from "./prefetch.ts";
 import { ProxyStats, type StatsSnapshot } from "./stats.ts";
 import { Upstream, UpstreamTimeout } from "./upstream.ts";
@@ -53,7 +53,7 @@ export interface ProxyOptions {
   connectTimeout?: number;
   /** ms of upstream silence (requests in flight) before a probe. @default 250 */
   stallTimeout?: number;
-  /** ms a probe may take before the association is declared dead. @default 400 */
+  /** ms a probe request may take before the server counts as hung. @default 10000 */
   probeTimeout?: number;
   /** @default "info" */
   logLevel?: LogLevel;
@@ -117,13 +117,15 @@ export async function startProxy(options: ProxyOptions = {}): Promise<FlowProxy>
   const prefetcher = options.prefetch === false
     ? undefined
     : new Prefetcher({ stats, log, cached: (key) => cache.knows(key) });
+  const inspector: Inspector | undefined = prefetcher &&
+    ((path, type, depth) => prefetcher.inspect(path, type, depth));
   const fetcher = new Fetcher({
     cache,
     upstream,
     stats,
     log,
     timeoutMs,
-    inspector: prefetcher && ((path, type, depth) => prefetcher.inspect(path, type, depth)),
+    inspector,
   });
   prefetcher?.attach(fetcher);
   upstream.start();
@@ -149,7 +151,16 @@ export async function startProxy(options: ProxyOptions = {}): Promise<FlowProxy>
     upstream: upstream.info(),
   });
 
-  const handler = new RequestHandler({ cache, fetcher, upstream, stats, log, timeoutMs, snapshot });
+  const handler = new RequestHandler({
+    cache,
+    fetcher,
+    upstream,
+    stats,
+    log,
+    timeoutMs,
+    snapshot,
+    inspector,
+  });
   const listening = Promise.withResolvers<Deno.NetAddr>();
   const server = Deno.serve({
     hostname,
@@ -198,6 +209,7 @@ interface HandlerContext {
   log: Logger;
   timeoutMs: number;
   snapshot: () => StatsSnapshot;
+  inspector?: Inspector;
 }
 
 class RequestHandler {
@@ -208,6 +220,19 @@ class RequestHandler {
   }
 
   async handle(request: Request): Promise<Response> {
+    const started = performance.now();
+    const response = await this.#handle(request);
+    this.#c.log.debug("request", {
+      method: request.method,
+      url: request.url,
+      status: response.status,
+      cache: response.headers.get("x-flowsched-cache") ?? undefined,
+      ms: Math.round((performance.now() - started) * 10) / 10,
+    });
+    return response;
+  }
+
+  async #handle(request: Request): Promise<Response> {
     const url = new URL(request.url);
     if (url.pathname === STATS_PATH) {
       return Response.json(this.#c.snapshot(), { headers: { "cache-control": "no-store" } });
@@ -223,7 +248,8 @@ class RequestHandler {
         this.#c.stats.hits++;
         const prefetched = this.#c.fetcher.takePrefetched(key);
         if (prefetched) this.#c.stats.prefetchHits++;
-        return this.#serve(entry, prefetched ? "prefetched" : "hit");
+        this.#reinspect(url.pathname, entry);
+        return this.#serve(entry, prefetched ? "prefetched" : "hit", request.method);
       }
       const fill = await this.#c.fetcher.fill(key, url.pathname);
       if (fill.joined) this.#c.stats.coalesced++;
@@ -241,7 +267,7 @@ class RequestHandler {
               : result.shared
               ? "shared"
               : "miss";
-            return this.#serve(stored, how);
+            return this.#serve(stored, how, request.method);
           }
           continue; // evicted by another process meanwhile: once more
         }
@@ -260,9 +286,30 @@ class RequestHandler {
     return this.#gatewayError(502, `${url.pathname}: the cache entry vanished twice`);
   }
 
-  #serve(entry: OpenEntry, how: string): Response {
+  /**
+   * A cached page is parsed again (bodies read into memory only), so
+   * resources evicted since it was stored are prefetched anew; cached ones
+   * are skipped without I/O.
+   */
+  #reinspect(path: string, entry: OpenEntry) {
+    if (!(entry.body instanceof Uint8Array) || !this.#c.inspector) return;
+    const type = new Headers(entry.meta.headers).get("content-type") ?? "";
+    if (!type.startsWith("text/html")) return;
+    const sink = this.#c.inspector(path, type, 0);
+    try {
+      sink?.write(entry.body);
+      sink?.end();
+    } catch { /* a parser error must not fail the answer */ }
+  }
+
+  #serve(entry: OpenEntry, how: string, method: string): Response {
     const headers = forwardHeaders(new Headers(entry.meta.headers), how);
     headers.set("content-length", String(entry.size));
+    if (method === "HEAD") {
+      // Unpins the entry at once: nobody will read this body.
+      if (entry.body instanceof ReadableStream) entry.body.cancel().catch(() => {});
+      return new Response(null, { status: 200, headers });
+    }
     this.#c.stats.bytesServed += entry.size;
     return new Response(entry.body as BodyInit, { status: 200, headers });
   }

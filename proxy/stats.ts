@@ -14,7 +14,7 @@ export class ProxyStats {
   coalesced = 0;
   /** Misses that waited for another proxy process's download (its `.tmp`) to complete. */
   sharedWaits = 0;
-  /** Downloads started by the prefetcher. */
+  /** Upstream downloads started by the prefetcher. */
   prefetched = 0;
   /** Client requests served by an entry the prefetcher fetched (hit or joined in flight). */
   prefetchHits = 0;

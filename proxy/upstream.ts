@@ -2,13 +2,20 @@
  * The proxy's one association to the server: many requests over N streams,
  * with a watchdog and reconnection.
  *
- * A dead server does not always say so (a killed process sends no ABORT, and
- * a receiver with nothing to retransmit notices nothing for tens of seconds).
- * So the watchdog watches progress: when requests are in flight and no
- * response bytes arrived for `stallTimeoutMs`, it sends a tiny probe (`HEAD /`,
- * which every policy schedules quickly); if that is not answered within
- * `probeTimeoutMs`, the association is aborted, every request in flight fails
- * at once (502), and reconnection starts with exponential backoff.
+ * A dead server does not always say so: a killed usrsctp process sends no
+ * ABORT, and a receiver with nothing to retransmit notices nothing for tens of
+ * seconds. So a watchdog watches progress. When requests are in flight and no
+ * response bytes arrived for `stallTimeoutMs`:
+ *
+ * - over usrsctp, it checks whether the server's UDP encapsulation port still
+ *   exists (see `liveness.ts`); a refused probe means the process is gone;
+ * - on every transport, it sends a tiny request (`HEAD /`, which every policy
+ *   schedules quickly); no answer within `probeTimeoutMs` means the server
+ *   hangs. That timeout must exceed SCTP's retransmission stalls (RTO.min is
+ *   1 s and doubles), or a lost packet would kill a healthy association.
+ *
+ * Then the association is aborted, every request in flight fails at once
+ * (502), and reconnection starts with exponential backoff.
  *
  * @module
  */
@@ -16,6 +23,7 @@
 import { type FlowResponse, parseServerUrl, type ServerAddress } from "../protocol/client.ts";
 import { FlowClient } from "../protocol/client.ts";
 import type { Logger } from "../server/log.ts";
+import { UdpLivenessProbe } from "./liveness.ts";
 import type { UpstreamInfo } from "./stats.ts";
 
 /** Upstream options. */
@@ -30,7 +38,7 @@ export interface UpstreamOptions {
   connectTimeoutMs?: number;
   /** Silence with requests in flight before a probe. @default 250 */
   stallTimeoutMs?: number;
-  /** How long a probe may take. @default 400 */
+  /** How long a probe request may take before the server counts as hung. @default 10000 */
   probeTimeoutMs?: number;
   log: Logger;
 }
@@ -64,6 +72,7 @@ export class Upstream {
   #inFlight = 0;
   #lastActivity = performance.now();
   #probing = false;
+  #udpProbe: UdpLivenessProbe | undefined;
   #lastError: string | undefined;
   #watchdog: ReturnType<typeof setInterval> | undefined;
   #closed = false;
@@ -158,6 +167,7 @@ export class Upstream {
     this.#up.reject(new UpstreamError("the proxy is closing"));
     const client = this.#client;
     this.#client = undefined;
+    this.#udpProbe?.close();
     await client?.association.abort().catch(() => {});
     await client?.close().catch(() => {});
   }
@@ -229,6 +239,17 @@ export class Upstream {
         }
         this.#client = client;
         this.#state = "up";
+        if (this.address.transport === "usrsctp") {
+          try {
+            this.#udpProbe = new UdpLivenessProbe(
+              this.address.host,
+              this.#options.udpPort ?? 9899,
+            );
+          } catch (error) {
+            // Without it a killed server is still found, by the slower probe request.
+            this.#log.warn("no UDP liveness probe", { error: errorText(error) });
+          }
+        }
         this.#connects++;
         this.#lastError = undefined;
         this.#touch();
@@ -279,6 +300,8 @@ export class Upstream {
     this.#client = undefined;
     this.#state = "down";
     this.#disconnects++;
+    this.#udpProbe?.close();
+    this.#udpProbe = undefined;
     this.#lastError = errorText(reason);
     this.#up = Promise.withResolvers<void>();
     this.#up.promise.catch(() => {});
@@ -293,13 +316,28 @@ export class Upstream {
 
   #checkProgress() {
     const client = this.#client;
-    if (!client || this.#state !== "up" || this.#probing) return;
-    if (this.#inFlight === 0) return;
+    if (!client || this.#state !== "up" || this.#inFlight === 0) return;
     const stall = this.#options.stallTimeoutMs ?? 250;
-    if (performance.now() - this.#lastActivity < stall) return;
+    const silentFor = performance.now() - this.#lastActivity;
+    if (silentFor < stall) return;
+    if (this.#udpProbe) {
+      if (this.#udpProbe.refused()) {
+        this.#markDown(
+          client,
+          new UpstreamError(
+            `no response bytes for ${Math.round(silentFor)} ms and the server's UDP port ${
+              this.#options.udpPort ?? 9899
+            } is closed: the server process is gone`,
+          ),
+        );
+        return;
+      }
+      this.#udpProbe.send();
+    }
+    if (this.#probing) return;
     this.#probing = true;
     const controller = new AbortController();
-    const probeTimeout = this.#options.probeTimeoutMs ?? 400;
+    const probeTimeout = this.#options.probeTimeoutMs ?? 10000;
     const timer = setTimeout(() => controller.abort(), probeTimeout);
     client.request("/", { method: "HEAD", signal: controller.signal })
       .then(

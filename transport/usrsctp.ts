@@ -36,7 +36,6 @@
 import { C, check, encodeSockaddr, lastError, libc, sockaddrPort } from "../ffi/libc.ts";
 import { Errno } from "../ffi/errors.ts";
 import {
-  LIBC_EXTRA,
   libusrsctp,
   sctp_assoc_change,
   sctp_event,
@@ -88,7 +87,7 @@ function so(socket: bigint): Deno.PointerObject {
  * tried here first; another process may still take it in between.
  */
 function probeUdpPort(port: number): number {
-  const socket = check("socket(SOCK_DGRAM)", libc().socket(C.AF_INET, LIBC_EXTRA.SOCK_DGRAM, 0));
+  const socket = check("socket(SOCK_DGRAM)", libc().socket(C.AF_INET, C.SOCK_DGRAM, 0));
   try {
     const addr = encodeSockaddr("0.0.0.0", port);
     if (libc().bind(socket, addr, addr.byteLength) < 0) {

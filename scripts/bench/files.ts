@@ -69,6 +69,17 @@ const OPTIONS = {
   streams: { kind: "integer", default: 8, min: 1, max: 1024, help: "streams per association" },
   policies: { kind: "string", default: "scf,rr", help: "comma-separated policies to measure" },
   seed: { kind: "integer", default: 1, min: 0, help: "seed of file sizes and request paths" },
+  stallSeconds: {
+    kind: "integer",
+    default: 60,
+    min: 1,
+    help: "end a phase when no response completes for this long (the rest count as errors)",
+  },
+  only: {
+    kind: "string",
+    default: "",
+    help: "comma-separated servers to run (tcp, usrsctp, tcpmux, kernel); default all",
+  },
   labTimeout: { kind: "integer", default: 1800, min: 60, help: "seconds before the lab is killed" },
   insideLab: { kind: "boolean", default: false, help: "(internal) run the lab part here" },
   labOut: { kind: "string", default: "", help: "(internal) file for the lab's results" },
@@ -129,6 +140,7 @@ interface Phase {
   policy: string;
   requests: number;
   errors: number;
+  stalled: boolean;
   firstError?: string;
   seconds: number;
   bytes: number;
@@ -139,51 +151,98 @@ interface Phase {
   ratioToTcp?: number;
 }
 
-/** Fetches `list` with `concurrency` outstanding; `fetchOne` returns [status, body length]. */
+/**
+ * Fetches `list` with `concurrency` outstanding; `fetchOne` returns [status,
+ * body length]. If no response completes for `stallSeconds`, the phase ends:
+ * every request not completed by then counts as an error.
+ */
 async function drive(
   tree: Tree,
   list: number[],
   concurrency: number,
+  stallSeconds: number,
   fetchOne: (path: string) => Promise<[number, number]>,
 ) {
   let next = 0;
   let errors = 0;
+  let completed = 0;
   let firstError: string | undefined;
   let bytes = 0;
+  let stalled = false;
   const times: number[] = [];
   const t0 = performance.now();
+  let lastDone = t0;
   const worker = async () => {
-    while (next < list.length) {
+    while (next < list.length && !stalled) {
       const index = list[next++];
       const started = performance.now();
+      let failure: string | undefined;
+      let length = 0;
       try {
-        const [status, length] = await fetchOne(tree.paths[index]);
+        const [status, got] = await fetchOne(tree.paths[index]);
+        length = got;
         if (status !== 200 || length !== tree.sizes[index]) {
-          throw new Error(
-            `${tree.paths[index]}: status ${status}, ${length} bytes, expected ${
-              tree.sizes[index]
-            }`,
-          );
+          failure = `${tree.paths[index]}: status ${status}, ${length} bytes, expected ${
+            tree.sizes[index]
+          }`;
         }
-        bytes += length;
       } catch (error) {
-        errors++;
-        firstError ??= (error as Error).message;
+        failure = (error as Error).message;
       }
-      times.push(performance.now() - started);
+      if (stalled) return;
+      if (failure) {
+        errors++;
+        firstError ??= failure;
+      } else {
+        bytes += length;
+      }
+      completed++;
+      lastDone = performance.now();
+      times.push(lastDone - started);
+      if (completed % Math.ceil(list.length / 5) === 0 && completed < list.length) {
+        progress("files", `  ${completed}/${list.length} done`);
+      }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(concurrency, list.length) }, worker));
-  const seconds = (performance.now() - t0) / 1000;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const watchdog = new Promise<void>((resolve) => {
+    timer = setInterval(() => {
+      if (performance.now() - lastDone > stallSeconds * 1000) resolve();
+    }, 1000);
+  });
+  const finished = await Promise.race([
+    Promise.all(Array.from({ length: Math.min(concurrency, list.length) }, worker)).then(() =>
+      true
+    ),
+    watchdog.then(() => false),
+  ]);
+  clearInterval(timer);
+  if (!finished) {
+    stalled = true;
+    errors += list.length - completed;
+    firstError = `stalled: no response for ${stallSeconds} s after ${completed} of ${list.length}` +
+      (firstError ? `; earlier: ${firstError}` : "");
+  }
+  const seconds = (lastDone - t0) / 1000;
   times.sort((a, b) => a - b);
   return {
     seconds,
     bytes,
     errors,
+    stalled,
     firstError,
     meanMs: times.reduce((a, b) => a + b, 0) / times.length,
     p99Ms: times[Math.min(times.length - 1, Math.floor(times.length * 0.99))],
   };
+}
+
+/** Waits for `promise` at most `ms`; says whether it settled. */
+function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([
+    promise.then(() => true, () => true),
+    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms))),
+  ]).finally(() => clearTimeout(timer));
 }
 
 function phase(
@@ -205,6 +264,7 @@ function phase(
     policy,
     requests,
     errors: r.errors,
+    stalled: r.stalled,
     firstError: r.firstError,
     seconds: r.seconds,
     bytes: r.bytes,
@@ -228,14 +288,7 @@ async function benchTcp(where: "host" | "lab", values: Values, tree: Tree, reque
       const body = await response.bytes();
       return [response.status, body.byteLength];
     };
-    const warmup = requestList(values, tree, Math.min(200, Math.ceil(requests / 10)), 1);
-    await drive(tree, warmup, values.concurrency, fetchOne);
-    const r = await drive(
-      tree,
-      requestList(values, tree, requests, 0),
-      values.concurrency,
-      fetchOne,
-    );
+    const r = await warmAndRun(values, tree, requests, fetchOne);
     return phase(where, "tcp", "-", requests, r);
   } finally {
     client.close();
@@ -255,7 +308,7 @@ async function benchFlow(
     `${transport} ${policy}: ${requests} requests, C=${values.concurrency}, ${values.streams} streams`,
   );
   const udpPort = transport === "usrsctp" ? localUdpPort() : undefined;
-  await using server = await startServer({
+  const server = await startServer({
     transport,
     host: "127.0.0.1",
     port: 0,
@@ -265,19 +318,49 @@ async function benchFlow(
     logLevel: "warn",
     udpPort,
   });
-  await using client = await FlowClient.connect(
-    { transport, host: "127.0.0.1", port: server.port },
-    { streams: values.streams, udpPort },
-  );
-  const fetchOne = async (path: string): Promise<[number, number]> => {
-    const response = await client.request(path);
-    const body = await response.bytes();
-    return [response.status, body.byteLength];
-  };
+  let client: FlowClient | undefined;
+  let r: Awaited<ReturnType<typeof drive>> | undefined;
+  try {
+    client = await FlowClient.connect(
+      { transport, host: "127.0.0.1", port: server.port },
+      { streams: values.streams, udpPort },
+    );
+    const fetchOne = async (path: string): Promise<[number, number]> => {
+      const response = await client!.request(path);
+      const body = await response.bytes();
+      return [response.status, body.byteLength];
+    };
+    r = await warmAndRun(values, tree, requests, fetchOne);
+    return phase(where, transport, policy, requests, r);
+  } finally {
+    // After a stall, a graceful close could wait forever: abort instead, and bound the wait.
+    if (client) {
+      const closing = r?.stalled ? client.association.abort() : client.close();
+      if (!(await within(closing, 10_000))) progress("files", "  client did not close in 10 s");
+    }
+    if (!(await within(server.close(), 10_000))) {
+      progress("files", "  server did not close in 10 s");
+    }
+  }
+}
+
+/** An untimed warm-up (a tenth of the requests, at most 200), then the timed phase. */
+async function warmAndRun(
+  values: Values,
+  tree: Tree,
+  requests: number,
+  fetchOne: (path: string) => Promise<[number, number]>,
+) {
   const warmup = requestList(values, tree, Math.min(200, Math.ceil(requests / 10)), 1);
-  await drive(tree, warmup, values.concurrency, fetchOne);
-  const r = await drive(tree, requestList(values, tree, requests, 0), values.concurrency, fetchOne);
-  return phase(where, transport, policy, requests, r);
+  const w = await drive(tree, warmup, values.concurrency, values.stallSeconds, fetchOne);
+  if (w.stalled) return { ...w, firstError: `warm-up ${w.firstError}` };
+  return await drive(
+    tree,
+    requestList(values, tree, requests, 0),
+    values.concurrency,
+    values.stallSeconds,
+    fetchOne,
+  );
 }
 
 /** Runs every configuration of one place (host or lab), one at a time. */
@@ -290,11 +373,15 @@ async function runPlace(where: "host" | "lab", values: Values): Promise<Phase[]>
       round(tree.totalBytes / 1e6)
     } MB, in ${tree.root}`,
   );
-  const transports: TransportName[] = where === "lab" ? ["kernel"] : ["usrsctp", "tcpmux"];
+  const only = values.only.split(",").filter(Boolean);
+  const wanted = (name: string) => only.length === 0 || only.includes(name);
+  const transports = (where === "lab" ? ["kernel"] : ["usrsctp", "tcpmux"]).filter(
+    wanted,
+  ) as TransportName[];
   const policies = values.policies.split(",").filter(Boolean) as PolicyName[];
   const phases: Phase[] = [];
   try {
-    phases.push(await benchTcp(where, values, tree, requests));
+    if (wanted("tcp")) phases.push(await benchTcp(where, values, tree, requests));
     for (const transport of transports) {
       for (const policy of policies) {
         phases.push(await benchFlow(where, transport, policy, values, tree, requests));
@@ -303,8 +390,8 @@ async function runPlace(where: "host" | "lab", values: Values): Promise<Phase[]>
   } finally {
     await Deno.remove(tree.root, { recursive: true });
   }
-  const tcp = phases.find((p) => p.server === "tcp")!;
-  for (const p of phases) p.ratioToTcp = p.filesPerSecond / tcp.filesPerSecond;
+  const tcp = phases.find((p) => p.server === "tcp");
+  for (const p of phases) p.ratioToTcp = p.filesPerSecond / (tcp?.filesPerSecond ?? NaN);
   return phases;
 }
 

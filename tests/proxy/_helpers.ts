@@ -1,6 +1,7 @@
 /** Helpers of the proxy tests: curl, subprocess servers and proxies, hashes, polling. */
 
 import { createHash } from "node:crypto";
+import dgram from "node:dgram";
 
 const DENO = new URL("../../node_modules/.bin/deno", import.meta.url).pathname;
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -25,10 +26,11 @@ export async function curl(
 }
 
 /** A UDP port free right now. */
-export function freeUdpPort(): number {
-  const socket = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
-  const port = (socket.addr as Deno.NetAddr).port;
-  socket.close();
+export async function freeUdpPort(): Promise<number> {
+  const socket = dgram.createSocket("udp4");
+  await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
+  const port = socket.address().port;
+  await new Promise<void>((resolve) => socket.close(() => resolve()));
   return port;
 }
 
@@ -52,9 +54,10 @@ export class Child {
   readonly #waiters: { test: (line: string) => boolean; resolve: (line: string) => void }[] = [];
   readonly #drained: Promise<void>;
 
-  constructor(args: string[]) {
-    this.process = new Deno.Command(DENO, {
-      args,
+  /** Runs deno with `args`, inside network namespace `netns` if given (the lab). */
+  constructor(args: string[], netns?: string) {
+    this.process = new Deno.Command(netns ? "ip" : DENO, {
+      args: netns ? ["netns", "exec", netns, DENO, ...args] : args,
       cwd: ROOT,
       stdout: "null",
       stderr: "piped",
@@ -110,9 +113,17 @@ export class Child {
   }
 }
 
-/** Starts `server/main.ts` in a subprocess on usrsctp; resolves once it listens. */
+/** Starts `server/main.ts` in a subprocess (usrsctp unless told); resolves once it listens. */
 export async function spawnServer(
-  options: { root: string; port: number; udpPort: number; streams?: number },
+  options: {
+    root: string;
+    port: number;
+    udpPort: number;
+    streams?: number;
+    transport?: string;
+    host?: string;
+    netns?: string;
+  },
 ): Promise<Child> {
   const child = new Child([
     "run",
@@ -120,7 +131,9 @@ export async function spawnServer(
     "--no-check",
     "server/main.ts",
     "--transport",
-    "usrsctp",
+    options.transport ?? "usrsctp",
+    "--host",
+    options.host ?? "127.0.0.1",
     "--port",
     String(options.port),
     "--udp-port",
@@ -129,13 +142,19 @@ export async function spawnServer(
     options.root,
     "--streams",
     String(options.streams ?? 4),
-  ]);
+  ], options.netns);
   await child.waitForLine(`"listening"`);
   return child;
 }
 
-/** Starts `proxy/main.ts` in a subprocess; resolves with it and its port once it listens. */
-export async function spawnProxy(args: string[]): Promise<{ child: Child; port: number }> {
+/**
+ * Starts `proxy/main.ts` in a subprocess (listening on 127.0.0.1:0 unless
+ * `args` say otherwise); resolves with it and its port once it listens.
+ */
+export async function spawnProxy(
+  args: string[],
+  netns?: string,
+): Promise<{ child: Child; port: number }> {
   const child = new Child([
     "run",
     "-P=proxy",
@@ -143,9 +162,11 @@ export async function spawnProxy(args: string[]): Promise<{ child: Child; port: 
     "proxy/main.ts",
     "--listen",
     "127.0.0.1:0",
+    "--log-level",
+    "info",
     ...args,
-  ]);
+  ], netns);
   const line = await child.waitForLine(`"listening"`);
-  const port = Number(/"listen":"127\.0\.0\.1:(\d+)"/.exec(line)?.[1]);
+  const port = Number(/"listen":"[^"]*:(\d+)"/.exec(line)?.[1]);
   return { child, port };
 }

@@ -81,7 +81,7 @@ export async function makeSite(
   files.set("/shared/base.css", text(`@import "theme.css";\nbody { margin: 0 }\n`));
   files.set(
     "/shared/theme.css",
-    text(`h1 { background: url("../img/shared-bg.png") }\n/* url(never.png) */\n`),
+    text(`body { background: url("../img/shared-bg.png") }\n/* url(never.png) */\n`),
   );
   files.set("/img/shared-bg.png", padded(PNG, randomSize(), () => 0));
   files.set("/favicon.ico", padded(PNG, 2000, () => 0));
@@ -156,7 +156,8 @@ ${head.join("\n")}
 ${body.join("\n")}
 <script>
 window.addEventListener("load", () => {
-  const loaded = performance.getEntriesByType("resource").map((e) => new URL(e.name).pathname);
+  const loaded = performance.getEntriesByType("resource")
+    .map((e) => ({ path: new URL(e.name).pathname, status: e.responseStatus }));
   const broken = [...document.images].filter((img) => !img.complete || img.naturalWidth === 0)
     .map((img) => new URL(img.currentSrc || img.src).pathname);
   const out = document.createElement("pre");
