@@ -85,10 +85,12 @@ function readLoop(driver: SocketDriver, socket: bigint, credit: ReadCredit) {
       return post({ type: "error", error: serializeError(error) });
     }
     if (message === null) return post({ type: "end" });
+    // Count before posting: the transfer detaches the buffer (byteLength 0).
+    const bytes = message.data.byteLength;
+    let pending = Atomics.add(unconsumed, 0, bytes) + bytes;
     post({ type: "message", stream: message.stream, data: message.data }, [message.data.buffer]);
     // Backpressure: stop reading (so the peer's window closes) while the
     // main thread has more than `credit.limit` bytes it has not consumed.
-    let pending = Atomics.add(unconsumed, 0, message.data.byteLength) + message.data.byteLength;
     while (pending > credit.limit) {
       Atomics.wait(unconsumed, 0, pending, 1000);
       pending = Atomics.load(unconsumed, 0);
