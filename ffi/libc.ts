@@ -41,6 +41,8 @@ export const libcSymbols = {
   recv: { parameters: ["i32", "pointer", "usize", "i32"], result: "isize" },
   // int open(const char *path, int flags)
   open: { parameters: ["buffer", "i32"], result: "i32" },
+  // off_t lseek(int fd, off_t offset, int whence)
+  lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
   // void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   // int munmap(void *addr, size_t len)
@@ -88,6 +90,7 @@ export const C = {
   MSG_WAITALL: 0x100,
   MSG_MORE: 0x8000,
   O_RDONLY: 0,
+  SEEK_END: 2,
   O_CLOEXEC: 0x80000,
   PROT_READ: 1,
   MAP_SHARED: 1,

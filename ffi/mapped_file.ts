@@ -1,6 +1,7 @@
 /**
  * A read-only `mmap` of a whole file: the one owner of the mapping's
- * lifetime. Send calls take `pointerAt(offset)` directly, so file bytes go
+ * lifetime. A file must not shrink while mapped (reading past its new end
+ * raises SIGBUS): replace served files by rename, never rewrite them in place. Send calls take `pointerAt(offset)` directly, so file bytes go
  * from the page cache to the socket without a copy into JS memory.
  *
  * @module
@@ -26,7 +27,8 @@ export class MappedFile implements Disposable {
       libc().open(new TextEncoder().encode(`${path}\0`), C.O_RDONLY | C.O_CLOEXEC),
     );
     try {
-      const size = Deno.statSync(path).size;
+      // The size of what was opened, not of whatever the path names by now.
+      const size = Number(check("lseek", libc().lseek(fd, 0n, C.SEEK_END)));
       if (size === 0) return new MappedFile(null, 0);
       const base = libc().mmap(null, BigInt(size), C.PROT_READ, C.MAP_SHARED, fd, 0n);
       // mmap reports failure as MAP_FAILED, (void *)-1, not as null.

@@ -100,8 +100,8 @@ export class FlowClient implements AsyncDisposable {
   /** Per incoming stream: the response whose run is in progress, and its bytes left. */
   readonly #runs: { id: number; left: number }[] = [];
   readonly #reading: Promise<void>;
+  readonly #ended = Promise.withResolvers<Error>();
   #nextId = 1;
-  #nextStream = 0;
   #failure: Error | undefined;
 
   private constructor(association: Association, host: string) {
@@ -118,6 +118,11 @@ export class FlowClient implements AsyncDisposable {
     const address = typeof url === "string" ? parseServerUrl(url) : url;
     const association = await connect(address.transport, address.host, address.port, options);
     return new FlowClient(association, `${address.host}:${address.port}`);
+  }
+
+  /** Settles with the reason once the association has ended, for whatever cause. */
+  get ended(): Promise<Error> {
+    return this.#ended.promise;
   }
 
   /** Requests in flight. */
@@ -145,16 +150,17 @@ export class FlowClient implements AsyncDisposable {
   ): Promise<FlowResponse> {
     if (this.#failure) return Promise.reject(this.#failure);
     const id = this.#nextId;
-    this.#nextId = (this.#nextId % 0xffffffff) + 1;
+    // Ids stay below 2^31 so the server can keep them in Int32 flags.
+    this.#nextId = (this.#nextId % 0x7ffffffe) + 1;
     const pending: Pending = {
       headOnly: options.headOnly ?? false,
       head: Promise.withResolvers(),
       remaining: 0,
     };
     this.#pending.set(id, pending);
-    const stream = this.#nextStream;
-    this.#nextStream = (this.#nextStream + 1) % this.association.outboundStreams;
-    this.association.send(stream, encodeRequest(id, head)).catch((error) => this.#fail(id, error));
+    this.association.send(this.#streamOf(id), encodeRequest(id, head)).catch((error) =>
+      this.#fail(id, error)
+    );
     options.signal?.addEventListener("abort", () => this.cancel(id), { once: true });
     return pending.head!.promise;
   }
@@ -162,13 +168,21 @@ export class FlowClient implements AsyncDisposable {
   /** Asks the server to drop response `id`; its body errors. */
   cancel(id: number): void {
     if (!this.#pending.has(id)) return;
-    this.association.send(0, encodeCancel(id)).catch(() => {});
+    this.association.send(this.#streamOf(id), encodeCancel(id)).catch(() => {});
     this.#fail(id, new TransportError(`request ${id} cancelled`));
   }
 
   /** Changes the priority of response `id` (lower is more urgent). */
   async setPriority(id: number, priority: number): Promise<void> {
-    await this.association.send(0, encodePriority(id, priority));
+    await this.association.send(this.#streamOf(id), encodePriority(id, priority));
+  }
+
+  /**
+   * Everything about request `id` goes on one stream, so a CANCEL or PRIORITY
+   * can never overtake its REQUEST (SCTP orders messages per stream only).
+   */
+  #streamOf(id: number): number {
+    return id % this.association.outboundStreams;
   }
 
   /** Closes the association; requests in flight fail. */
@@ -263,6 +277,7 @@ export class FlowClient implements AsyncDisposable {
 
   #failAll(error: Error) {
     this.#failure = error;
+    this.#ended.resolve(error);
     for (const id of [...this.#pending.keys()]) this.#fail(id, error);
   }
 }

@@ -97,6 +97,7 @@ const REASONS: Record<number, string> = {
   431: "Request Header Fields Too Large",
   500: "Internal Server Error",
   502: "Bad Gateway",
+  503: "Service Unavailable",
   504: "Gateway Timeout",
 };
 

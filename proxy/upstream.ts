@@ -239,6 +239,9 @@ export class Upstream {
         }
         this.#client = client;
         this.#state = "up";
+        // A server that closes the association cleanly (restart, shutdown)
+        // leaves no request to fail: notice it before the next one is sent.
+        client.ended.then((reason) => this.#markDown(client, reason));
         if (this.address.transport === "usrsctp") {
           try {
             this.#udpProbe = new UdpLivenessProbe(

@@ -53,7 +53,7 @@ self.onmessage = (e: MessageEvent<SenderCommand>) => {
     let offset = 0;
     do {
       const run = Math.min(s.run, length - offset);
-      if (offset > 0 && Atomics.load(s.cancelled, 0) === id + 1) {
+      if (offset > 0 && Atomics.load(s.cancelled, 0) === ((id + 1) | 0)) {
         sendBytes(s, encodeReset(id, 0, "cancelled"));
         report.cancelled = true;
         break;

@@ -93,7 +93,9 @@ export async function startServer(options: ServerOptions = {}): Promise<FlowServ
       });
       sessions.add(session);
       log.debug("association accepted", { streams: association.outboundStreams });
-      session.done.finally(() => sessions.delete(session));
+      session.done
+        .catch((error) => log.error("session ended with an error", { error: String(error) }))
+        .finally(() => sessions.delete(session));
     }
   })();
 

@@ -134,6 +134,12 @@ export class Session {
         if (plan.file) {
           try {
             job.mapping = this.#options.mappings.acquire(plan.file);
+            if (job.mapping.file.size !== plan.file.size) {
+              // Replaced between stat and open: Content-Length would be wrong.
+              this.#options.mappings.release(job.mapping);
+              job.mapping = undefined;
+              throw new HttpError(503, "the file changed while it was being opened; try again");
+            }
           } catch (error) {
             this.#options.log.error("mmap failed", { path: plan.file.path, error: String(error) });
             const failed = errorPlan(error);
@@ -151,7 +157,7 @@ export class Session {
           this.#release(job);
         } else if (this.#running.has(job.id)) {
           const stream = [...this.#running.entries()].find(([, j]) => j === job)?.[0];
-          if (stream !== undefined) Atomics.store(this.#cancelFlags[stream], 0, job.id + 1);
+          if (stream !== undefined) Atomics.store(this.#cancelFlags[stream], 0, (job.id + 1) | 0);
         }
         return;
       }
@@ -184,14 +190,20 @@ export class Session {
     const job = this.#running.get(stream);
     this.#running.delete(stream);
     Atomics.store(this.#cancelFlags[stream], 0, 0);
+    if (job) this.#release(job);
     if (report.error) {
       this.#options.log.info("send failed", {
         id: report.id,
         sent: report.sent,
         error: report.error.message,
       });
+      // The stream may be mid-run: the client would read whatever came next
+      // on it as the rest of this body. No later message can be trusted, so
+      // the association ends here (it is usually dead already).
+      this.#idleWaiter?.();
+      void this.#association.abort();
+      return;
     }
-    if (job) this.#release(job);
     this.scheduler.finished(stream);
     this.#idleWaiter?.();
   }
@@ -215,7 +227,11 @@ export class Session {
 
   /** Ends the session at once: the association is aborted, queued responses dropped. */
   async abort(): Promise<void> {
-    this.scheduler.release();
+    for (const job of this.scheduler.drain()) this.#release(job);
+    // Running senders stop at their next run boundary.
+    for (const [stream, job] of this.#running) {
+      Atomics.store(this.#cancelFlags[stream], 0, (job.id + 1) | 0);
+    }
     await this.#association.abort();
     await this.done;
   }

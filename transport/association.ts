@@ -8,7 +8,7 @@
 
 import { driverFor } from "./drivers.ts";
 import type { Established, SocketDriver } from "./driver.ts";
-import { TransportError } from "./types.ts";
+import { SHARED_CLOSING, TransportError } from "./types.ts";
 import type {
   Association,
   AssociationOptions,
@@ -26,6 +26,15 @@ const IO_WORKER = new URL("./io_worker.ts", import.meta.url);
 const READ_CREDIT_BYTES = 16 * 1024 * 1024;
 /** How long a graceful close waits for the peer before aborting. */
 const CLOSE_GRACE_MS = 3000;
+
+/** Whether `promise` is still pending after `ms` milliseconds. */
+async function timedOut(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), ms)));
+  const result = await Promise.race([promise.then(() => false), late]);
+  clearTimeout(timer);
+  return result;
+}
 
 /** Fills in the documented defaults of `AssociationOptions`. */
 export function withDefaults(options: AssociationOptions = {}): Required<AssociationOptions> {
@@ -69,7 +78,7 @@ export function connect(
       const event = e.data;
       if (event.type === "established") {
         resolve(
-          new WorkerAssociation(transport, driver, event.established, event.writeLock, writer),
+          new WorkerAssociation(transport, driver, event.established, event.shared, writer),
         );
       } else if (event.type === "error") {
         writer.terminate();
@@ -102,6 +111,7 @@ class WorkerAssociation implements Association {
   readonly #writer: Worker;
   readonly #reader: Worker;
   readonly #unconsumed: Int32Array;
+  readonly #closingFlag: Int32Array;
   readonly #received: Message[] = [];
   readonly #receivers: PromiseWithResolvers<Message | null>[] = [];
   readonly #pendingSends = new Map<number, PromiseWithResolvers<void>>();
@@ -118,14 +128,15 @@ class WorkerAssociation implements Association {
     transport: TransportName,
     driver: SocketDriver,
     established: Established,
-    writeLock: SharedArrayBuffer,
+    shared: SharedArrayBuffer,
     writer?: Worker,
   ) {
     this.transport = transport;
     this.outboundStreams = established.outboundStreams;
     this.inboundStreams = established.inboundStreams;
     this.#driver = driver;
-    this.#handle = { transport, socket: established.socket, writeLock };
+    this.#handle = { transport, socket: established.socket, shared };
+    this.#closingFlag = new Int32Array(shared);
     this.#writer = writer ?? spawn(`${transport}-writer`, {
       role: "write",
       transport,
@@ -196,33 +207,45 @@ class WorkerAssociation implements Association {
   }
 
   async #close(abort: boolean): Promise<void> {
-    if (!abort) await Promise.allSettled([...this.#pendingSends.values()].map((p) => p.promise));
-    if (abort) {
+    try {
+      await this.#teardown(abort);
+    } finally {
+      this.#writer.terminate();
+      this.#reader.terminate();
+      this.#driver.close(this.#handle.socket);
+      const closed = new TransportError("association closed");
+      for (const pending of this.#pendingSends.values()) pending.reject(closed);
+      this.#pendingSends.clear();
+      this.#finish(undefined);
+    }
+  }
+
+  /** Ends the association and waits until no thread uses the socket. */
+  async #teardown(abort: boolean): Promise<void> {
+    Atomics.store(this.#closingFlag, SHARED_CLOSING, 1);
+    if (!abort) {
+      // Queued sends go out first, unless the peer stops taking them.
+      const sent = Promise.allSettled([...this.#pendingSends.values()].map((p) => p.promise));
+      if (await timedOut(sent, CLOSE_GRACE_MS)) abort = true;
+    }
+    try {
+      if (abort) {
+        this.#driver.abort(this.#handle.socket);
+      } else {
+        this.#driver.shutdown(this.#handle.socket);
+      }
+    } catch {
+      // The socket is already dead: the reader has ended or is about to.
       this.#driver.abort(this.#handle.socket);
-    } else {
-      this.#driver.shutdown(this.#handle.socket);
     }
     // Unblock a reader paused on backpressure so it sees the end.
     Atomics.store(this.#unconsumed, 0, 0);
     Atomics.notify(this.#unconsumed, 0);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const graceOver = new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(true), CLOSE_GRACE_MS);
-    });
-    const timedOut = await Promise.race([this.#readerDone.promise.then(() => false), graceOver]);
-    clearTimeout(timer);
-    if (timedOut) {
+    if (await timedOut(this.#readerDone.promise, CLOSE_GRACE_MS)) {
       this.#driver.abort(this.#handle.socket);
       await this.#readerDone.promise;
     }
-    this.#writer.terminate();
-    this.#reader.terminate();
     if (this.#leases > 0) await new Promise<void>((resolve) => (this.#leasesReleased = resolve));
-    this.#driver.close(this.#handle.socket);
-    const closed = new TransportError("association closed");
-    for (const pending of this.#pendingSends.values()) pending.reject(closed);
-    this.#pendingSends.clear();
-    this.#finish(undefined);
   }
 
   #enqueue(request: WriteRequest, stream: number): Promise<void> {
@@ -314,7 +337,7 @@ class WorkerListener implements Listener {
           transport,
           driver,
           event.established,
-          event.writeLock,
+          event.shared,
         );
         const waiter = this.#waiters.shift();
         if (waiter) waiter.resolve(association);

@@ -55,23 +55,26 @@ function connect(
   }
   writer = {
     driver,
-    handle: { transport, socket: established.socket, writeLock: new SharedArrayBuffer(4) },
+    handle: { transport, socket: established.socket, shared: new SharedArrayBuffer(8) },
   };
-  post({ type: "established", established, writeLock: writer.handle.writeLock });
+  post({ type: "established", established, shared: writer.handle.shared });
 }
 
 function acceptLoop(driver: SocketDriver, socket: bigint, options: Required<AssociationOptions>) {
+  const pause = new Int32Array(new SharedArrayBuffer(4));
   for (;;) {
     let established: Established | null;
     try {
       established = driver.accept(socket, options);
     } catch (error) {
-      // A failed handshake of one peer must not stop the listener.
+      // A failed handshake of one peer must not stop the listener; a
+      // persistent failure (EMFILE) must not spin either.
       post({ type: "accept-failed", error: serializeError(error) });
+      Atomics.wait(pause, 0, 0, 100);
       continue;
     }
     if (established === null) return post({ type: "end" });
-    post({ type: "established", established, writeLock: new SharedArrayBuffer(4) });
+    post({ type: "established", established, shared: new SharedArrayBuffer(8) });
   }
 }
 

@@ -36,7 +36,7 @@ import {
 } from "../ffi/libsctp.ts";
 import { StructBuffer } from "../ffi/struct.ts";
 import type { Established, SocketDriver } from "./driver.ts";
-import { TransportError } from "./types.ts";
+import { isClosing, TransportError } from "./types.ts";
 import type { AssociationOptions, Message, PathInfo } from "./types.ts";
 
 const EPROTONOSUPPORT = 93;
@@ -267,7 +267,7 @@ export const kernelDriver: SocketDriver = {
       if (error.errno === Errno.EINTR) continue;
       if (error.errno === Errno.EAGAIN) {
         // SO_SNDTIMEO expired with nothing queued (SCTP queues whole messages).
-        if (alive(socket)) continue;
+        if (!isClosing(handle) && alive(socket)) continue;
         throw new TransportError("kernel SCTP: association ended while sending");
       }
       if (error.errno === EMSGSIZE && !grown) {

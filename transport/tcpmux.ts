@@ -7,7 +7,7 @@
  *   wanted, u16 incoming streams allowed. Each direction uses the minimum of
  *   what the sender wants and the receiver allows.
  * - frame: u16 stream, u16 flags (0), u32 length, then `length` bytes: one
- *   whole message. Writers on several threads take `writeLock` per frame, so
+ *   whole message. Writers on several threads take `shared` per frame, so
  *   frames never interleave.
  *
  * Unlike SCTP, one TCP byte stream means head-of-line blocking across streams.
@@ -26,15 +26,17 @@ import {
   setBufferSizes,
   setIntOption,
   tcp_info,
+  timeval,
 } from "../ffi/libc.ts";
-import { Errno } from "../ffi/errors.ts";
+import { Errno, type NativeError } from "../ffi/errors.ts";
 import { StructBuffer } from "../ffi/struct.ts";
 import type { Established, SocketDriver } from "./driver.ts";
-import { TransportError } from "./types.ts";
+import { SHARED_CLOSING, SHARED_WRITE_LOCK, TransportError } from "./types.ts";
 import type { AssociationOptions, Message, PathInfo, SocketHandle } from "./types.ts";
 
 const MAGIC = 0x46534d31; // "FSM1"
 const FRAME_HEADER_BYTES = 8;
+const HELLO_TIMEOUT_SECONDS = 5;
 /** Larger frames are refused rather than allocated: a corrupt or hostile peer cannot exhaust memory. */
 const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
@@ -51,9 +53,30 @@ function fd(socket: bigint): number {
 function configure(socket: number, options: Required<AssociationOptions>) {
   setIntOption(socket, C.IPPROTO_TCP, C.TCP_NODELAY, 1, "setsockopt(TCP_NODELAY)");
   setBufferSizes(socket, options.sendBufferSize, options.receiveBufferSize);
+  setTimeoutOption(socket, C.SO_SNDTIMEO, 1);
 }
 
-function sendAll(socket: number, pointer: Deno.PointerValue, length: number, flags: number) {
+/** Sets SO_SNDTIMEO or SO_RCVTIMEO in whole seconds (0: wait forever). */
+function setTimeoutOption(socket: number, name: number, seconds: number) {
+  const timeout = new StructBuffer(timeval).set("tv_sec", seconds);
+  check(
+    "setsockopt(timeout)",
+    libc().setsockopt(socket, C.SOL_SOCKET, name, timeout.bytes, timeval.size),
+  );
+}
+
+/**
+ * Sends all `length` bytes. SO_SNDTIMEO wakes a send blocked on a full buffer
+ * every second; it goes on waiting unless `closing()` says the association
+ * is being torn down (a blocked send is not woken by our own SHUT_RD).
+ */
+function sendAll(
+  socket: number,
+  pointer: Deno.PointerValue,
+  length: number,
+  flags: number,
+  closing: () => boolean,
+) {
   let sent = 0;
   while (sent < length) {
     const n = libc().send(
@@ -65,6 +88,10 @@ function sendAll(socket: number, pointer: Deno.PointerValue, length: number, fla
     if (n < 0n) {
       const error = lastError("send");
       if (error.errno === Errno.EINTR) continue;
+      if (error.errno === Errno.EAGAIN && !closing()) continue;
+      if (error.errno === Errno.EAGAIN) {
+        throw new TransportError("tcpmux: association closed while sending");
+      }
       throw error;
     }
     sent += Number(n);
@@ -99,11 +126,19 @@ function exchangeHello(socket: number, options: Required<AssociationOptions>): E
   view.setUint32(0, MAGIC);
   view.setUint16(4, options.streams);
   view.setUint16(6, options.streams);
-  sendAll(socket, Deno.UnsafePointer.of(hello), hello.byteLength, 0);
+  sendAll(socket, Deno.UnsafePointer.of(hello), hello.byteLength, 0, () => false);
   const peer = new Uint8Array(8);
-  if (receiveAll(socket, peer, 8) < 8) {
-    throw new TransportError("tcpmux: peer closed before its hello");
+  // A peer that connects and says nothing must not hold up the accept loop.
+  setTimeoutOption(socket, C.SO_RCVTIMEO, HELLO_TIMEOUT_SECONDS);
+  let got: number;
+  try {
+    got = receiveAll(socket, peer, 8);
+  } catch (error) {
+    if ((error as NativeError).errno !== Errno.EAGAIN) throw error;
+    throw new TransportError(`tcpmux: peer sent no hello within ${HELLO_TIMEOUT_SECONDS} s`);
   }
+  if (got < 8) throw new TransportError("tcpmux: peer closed before its hello");
+  setTimeoutOption(socket, C.SO_RCVTIMEO, 0);
   const peerView = new DataView(peer.buffer);
   if (peerView.getUint32(0) !== MAGIC) {
     throw new TransportError("tcpmux: peer is not a tcpmux endpoint (bad hello)");
@@ -171,8 +206,12 @@ export const tcpmuxDriver: SocketDriver = {
     if (length > MAX_MESSAGE_BYTES) {
       throw new RangeError(`tcpmux message of ${length} bytes exceeds ${MAX_MESSAGE_BYTES}`);
     }
-    const lock = new Int32Array(handle.writeLock);
-    while (Atomics.compareExchange(lock, 0, 0, 1) !== 0) Atomics.wait(lock, 0, 1);
+    const lock = new Int32Array(handle.shared);
+    const closing = () => Atomics.load(lock, SHARED_CLOSING) === 1;
+    while (Atomics.compareExchange(lock, SHARED_WRITE_LOCK, 0, 1) !== 0) {
+      if (closing()) throw new TransportError("tcpmux: association closed while sending");
+      Atomics.wait(lock, SHARED_WRITE_LOCK, 1, 1000);
+    }
     try {
       sendHeaderView.setUint16(0, stream);
       sendHeaderView.setUint16(2, 0);
@@ -183,11 +222,12 @@ export const tcpmuxDriver: SocketDriver = {
         Deno.UnsafePointer.of(sendHeader),
         FRAME_HEADER_BYTES,
         length > 0 ? C.MSG_MORE : 0,
+        closing,
       );
-      if (length > 0) sendAll(socket, pointer, length, 0);
+      if (length > 0) sendAll(socket, pointer, length, 0, closing);
     } finally {
-      Atomics.store(lock, 0, 0);
-      Atomics.notify(lock, 0, 1);
+      Atomics.store(lock, SHARED_WRITE_LOCK, 0);
+      Atomics.notify(lock, SHARED_WRITE_LOCK, 1);
     }
   },
 

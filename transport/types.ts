@@ -61,8 +61,23 @@ export interface SocketHandle {
   readonly transport: TransportName;
   /** The file descriptor (kernel, tcpmux) or `struct socket *` (usrsctp). */
   readonly socket: bigint;
-  /** Serialises whole-message writes of several threads on byte-stream transports. */
-  readonly writeLock: SharedArrayBuffer;
+  /**
+   * State shared by every thread using the socket, as Int32 slots:
+   * `SHARED_WRITE_LOCK` serialises whole-message writes on byte-stream
+   * transports; `SHARED_CLOSING` turns 1 once close or abort has begun, so
+   * a send waiting for buffer space gives up instead of waiting forever.
+   */
+  readonly shared: SharedArrayBuffer;
+}
+
+/** Int32 slot of `SocketHandle.shared`: the write lock. */
+export const SHARED_WRITE_LOCK = 0;
+/** Int32 slot of `SocketHandle.shared`: 1 once the association is closing. */
+export const SHARED_CLOSING = 1;
+
+/** Whether close or abort has begun on the association of `handle`. */
+export function isClosing(handle: SocketHandle): boolean {
+  return Atomics.load(new Int32Array(handle.shared), SHARED_CLOSING) === 1;
 }
 
 /** One association: messages on numbered streams to and from one peer. */

@@ -54,7 +54,7 @@ export interface SerializedError {
 
 /** What Workers report. */
 export type WorkerEvent =
-  | { type: "established"; established: Established; writeLock: SharedArrayBuffer }
+  | { type: "established"; established: Established; shared: SharedArrayBuffer }
   | { type: "accept-failed"; error: SerializedError }
   | { type: "message"; stream: number; data: Uint8Array<ArrayBuffer> }
   | { type: "end" }
