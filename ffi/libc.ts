@@ -74,6 +74,7 @@ export const C = {
   IPPROTO_SCTP: 132,
   SOL_SOCKET: 1,
   SO_REUSEADDR: 2,
+  SO_TYPE: 3,
   SO_ERROR: 4,
   SO_SNDBUF: 7,
   SO_RCVBUF: 8,

@@ -33,7 +33,15 @@
  * @module
  */
 
-import { C, check, encodeSockaddr, lastError, libc, sockaddrPort } from "../ffi/libc.ts";
+import {
+  C,
+  check,
+  encodeSockaddr,
+  lastError,
+  libc,
+  setBufferSizes,
+  sockaddrPort,
+} from "../ffi/libc.ts";
 import { Errno } from "../ffi/errors.ts";
 import {
   libusrsctp,
@@ -102,6 +110,37 @@ function probeUdpPort(port: number): number {
     return sockaddrPort(addr);
   } finally {
     libc().close(socket);
+  }
+}
+
+/** Socket buffer for the stack's UDP sockets (the kernel caps it at net.core.rmem_max/wmem_max). */
+const UDP_BUFFER_BYTES = 4 * 1024 * 1024;
+
+/**
+ * usrsctp gives its UDP encapsulation sockets the system's default buffers
+ * (about 200 KiB), which a burst of a few hundred packets overflows; every
+ * dropped packet then costs a retransmission timeout of at least 1 s. The
+ * library does not expose those sockets, so they are found among this
+ * process's descriptors by type and bound port, and their buffers raised.
+ */
+function widenUdpBuffers(port: number) {
+  const type = new Int32Array(1);
+  const length = new Uint32Array(1);
+  const address = new Uint8Array(28);
+  for (let fd = 3; fd < 1024; fd++) {
+    length[0] = 4;
+    const isSocket = libc().getsockopt(
+      fd,
+      C.SOL_SOCKET,
+      C.SO_TYPE,
+      new Uint8Array(type.buffer),
+      new Uint8Array(length.buffer),
+    ) === 0;
+    if (!isSocket || type[0] !== C.SOCK_DGRAM) continue;
+    length[0] = address.byteLength;
+    if (libc().getsockname(fd, address, new Uint8Array(length.buffer)) !== 0) continue;
+    if (sockaddrPort(address) !== port) continue;
+    setBufferSizes(fd, UDP_BUFFER_BYTES, UDP_BUFFER_BYTES);
   }
 }
 
@@ -287,6 +326,7 @@ export const usrsctpDriver: SocketDriver = {
       const port = probeUdpPort(listenPort === undefined ? 0 : udpPort);
       // No output callback (no AF_CONN sockets), no debug output.
       libusrsctp().usrsctp_init(port, null, null);
+      widenUdpBuffers(port);
     } else if (listenPort !== undefined && running !== udpPort) {
       throw new TransportError(
         `usrsctp: this process's SCTP-over-UDP stack already runs on UDP port ${running}, ` +
