@@ -138,6 +138,10 @@ if (import.meta.main) {
       const mean = small.reduce((sum, p) => sum + results.get(policy)!.get(p)!, 0) / small.length;
       console.log(`  ${policy}: ${mean.toFixed(1)} ms`);
     }
+    console.log(
+      "\nSize-based scheduling lowers response times only where responses queue (a bottleneck link);" +
+        "\non an idle loopback both policies can finish alike. Try the lab: deno task lab --help",
+    );
     console.log("\nevery body matched its file (sha256). Next: deno task server --help");
     await Deno.remove(root, { recursive: true });
   } catch (error) {
