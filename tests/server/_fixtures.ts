@@ -1,7 +1,7 @@
 /** Test trees of real files with known content hashes. */
 
 import { createHash } from "node:crypto";
-import { prng } from "../transport/_conformance.ts";
+import { prng } from "../../scripts/bench/common.ts";
 
 /** A file written into a test tree. */
 export interface TreeFile {

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { connect, listen, MappedFile } from "../../mod.ts";
+import { prng } from "../../scripts/bench/common.ts";
 import type { Association, AssociationOptions, Listener, TransportName } from "../../mod.ts";
 
 /** Where and how to run the suite for one transport. */
@@ -22,18 +23,6 @@ export interface ConformanceTarget {
 const MESSAGE_COUNT = 2000;
 const STREAMS = 8;
 const MAX_MESSAGE = 256 * 1024;
-
-/** A seeded PRNG (mulberry32), so every run sends the same workload. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The workload: message i goes on `stream` with `size` bytes (log-uniform 1 B..256 KiB, both ends included). */
 export function workload(count = MESSAGE_COUNT, streams = STREAMS) {
