@@ -22,6 +22,7 @@ export class NativeError extends Error {
 
 /** errno values the transports react to by name. */
 export const Errno = {
+  ENOENT: 2,
   EINTR: 4,
   EAGAIN: 11,
   EBADF: 9,
@@ -34,4 +35,6 @@ export const Errno = {
   ECONNABORTED: 103,
   ESHUTDOWN: 108,
   ETIMEDOUT: 110,
+  EMSGSIZE: 90,
+  EPROTONOSUPPORT: 93,
 } as const;

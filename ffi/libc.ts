@@ -165,6 +165,19 @@ export function setBufferSizes(fd: number, sendBytes: number, receiveBytes: numb
   }
 }
 
+/**
+ * Binds `fd` to `addr`, listens, and returns the bound port (the one the
+ * kernel picked when `addr` asked for port 0).
+ */
+export function bindAndListen(fd: number, addr: Uint8Array<ArrayBuffer>): number {
+  check("bind", libc().bind(fd, addr, addr.byteLength));
+  check("listen", libc().listen(fd, 511));
+  const bound = new Uint8Array(28);
+  const length = new Uint32Array([bound.byteLength]);
+  check("getsockname", libc().getsockname(fd, bound, new Uint8Array(length.buffer)));
+  return sockaddrPort(bound);
+}
+
 /** Runs `body` on a fresh socket, closing the socket if `body` throws. */
 export function closingOnError<T>(fd: number, body: () => T): T {
   try {

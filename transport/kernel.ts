@@ -13,6 +13,7 @@
  */
 
 import {
+  bindAndListen,
   C,
   check,
   closingOnError,
@@ -39,8 +40,6 @@ import type { Established, SocketDriver } from "./driver.ts";
 import { isClosing, TransportError } from "./types.ts";
 import type { AssociationOptions, Message, PathInfo } from "./types.ts";
 
-const EPROTONOSUPPORT = 93;
-const EMSGSIZE = 90;
 /** A receive never reads into less than this, so a notification always fits whole. */
 const MIN_READ_BYTES = 64 * 1024;
 
@@ -63,7 +62,7 @@ function openSocket(family: number): number {
   const socket = libc().socket(family, C.SOCK_STREAM, C.IPPROTO_SCTP);
   if (socket >= 0) return socket;
   const error = lastError("socket(IPPROTO_SCTP)");
-  if (error.errno === EPROTONOSUPPORT) {
+  if (error.errno === Errno.EPROTONOSUPPORT) {
     throw new TransportError(
       "kernel SCTP is unavailable: this kernel has no SCTP protocol (EPROTONOSUPPORT; " +
         "try `modprobe sctp`). Run inside the User-Mode Linux lab (`deno task lab`) " +
@@ -212,12 +211,7 @@ export const kernelDriver: SocketDriver = {
     return closingOnError(socket, () => {
       setIntOption(socket, C.SOL_SOCKET, C.SO_REUSEADDR, 1, "setsockopt(SO_REUSEADDR)");
       configure(socket, options);
-      check("bind", libc().bind(socket, addr, addr.byteLength));
-      check("listen", libc().listen(socket, 511));
-      const bound = new Uint8Array(28);
-      optionLength[0] = bound.byteLength;
-      check("getsockname", libc().getsockname(socket, bound, optionLengthBytes));
-      return { socket: BigInt(socket), port: (bound[2] << 8) | bound[3] };
+      return { socket: BigInt(socket), port: bindAndListen(socket, addr) };
     });
   },
 
@@ -270,7 +264,7 @@ export const kernelDriver: SocketDriver = {
         if (!isClosing(handle) && alive(socket)) continue;
         throw new TransportError("kernel SCTP: association ended while sending");
       }
-      if (error.errno === EMSGSIZE && !grown) {
+      if (error.errno === Errno.EMSGSIZE && !grown) {
         growSendBuffer(socket, length);
         grown = true;
         continue;

@@ -16,6 +16,7 @@
  */
 
 import {
+  bindAndListen,
   C,
   check,
   closingOnError,
@@ -163,12 +164,7 @@ export const tcpmuxDriver: SocketDriver = {
     return closingOnError(socket, () => {
       setIntOption(socket, C.SOL_SOCKET, C.SO_REUSEADDR, 1, "setsockopt(SO_REUSEADDR)");
       configure(socket, options);
-      check("bind", libc().bind(socket, addr, addr.byteLength));
-      check("listen", libc().listen(socket, 511));
-      const bound = new Uint8Array(28);
-      const length = new Uint32Array([bound.byteLength]);
-      check("getsockname", libc().getsockname(socket, bound, new Uint8Array(length.buffer)));
-      return { socket: BigInt(socket), port: (bound[2] << 8) | bound[3] };
+      return { socket: BigInt(socket), port: bindAndListen(socket, addr) };
     });
   },
 

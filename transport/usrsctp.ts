@@ -59,8 +59,6 @@ import type { Established, SocketDriver } from "./driver.ts";
 import { TransportError } from "./types.ts";
 import type { AssociationOptions, Message, PathInfo } from "./types.ts";
 
-const ENOENT = 2;
-const EMSGSIZE = 90;
 /** A receive never reads into less than this: the scratch buffer grows first. */
 const MIN_READ_BYTES = 64 * 1024;
 /** Larger messages are refused rather than buffered: a hostile peer cannot exhaust memory. */
@@ -405,12 +403,12 @@ export const usrsctpDriver: SocketDriver = {
       if (n >= 0) return;
       const error = lastError("usrsctp_sendv");
       // usrsctp's errno for "this socket has no association (any more)".
-      if (error.errno === ENOENT) {
+      if (error.errno === Errno.ENOENT) {
         throw new TransportError("usrsctp: the association is gone (aborted or closed)", {
           cause: error,
         });
       }
-      if (error.errno !== EMSGSIZE || !raiseSendBuffer(socket, length)) throw error;
+      if (error.errno !== Errno.EMSGSIZE || !raiseSendBuffer(socket, length)) throw error;
     }
   },
 
