@@ -10,6 +10,7 @@ export type {
   AssociationOptions,
   Listener,
   Message,
+  OutgoingMessage,
   PathInfo,
   SocketHandle,
   TransportName,
@@ -23,8 +24,16 @@ export type { FlowServer, ServerOptions } from "./server/server.ts";
 export { startTcpBaseline } from "./server/tcp_baseline.ts";
 export type { TcpBaseline, TcpBaselineOptions } from "./server/tcp_baseline.ts";
 export { POLICY_NAMES } from "./server/policies/mod.ts";
-export type { Job, Policy, PolicyName } from "./server/policies/mod.ts";
+export type { Flow, LaneView, Policy, PolicyName } from "./server/policies/mod.ts";
 export { Scheduler } from "./server/scheduler.ts";
-export type { SchedulerEvent } from "./server/scheduler.ts";
+export type {
+  Lane,
+  LaneOptions,
+  Outcome,
+  Run,
+  ScheduledFlow,
+  SchedulerEvent,
+  SchedulerOptions,
+} from "./server/scheduler.ts";
 export { FlowClient, parseServerUrl } from "./protocol/client.ts";
 export type { FlowResponse, RequestOptions, ServerAddress } from "./protocol/client.ts";

@@ -17,6 +17,8 @@ export type OptionSpec =
     | { kind: "string"; default: string; choices?: readonly string[] }
     | { kind: "integer"; default: number; min?: number; max?: number }
     | { kind: "boolean"; default: boolean }
+    /** A bit rate such as `10mbit` (units bit, kbit, mbit, gbit), parsed to bytes per second. */
+    | { kind: "rate"; default: string }
   );
 
 /** An option table: option name (camelCase, as in the config file) → spec. */
@@ -24,7 +26,7 @@ export type OptionTable = Record<string, OptionSpec>;
 
 /** The parsed values of a table. */
 export type OptionValues<T extends OptionTable> = {
-  -readonly [K in keyof T]: T[K]["kind"] extends "integer" ? number
+  -readonly [K in keyof T]: T[K]["kind"] extends "integer" | "rate" ? number
     : T[K]["kind"] extends "boolean" ? boolean
     : string;
 };
@@ -46,7 +48,18 @@ function describe(spec: OptionSpec): string {
       }`;
     case "boolean":
       return "true or false";
+    case "rate":
+      return "a rate like 10mbit (units bit, kbit, mbit, gbit), or 0";
   }
+}
+
+const BITS_PER_UNIT: Record<string, number> = { bit: 1, kbit: 1e3, mbit: 1e6, gbit: 1e9 };
+
+/** Bytes per second of a rate such as `10mbit`; `undefined` if it is not one. */
+export function parseRate(text: string): number | undefined {
+  if (text.trim() === "0") return 0;
+  const match = /^(\d+(?:\.\d+)?)(bit|kbit|mbit|gbit)$/.exec(text.trim());
+  return match ? Number(match[1]) * BITS_PER_UNIT[match[2]] / 8 : undefined;
 }
 
 function validate(
@@ -77,6 +90,11 @@ function validate(
       if (typeof value === "boolean") return value;
       if (value === "true" || value === "false") return value === "true";
       throw fail();
+    case "rate": {
+      const rate = parseRate(String(value));
+      if (rate === undefined || (typeof value !== "string" && value !== 0)) throw fail();
+      return rate;
+    }
   }
 }
 
@@ -122,7 +140,9 @@ export async function parseOptions<T extends OptionTable>(
   }
   if (parsed.values.help) return null;
   const values: Record<string, unknown> = {};
-  for (const [name, spec] of Object.entries(table)) values[name] = spec.default;
+  for (const [name, spec] of Object.entries(table)) {
+    values[name] = spec.kind === "rate" ? parseRate(spec.default) : spec.default;
+  }
   const configPath = parsed.values.config as string | undefined;
   if (configPath) {
     let config: unknown;

@@ -34,7 +34,7 @@ export const SERVER_OPTIONS = {
     default: navigator.hardwareConcurrency,
     min: 1,
     max: 1024,
-    help: "outgoing/incoming streams (one sender Worker each)",
+    help: "outgoing/incoming streams per association",
   },
   chunkSize: {
     kind: "integer",
@@ -45,15 +45,39 @@ export const SERVER_OPTIONS = {
   },
   runBytes: {
     kind: "integer",
-    default: 1024 * 1024,
+    default: 128 * 1024,
     min: 512,
-    help: "body bytes between control messages (cancellation granularity)",
+    help: "body bytes per run: the scheduler decides again after every run",
+  },
+  laneDepth: {
+    kind: "integer",
+    default: 2,
+    min: 1,
+    max: 64,
+    help: "runs queued per association beyond the scheduler's reach",
+  },
+  wireRuns: {
+    kind: "integer",
+    default: 0,
+    min: 0,
+    help: "runs in flight over all associations (0: no limit beyond lane depth)",
+  },
+  maxRunning: {
+    kind: "integer",
+    default: 0,
+    min: 0,
+    help: "responses in service at once, server-wide (admission control; 0: no limit)",
+  },
+  pace: {
+    kind: "rate",
+    default: "0",
+    help: "emulated bottleneck, e.g. 10mbit: runs go out no faster (0: off)",
   },
   sendBufferSize: {
     kind: "integer",
-    default: 4 * 1024 * 1024,
+    default: 256 * 1024,
     min: 0,
-    help: "socket send buffer in bytes (0: system default)",
+    help: "socket send buffer in bytes: small keeps the queue, and the order, in the scheduler",
   },
   receiveBufferSize: {
     kind: "integer",

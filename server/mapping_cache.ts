@@ -1,7 +1,7 @@
 /**
  * Reference-counted `mmap`s of served files, with a bounded LRU of idle ones
  * for hot files. A mapping is unmapped only when no response uses it and it
- * falls out of the LRU (or its file changed), so a sender Worker never holds
+ * falls out of the LRU (or its file changed), so the writer never holds
  * the address of an unmapped region.
  *
  * @module

@@ -1,6 +1,7 @@
 /**
- * The flow-scheduling server: accepts associations and serves each with a
- * `Session` (receiver, scheduler, one sender Worker per stream).
+ * The flow-scheduling server: accepts associations, serves each with a
+ * `Session`, and decides with one `Scheduler` for all of them whose bytes go
+ * out next, run by run.
  *
  * @example
  * ```ts
@@ -17,8 +18,9 @@ import type { AssociationOptions, Listener, TransportName } from "../transport/t
 import { realRoot } from "./files.ts";
 import { createLogger, type LogLevel } from "./log.ts";
 import { MappingCache } from "./mapping_cache.ts";
-import type { PolicyName } from "./policies/mod.ts";
-import { Session } from "./session.ts";
+import { POLICIES, type PolicyName } from "./policies/mod.ts";
+import { Scheduler } from "./scheduler.ts";
+import { type Response, Session } from "./session.ts";
 
 /** Server options; every field has a default. */
 export interface ServerOptions extends AssociationOptions {
@@ -34,15 +36,29 @@ export interface ServerOptions extends AssociationOptions {
   policy?: PolicyName;
   /** Largest body message in bytes. @default 65536 */
   chunkSize?: number;
-  /** Body bytes per run; cancellation takes effect between runs. @default 1048576 */
+  /** Body bytes per run: the scheduler decides again after every run. @default 131072 */
   runBytes?: number;
+  /** Runs queued per association beyond the scheduler's reach. @default 2 */
+  laneDepth?: number;
+  /** Runs in flight over all associations (0: no limit beyond `laneDepth`). @default 0 */
+  wireRuns?: number;
+  /** Responses in service at once, server-wide (admission control; 0: no limit). @default 0 */
+  maxRunning?: number;
+  /** Emulated bottleneck in bytes per second (0: none). @default 0 */
+  pace?: number;
+  /**
+   * Socket send buffer: small, so that the queue (and the order) stays in the
+   * scheduler rather than in the stack.
+   * @default 262144
+   */
+  sendBufferSize?: number;
   /** Idle file mappings kept for reuse. @default 256 */
   mappingCacheSize?: number;
   /** @default "info" */
   logLevel?: LogLevel;
-  /** Keep each session's scheduler event log (tests). @default false */
+  /** Keep the scheduler's event log (tests, analysis). @default false */
   eventLog?: boolean;
-  /** Start each session's scheduler held until `release()` (tests). @default false */
+  /** Start with the scheduler held until `scheduler.release()` (tests). @default false */
   held?: boolean;
 }
 
@@ -54,6 +70,8 @@ export interface FlowServer extends AsyncDisposable {
   readonly sessions: ReadonlySet<Session>;
   /** File mappings currently held. */
   readonly mappings: MappingCache;
+  /** The scheduler shared by every session. */
+  readonly scheduler: Scheduler<Response>;
   /** Stops accepting, ends every session, unmaps every file. */
   close(): Promise<void>;
 }
@@ -64,11 +82,21 @@ export async function startServer(options: ServerOptions = {}): Promise<FlowServ
   const log = createLogger(options.logLevel ?? "info", "server");
   const root = await realRoot(options.root ?? ".");
   const mappings = new MappingCache(options.mappingCacheSize ?? 256);
+  const policy = options.policy ?? "scf";
+  const scheduler = new Scheduler<Response>(POLICIES[policy](), {
+    runBytes: options.runBytes,
+    laneDepth: options.laneDepth,
+    wireRuns: options.wireRuns,
+    maxRunning: options.maxRunning,
+    paceBytesPerSecond: options.pace,
+    eventLog: options.eventLog,
+    held: options.held,
+  });
   const listener: Listener = listen(
     transport,
     options.host ?? "127.0.0.1",
     options.port ?? 9000,
-    options,
+    { ...options, sendBufferSize: options.sendBufferSize ?? 256 * 1024 },
   );
   const sessions = new Set<Session>();
   log.info("listening", {
@@ -76,20 +104,17 @@ export async function startServer(options: ServerOptions = {}): Promise<FlowServ
     host: options.host ?? "127.0.0.1",
     port: listener.port,
     root,
-    policy: options.policy ?? "scf",
+    policy,
   });
 
   const accepting = (async () => {
     for await (const association of listener) {
       const session = new Session(association, {
         root,
-        policy: options.policy ?? "scf",
         chunkSize: options.chunkSize ?? 65536,
-        runBytes: options.runBytes ?? 1024 * 1024,
         mappings,
+        scheduler,
         log,
-        eventLog: options.eventLog,
-        held: options.held,
       });
       sessions.add(session);
       log.debug("association accepted", { streams: association.outboundStreams });
@@ -104,6 +129,7 @@ export async function startServer(options: ServerOptions = {}): Promise<FlowServ
     port: listener.port,
     sessions,
     mappings,
+    scheduler,
     close() {
       closing ??= (async () => {
         await listener.close();

@@ -1,43 +1,45 @@
 /**
- * One association being served: a receiver reading requests, a scheduler
- * ordering responses by the chosen policy, and one sender Worker per
- * outgoing stream.
+ * One association being served: a receiver turns requests into responses
+ * for the server's scheduler, and the association's writer carries out the
+ * runs the scheduler decides, each as one batch of messages (a control
+ * message, then body messages straight from the file's mapping).
  *
  * @module
  */
 
-import type { Association } from "../transport/types.ts";
-import { decodeClientMessage, MessageType, ProtocolError } from "../protocol/wire.ts";
+import type { Association, OutgoingMessage } from "../transport/types.ts";
+import {
+  decodeClientMessage,
+  encodeContinue,
+  encodeHead,
+  encodeReset,
+  MessageType,
+} from "../protocol/wire.ts";
 import { HttpError, parseRequestHead } from "../protocol/http1.ts";
 import { errorPlan, planHead, planResponse, type ResponsePlan } from "./respond.ts";
 import type { Mapping, MappingCache } from "./mapping_cache.ts";
-import { POLICIES, type PolicyName } from "./policies/mod.ts";
-import { Scheduler, type SchedulerEvent } from "./scheduler.ts";
-import type { SenderCommand, SenderReport } from "./sender_protocol.ts";
+import type { Lane, Outcome, Run, ScheduledFlow, Scheduler } from "./scheduler.ts";
 import type { Logger } from "./log.ts";
 
-const SENDER_WORKER = new URL("./sender_worker.ts", import.meta.url);
+/** Request ids the protocol allows (docs/PROTOCOL.md). */
+const MAX_REQUEST_ID = 0x7ffffffe;
 
 /** What a session needs from its server. */
 export interface SessionOptions {
   root: string;
-  policy: PolicyName;
+  /** Largest body message in bytes. */
   chunkSize: number;
-  runBytes: number;
   mappings: MappingCache;
+  scheduler: Scheduler<Response>;
   log: Logger;
-  /** Keep the scheduler's event log. */
-  eventLog?: boolean;
-  /** Start with the scheduler held (tests). */
-  held?: boolean;
 }
 
-interface ResponseJob {
-  readonly id: number;
-  readonly size: number;
-  readonly seq: number;
-  priority: number;
+/** A response as the session keeps it while the scheduler sends it. */
+export interface Response {
   readonly plan: ResponsePlan;
+  /** The response head text. */
+  readonly head: string;
+  /** The file's mapping, for a body from a file. */
   mapping?: Mapping;
 }
 
@@ -45,51 +47,29 @@ interface ResponseJob {
 export class Session {
   /** Settles when the association has ended and every resource is released. */
   readonly done: Promise<void>;
-  readonly scheduler: Scheduler<ResponseJob>;
+  /** This association's lane in the server's scheduler. */
+  readonly lane: Lane;
   readonly #association: Association;
   readonly #options: SessionOptions;
-  readonly #senders: Worker[] = [];
-  readonly #cancelFlags: Int32Array[] = [];
-  readonly #jobs = new Map<number, ResponseJob>();
-  readonly #running = new Map<number, ResponseJob>();
-  #seq = 0;
-  /** Wakes `#shutdown` when a sender reports. */
-  #idleWaiter?: () => void;
+  readonly #flows = new Map<number, ScheduledFlow<Response>>();
+  /** Wakes `#shutdown` when a response settles. */
+  #settledWaiter?: () => void;
 
   constructor(association: Association, options: SessionOptions) {
     this.#association = association;
     this.#options = options;
-    const streams = association.outboundStreams;
-    const handle = association.handle();
-    this.scheduler = new Scheduler<ResponseJob>(
-      POLICIES[options.policy]<ResponseJob>(streams),
-      streams,
-      (stream, job) => this.#dispatch(stream, job),
-      { eventLog: options.eventLog, held: options.held },
-    );
-    for (let stream = 0; stream < streams; stream++) {
-      const cancelled = new SharedArrayBuffer(4);
-      this.#cancelFlags.push(new Int32Array(cancelled));
-      const worker = new Worker(SENDER_WORKER, { type: "module", name: `sender-${stream}` });
-      worker.onmessage = (e: MessageEvent<SenderReport>) => this.#onReport(stream, e.data);
-      worker.postMessage(
-        {
-          type: "init",
-          handle,
-          stream,
-          chunkSize: options.chunkSize,
-          runBytes: options.runBytes,
-          cancelled,
-        } satisfies SenderCommand,
-      );
-      this.#senders.push(worker);
-    }
+    this.lane = options.scheduler.addLane({
+      streams: association.outboundStreams,
+      path: () => association.pathInfo(),
+      send: (run) => this.#send(run),
+      settled: (flow, outcome) => this.#settled(flow, outcome),
+    });
     this.done = this.#serve();
   }
 
-  /** The scheduler's event log (when enabled). */
-  get events(): readonly SchedulerEvent[] {
-    return this.scheduler.events;
+  /** Responses of this association not yet settled. */
+  get responses(): number {
+    return this.#flows.size;
   }
 
   async #serve(): Promise<void> {
@@ -109,129 +89,126 @@ export class Session {
     const message = decodeClientMessage(data);
     switch (message.type) {
       case MessageType.REQUEST: {
-        if (this.#jobs.has(message.id)) {
-          throw new ProtocolError(`request id ${message.id} reused while in flight`);
+        const { id } = message;
+        if (id < 1 || id > MAX_REQUEST_ID) {
+          return this.#reset(id, 400, `request id ${id} is outside 1..${MAX_REQUEST_ID}`);
         }
-        let plan: ResponsePlan;
-        let headOnly = false;
+        if (this.#flows.has(id)) {
+          return this.#reset(id, 400, `request id ${id} is already in flight`);
+        }
+        const response = await this.#respond(message.head);
         try {
-          const request = parseRequestHead(message.head);
-          headOnly = request.method === "HEAD";
-          plan = await planResponse(this.#options.root, request);
+          const size = response.plan.bodyLength;
+          this.#flows.set(id, this.#options.scheduler.enqueue(this.lane, id, size, response));
         } catch (error) {
-          if (!(error instanceof HttpError)) {
-            this.#options.log.error("request failed", { error: String(error) });
-          }
-          plan = errorPlan(error, headOnly);
+          // The lane closed while the request was being planned.
+          if (response.mapping) this.#options.mappings.release(response.mapping);
+          throw error;
         }
-        const job: ResponseJob = {
-          id: message.id,
-          size: plan.bodyLength,
-          seq: this.#seq++,
-          priority: 0,
-          plan,
-        };
-        if (plan.file) {
-          try {
-            job.mapping = this.#options.mappings.acquire(plan.file);
-            if (job.mapping.file.size !== plan.file.size) {
-              // Replaced between stat and open: Content-Length would be wrong.
-              this.#options.mappings.release(job.mapping);
-              job.mapping = undefined;
-              throw new HttpError(503, "the file changed while it was being opened; try again");
-            }
-          } catch (error) {
-            this.#options.log.error("mmap failed", { path: plan.file.path, error: String(error) });
-            const failed = errorPlan(error);
-            Object.assign(job, { plan: failed, size: failed.bodyLength });
-          }
-        }
-        this.#jobs.set(job.id, job);
-        this.scheduler.enqueue(job);
         return;
       }
       case MessageType.CANCEL: {
-        const job = this.#jobs.get(message.id);
-        if (!job) return;
-        if (this.scheduler.cancel(job)) {
-          this.#release(job);
-        } else if (this.#running.has(job.id)) {
-          const stream = [...this.#running.entries()].find(([, j]) => j === job)?.[0];
-          if (stream !== undefined) Atomics.store(this.#cancelFlags[stream], 0, (job.id + 1) | 0);
+        const flow = this.#flows.get(message.id);
+        if (flow && this.#options.scheduler.cancel(flow)) {
+          // The client has the head; RESET follows the runs already queued on its stream.
+          this.#association.send(flow.stream, encodeReset(flow.id, 0, "cancelled"))
+            .catch(() => {});
         }
         return;
       }
       case MessageType.PRIORITY: {
-        const job = this.#jobs.get(message.id);
-        if (job) job.priority = message.priority;
+        const flow = this.#flows.get(message.id);
+        if (flow) this.#options.scheduler.setPriority(flow, message.priority);
         return;
       }
     }
   }
 
-  #dispatch(stream: number, job: ResponseJob) {
-    this.#running.set(stream, job);
-    const pointer = job.mapping
-      ? BigInt(Deno.UnsafePointer.value(job.mapping.file.pointerAt(0)))
-      : undefined;
-    this.#senders[stream].postMessage(
-      {
-        type: "send",
-        id: job.id,
-        head: planHead(job.plan),
-        length: job.size,
-        pointer,
-        text: job.plan.text,
-      } satisfies SenderCommand,
-    );
-  }
-
-  #onReport(stream: number, report: SenderReport) {
-    const job = this.#running.get(stream);
-    this.#running.delete(stream);
-    Atomics.store(this.#cancelFlags[stream], 0, 0);
-    if (job) this.#release(job);
-    if (report.error) {
-      this.#options.log.info("send failed", {
-        id: report.id,
-        sent: report.sent,
-        error: report.error.message,
-      });
-      // The stream may be mid-run: the client would read whatever came next
-      // on it as the rest of this body. No later message can be trusted, so
-      // the association ends here (it is usually dead already).
-      this.#idleWaiter?.();
-      void this.#association.abort();
-      return;
+  /** Plans the answer to a request head and maps its file. */
+  async #respond(headBytes: Uint8Array): Promise<Response> {
+    let plan: ResponsePlan;
+    let headOnly = false;
+    try {
+      const request = parseRequestHead(headBytes);
+      headOnly = request.method === "HEAD";
+      plan = await planResponse(this.#options.root, request);
+    } catch (error) {
+      if (!(error instanceof HttpError)) {
+        this.#options.log.error("request failed", { error: String(error) });
+      }
+      plan = errorPlan(error, headOnly);
     }
-    this.scheduler.finished(stream);
-    this.#idleWaiter?.();
+    if (!plan.file) return { plan, head: planHead(plan) };
+    let mapping: Mapping | undefined;
+    try {
+      mapping = this.#options.mappings.acquire(plan.file);
+      if (mapping.file.size !== plan.file.size) {
+        // Replaced between stat and open: Content-Length would be wrong.
+        throw new HttpError(503, "the file changed while it was being opened; try again");
+      }
+      return { plan, head: planHead(plan), mapping };
+    } catch (error) {
+      if (mapping) this.#options.mappings.release(mapping);
+      this.#options.log.error("mmap failed", { path: plan.file.path, error: String(error) });
+      const failed = errorPlan(error, headOnly);
+      return { plan: failed, head: planHead(failed) };
+    }
   }
 
-  #release(job: ResponseJob) {
-    this.#jobs.delete(job.id);
-    if (job.mapping) this.#options.mappings.release(job.mapping);
-    job.mapping = undefined;
+  /** One run: a HEAD or CONTINUE control message, then its body in chunks. */
+  #send(run: Run<Response>): Promise<void> {
+    const { flow, offset, bytes } = run;
+    const { stream, id } = flow;
+    const { plan, head, mapping } = flow.payload;
+    const messages: OutgoingMessage[] = [{
+      stream,
+      data: offset === 0 ? encodeHead(id, bytes, head) : encodeContinue(id, bytes),
+    }];
+    const chunk = this.#options.chunkSize;
+    const base = mapping ? BigInt(Deno.UnsafePointer.value(mapping.file.pointerAt(0))) : 0n;
+    for (let at = offset, end = offset + bytes; at < end; at += chunk) {
+      const length = Math.min(chunk, end - at);
+      messages.push(
+        mapping
+          ? { stream, address: base + BigInt(at), length }
+          : { stream, data: plan.text!.subarray(at, at + length) },
+      );
+    }
+    return this.#association.sendBatch(messages);
+  }
+
+  #settled(flow: ScheduledFlow<Response>, outcome: Outcome) {
+    if (this.#flows.get(flow.id) === flow) this.#flows.delete(flow.id);
+    const response = flow.payload;
+    if (response.mapping) this.#options.mappings.release(response.mapping);
+    response.mapping = undefined;
+    if (outcome === "failed") {
+      // A run broke off midway: the client would read whatever came next on
+      // that stream as the rest of this body. No later message can be
+      // trusted, so the association ends here (it is usually dead already).
+      this.#options.log.info("send failed", { id: flow.id });
+      void this.#association.abort();
+    }
+    this.#settledWaiter?.();
+  }
+
+  #reset(id: number, status: number, reason: string): Promise<void> {
+    const stream = id % this.#association.outboundStreams;
+    return this.#association.send(stream, encodeReset(id, status, reason)).catch(() => {});
   }
 
   async #shutdown() {
-    for (const job of this.scheduler.drain()) this.#release(job);
-    // In-flight sends end by themselves: sent, or failed on the dead association.
-    while (this.#running.size > 0) {
-      await new Promise<void>((resolve) => (this.#idleWaiter = resolve));
-    }
-    for (const worker of this.#senders) worker.terminate();
-    this.#association.releaseHandle();
+    this.#options.scheduler.closeLane(this.lane);
+    // Runs in flight go out (close waits a bounded time for them), then settle.
     await this.#association.close();
+    while (this.#flows.size > 0) {
+      await new Promise<void>((resolve) => (this.#settledWaiter = resolve));
+    }
   }
 
-  /** Ends the session at once: the association is aborted, queued responses dropped. */
+  /** Ends the session at once: the association is aborted, its responses dropped. */
   async abort(): Promise<void> {
-    for (const job of this.scheduler.drain()) this.#release(job);
-    // Running senders stop at their next run boundary.
-    for (const [stream, job] of this.#running) {
-      Atomics.store(this.#cancelFlags[stream], 0, (job.id + 1) | 0);
-    }
+    this.#options.scheduler.closeLane(this.lane);
     await this.#association.abort();
     await this.done;
   }

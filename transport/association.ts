@@ -14,12 +14,13 @@ import type {
   AssociationOptions,
   Listener,
   Message,
+  OutgoingMessage,
   PathInfo,
   SocketHandle,
   TransportName,
 } from "./types.ts";
 import { deserializeError } from "./worker_protocol.ts";
-import type { WorkerCommand, WorkerEvent, WriteRequest } from "./worker_protocol.ts";
+import type { WorkerCommand, WorkerEvent } from "./worker_protocol.ts";
 
 const IO_WORKER = new URL("./io_worker.ts", import.meta.url);
 /** Received bytes the application may leave unread before reading pauses. */
@@ -117,6 +118,8 @@ class WorkerAssociation implements Association {
   readonly #pendingSends = new Map<number, PromiseWithResolvers<void>>();
   readonly #readerDone = Promise.withResolvers<void>();
   #nextSendId = 0;
+  /** The batch being gathered in this turn of the event loop. */
+  #batch: { messages: OutgoingMessage[]; sent: PromiseWithResolvers<void> } | undefined;
   /** Handles given out and not yet released. */
   #leases = 0;
   #leasesReleased: (() => void) | undefined;
@@ -155,15 +158,28 @@ class WorkerAssociation implements Association {
   }
 
   send(stream: number, data: Uint8Array): Promise<void> {
-    return this.#enqueue({ id: this.#nextSendId++, stream, data }, stream);
+    return this.sendBatch([{ stream, data }]);
   }
 
   sendFrom(stream: number, pointer: Deno.PointerValue, length: number): Promise<void> {
-    const address = Deno.UnsafePointer.value(pointer);
-    return this.#enqueue(
-      { id: this.#nextSendId++, stream, pointer: BigInt(address), length },
-      stream,
-    );
+    return this.sendBatch([{ stream, address: BigInt(Deno.UnsafePointer.value(pointer)), length }]);
+  }
+
+  sendBatch(messages: readonly OutgoingMessage[]): Promise<void> {
+    if (this.#closing) return Promise.reject(new TransportError("association is closed"));
+    for (const { stream } of messages) {
+      if (!Number.isInteger(stream) || stream < 0 || stream >= this.outboundStreams) {
+        return Promise.reject(
+          new RangeError(`stream ${stream} is outside 0..${this.outboundStreams - 1}`),
+        );
+      }
+    }
+    if (!this.#batch) {
+      this.#batch = { messages: [], sent: Promise.withResolvers() };
+      queueMicrotask(() => this.#flush());
+    }
+    for (const message of messages) this.#batch.messages.push(message);
+    return this.#batch.sent.promise;
   }
 
   receive(): Promise<Message | null> {
@@ -222,6 +238,7 @@ class WorkerAssociation implements Association {
 
   /** Ends the association and waits until no thread uses the socket. */
   async #teardown(abort: boolean): Promise<void> {
+    this.#flush();
     Atomics.store(this.#closingFlag, SHARED_CLOSING, 1);
     if (!abort) {
       // Queued sends go out first, unless the peer stops taking them.
@@ -248,17 +265,14 @@ class WorkerAssociation implements Association {
     if (this.#leases > 0) await new Promise<void>((resolve) => (this.#leasesReleased = resolve));
   }
 
-  #enqueue(request: WriteRequest, stream: number): Promise<void> {
-    if (this.#closing) return Promise.reject(new TransportError("association is closed"));
-    if (!Number.isInteger(stream) || stream < 0 || stream >= this.outboundStreams) {
-      return Promise.reject(
-        new RangeError(`stream ${stream} is outside 0..${this.outboundStreams - 1}`),
-      );
-    }
-    const pending = Promise.withResolvers<void>();
-    this.#pendingSends.set(request.id, pending);
-    this.#writer.postMessage(request);
-    return pending.promise;
+  /** Hands the gathered batch to the writer: one postMessage for all its messages. */
+  #flush() {
+    const batch = this.#batch;
+    if (!batch) return;
+    this.#batch = undefined;
+    const id = this.#nextSendId++;
+    this.#pendingSends.set(id, batch.sent);
+    this.#writer.postMessage({ id, messages: batch.messages });
   }
 
   #onWriterEvent(event: WorkerEvent) {

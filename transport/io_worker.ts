@@ -5,7 +5,7 @@
  * - `connect`: connects, reports the association, then serves as its writer;
  * - `accept`: accepts associations on a listening socket until shut down;
  * - `read`: receives whole messages and posts them (with backpressure);
- * - `write`: sends messages on request, one at a time, in order.
+ * - `write`: sends batches of messages on request, in order.
  *
  * @module
  */
@@ -23,7 +23,7 @@ const post = (event: WorkerEvent, transfer: Transferable[] = []) =>
 
 self.onmessage = (e: MessageEvent<WorkerCommand | WriteRequest>) => {
   const command = e.data;
-  if ("id" in command) return write(command);
+  if ("messages" in command) return write(command);
   const driver = driverFor(command.transport);
   switch (command.role) {
     case "connect":
@@ -104,20 +104,19 @@ function readLoop(driver: SocketDriver, socket: bigint, credit: ReadCredit) {
 function write(request: WriteRequest) {
   if (!writer) throw new Error("write request before the writer was set up");
   try {
-    if (request.data) {
-      writer.driver.send(
-        writer.handle,
-        request.stream,
-        Deno.UnsafePointer.of(request.data),
-        request.data.byteLength,
-      );
-    } else {
-      writer.driver.send(
-        writer.handle,
-        request.stream,
-        Deno.UnsafePointer.create(request.pointer),
-        request.length,
-      );
+    for (const message of request.messages) {
+      if (message.address === undefined) {
+        const { data } = message;
+        writer.driver.send(
+          writer.handle,
+          message.stream,
+          Deno.UnsafePointer.of(data),
+          data.byteLength,
+        );
+      } else {
+        const pointer = Deno.UnsafePointer.create(message.address);
+        writer.driver.send(writer.handle, message.stream, pointer, message.length);
+      }
     }
     post({ type: "sent", id: request.id });
   } catch (error) {

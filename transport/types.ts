@@ -80,6 +80,14 @@ export function isClosing(handle: SocketHandle): boolean {
   return Atomics.load(new Int32Array(handle.shared), SHARED_CLOSING) === 1;
 }
 
+/**
+ * One message of a batch: bytes, or `length` bytes at a native address (an
+ * `mmap`ed file, sent without a copy into JS memory).
+ */
+export type OutgoingMessage =
+  | { readonly stream: number; readonly data: Uint8Array; readonly address?: undefined }
+  | { readonly stream: number; readonly address: bigint; readonly length: number };
+
 /** One association: messages on numbered streams to and from one peer. */
 export interface Association extends AsyncDisposable {
   readonly transport: TransportName;
@@ -95,6 +103,13 @@ export interface Association extends AsyncDisposable {
    * settles.
    */
   sendFrom(stream: number, pointer: Deno.PointerValue, length: number): Promise<void>;
+  /**
+   * Sends `messages` in order, as one hand-over to the association's writer
+   * (one thread hop for the whole batch). Sends made in the same turn of the
+   * event loop are joined into one batch. Bytes and addressed memory must
+   * stay unchanged and valid until the promise settles.
+   */
+  sendBatch(messages: readonly OutgoingMessage[]): Promise<void>;
   /** The next complete message, or `null` once the peer has closed. Rejects on abort. */
   receive(): Promise<Message | null>;
   /** Current path information. */

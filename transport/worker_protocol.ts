@@ -8,7 +8,7 @@
 import { NativeError } from "../ffi/errors.ts";
 import type { Established } from "./driver.ts";
 import { TransportError } from "./types.ts";
-import type { AssociationOptions, SocketHandle, TransportName } from "./types.ts";
+import type { AssociationOptions, OutgoingMessage, SocketHandle, TransportName } from "./types.ts";
 
 /** Shared counter of received bytes the main thread has not consumed yet. */
 export interface ReadCredit {
@@ -35,14 +35,11 @@ export type WorkerCommand =
   | { role: "read"; transport: TransportName; socket: bigint; credit: ReadCredit }
   | { role: "write"; transport: TransportName; handle: SocketHandle };
 
-/** A send request to a writer: bytes, or a pointer (as its address) and length. */
-export type WriteRequest =
-  & { id: number; stream: number }
-  & ({ data: Uint8Array; pointer?: undefined; length?: undefined } | {
-    data?: undefined;
-    pointer: bigint;
-    length: number;
-  });
+/** A batch of messages for a writer to send in order. */
+export interface WriteRequest {
+  readonly id: number;
+  readonly messages: readonly OutgoingMessage[];
+}
 
 /** An error as it crosses a Worker boundary. */
 export interface SerializedError {

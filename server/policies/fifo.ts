@@ -1,38 +1,13 @@
 /**
- * A first-in-first-out queue with O(1) push and shift (an array with a moving
- * head, compacted when half is dead), used by the queueing policies.
+ * FIFO: responses in arrival order, each to completion (seed 003's FIFO
+ * under admission control; with `maxRunning` 1, Apache's serial order).
  *
  * @module
  */
 
-/** FIFO queue. */
-export class Fifo<T> {
-  #items: T[] = [];
-  #head = 0;
+import type { Policy } from "./types.ts";
 
-  get length(): number {
-    return this.#items.length - this.#head;
-  }
-
-  push(item: T): void {
-    this.#items.push(item);
-  }
-
-  shift(): T | undefined {
-    if (this.#head >= this.#items.length) return undefined;
-    const item = this.#items[this.#head++];
-    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
-      this.#items = this.#items.slice(this.#head);
-      this.#head = 0;
-    }
-    return item;
-  }
-
-  /** Removes `item` wherever it is; `false` if absent. */
-  remove(item: T): boolean {
-    const at = this.#items.indexOf(item, this.#head);
-    if (at < 0) return false;
-    this.#items.splice(at, 1);
-    return true;
-  }
+/** Creates a FIFO policy. */
+export function fifo(): Policy {
+  return { name: "fifo", preemptive: false, rank: (flow) => flow.seq };
 }

@@ -4,12 +4,19 @@
  * @module
  */
 
+import { fifo } from "./fifo.ts";
+import { ps } from "./ps.ts";
 import { rr } from "./rr.ts";
 import { scf } from "./scf.ts";
+import { srpt } from "./srpt.ts";
+import { srrt } from "./srrt.ts";
 import type { PolicyFactory } from "./types.ts";
 
 /** Policies by name. */
-export const POLICIES = { scf, rr } as const satisfies Record<string, PolicyFactory>;
+export const POLICIES = { scf, rr, srpt, srrt, ps, fifo } as const satisfies Record<
+  string,
+  PolicyFactory
+>;
 
 /** A registered policy name. */
 export type PolicyName = keyof typeof POLICIES;
@@ -17,4 +24,4 @@ export type PolicyName = keyof typeof POLICIES;
 /** Policy names, for validation and help texts. */
 export const POLICY_NAMES = Object.keys(POLICIES) as PolicyName[];
 
-export type { Job, Policy, PolicyFactory } from "./types.ts";
+export type { Flow, LaneView, Policy, PolicyFactory } from "./types.ts";

@@ -1,46 +1,43 @@
 /**
- * RR — Round Robin (the reference thesis, ch. 3): requests are dealt to the
- * stream senders in turn as they arrive, and each sender works through its
- * own queue in arrival order.
+ * RR — Round Robin (the reference thesis, ch. 3): responses are dealt to the
+ * association's streams in turn as they arrive, each stream sends its own
+ * responses one after another in arrival order, and the streams take turns
+ * run by run (the thesis's one sender per stream, working in parallel).
  *
  * @module
  */
 
-import { Fifo } from "./fifo.ts";
-import type { Job, Policy } from "./types.ts";
+import type { Flow, LaneView, Policy } from "./types.ts";
 
-/** Creates an RR policy over `streams` senders. */
-export function rr<J extends Job>(streams: number): Policy<J> {
-  const queues = Array.from({ length: streams }, () => new Fifo<J>());
-  const assigned = new Map<J, number>();
-  let turn = 0;
-  let waiting = 0;
-
+/** Creates an RR policy. */
+export function rr(): Policy {
+  // Per association: each stream's responses in arrival order, and its turn.
+  const lanes = new WeakMap<LaneView, { queue: Flow[]; turn: number }[]>();
+  let tick = 0;
+  const streamOf = (flow: Flow) => {
+    let streams = lanes.get(flow.lane);
+    if (!streams) {
+      streams = Array.from({ length: flow.lane.streams }, () => ({ queue: [], turn: 0 }));
+      lanes.set(flow.lane, streams);
+    }
+    return streams[flow.stream];
+  };
   return {
     name: "rr",
-    add(job) {
-      queues[turn].push(job);
-      assigned.set(job, turn);
-      turn = (turn + 1) % streams;
-      waiting++;
+    preemptive: true,
+    // Only the first response of each stream is being sent.
+    rank(flow) {
+      const stream = streamOf(flow);
+      return stream.queue[0] === flow ? stream.turn : Infinity;
     },
-    next(stream) {
-      const job = queues[stream].shift();
-      if (job) {
-        assigned.delete(job);
-        waiting--;
-      }
-      return job;
+    added(flow) {
+      const stream = streamOf(flow);
+      if (stream.queue.push(flow) === 1) stream.turn = tick++;
     },
-    remove(job) {
-      const stream = assigned.get(job);
-      if (stream === undefined || !queues[stream].remove(job)) return false;
-      assigned.delete(job);
-      waiting--;
-      return true;
-    },
-    get waiting() {
-      return waiting;
+    served: (flow) => void (streamOf(flow).turn = tick++),
+    removed(flow) {
+      const { queue } = streamOf(flow);
+      queue.splice(queue.indexOf(flow), 1);
     },
   };
 }

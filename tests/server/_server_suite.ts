@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { FlowClient, startServer } from "../../mod.ts";
+import { FlowClient, POLICY_NAMES, startServer } from "../../mod.ts";
 import type { AssociationOptions, FlowServer, PolicyName, TransportName } from "../../mod.ts";
 import { makeTree, sha256, type TreeFile } from "./_fixtures.ts";
 
@@ -24,7 +24,7 @@ async function withServer(
   root: string,
   policy: PolicyName,
   body: (server: FlowServer, client: FlowClient) => Promise<void>,
-  extra: { held?: boolean; streams?: number } = {},
+  extra: { held?: boolean; streams?: number; runBytes?: number; pace?: number } = {},
 ) {
   const host = target.host ?? "127.0.0.1";
   const server = await startServer({
@@ -37,6 +37,8 @@ async function withServer(
     logLevel: "warn",
     eventLog: true,
     held: extra.held,
+    runBytes: extra.runBytes,
+    pace: extra.pace,
     streams: extra.streams ?? 4,
   });
   const client = await FlowClient.connect(
@@ -72,7 +74,7 @@ export function serverSuite(target: ServerSuiteTarget): void {
     return tree;
   };
 
-  for (const policy of ["scf", "rr"] as const) {
+  for (const policy of ["srpt", "rr"] as const) {
     Deno.test(`${name}/${policy}: ${count} files of 0 B to 4 MiB fetched concurrently arrive sha256-identical`, async () => {
       const { root, files } = await bigTree();
       await withServer(target, root, policy, async (server, client) => {
@@ -90,38 +92,91 @@ export function serverSuite(target: ServerSuiteTarget): void {
     });
   }
 
-  Deno.test(`${name}: SCF sends a held batch smallest first, RR deals it across streams in turn`, async () => {
-    const root = await Deno.makeTempDir({ prefix: "flowsched-policy-" });
-    const sizes = [50_000, 10, 300_000, 2_000, 700, 90_000, 5, 12_000];
-    for (const [i, size] of sizes.entries()) {
-      await Deno.writeFile(`${root}/f${i}`, new Uint8Array(size));
-    }
-    for (const policy of ["scf", "rr"] as const) {
+  for (const policy of POLICY_NAMES) {
+    Deno.test(`${name}/${policy}: runs cover each body in order on one stream, a cancel stops a response within one run, and a priority change applies at the next run`, async () => {
+      const root = await Deno.makeTempDir({ prefix: "flowsched-policy-" });
+      const sizes = [50_000, 10, 300_000, 2_000, 0, 700_000, 5, 12_000];
+      const files = await Promise.all(sizes.map(async (size, i) => {
+        const bytes = new Uint8Array(size).map((_, j) => (i * 31 + j) & 0xff);
+        await Deno.writeFile(`${root}/f${i}`, bytes);
+        return { path: `/f${i}`, sha256: sha256(bytes) };
+      }));
+      await Deno.writeFile(`${root}/big.bin`, new Uint8Array(4 * 1024 * 1024));
       await withServer(target, root, policy, async (server, client) => {
-        const responses = sizes.map((_, i) => client.request(`/f${i}`).then((r) => r.bytes()));
-        const queued = () =>
-          [...server.sessions][0]?.events.filter((e) => e.type === "queued").length;
-        await eventually(() => queued() === sizes.length, "the whole batch is queued");
-        const session = [...server.sessions][0];
-        session.scheduler.release();
-        await Promise.all(responses);
-        const dispatched = session.events.filter((e) => e.type === "dispatched");
-        if (policy === "scf") {
-          // Two senders: each dispatch takes the smallest waiting response.
-          assert.deepEqual(dispatched.map((e) => e.size), [...sizes].sort((a, b) => a - b));
-        } else {
-          // The i-th request to arrive is dealt to stream i mod 2, and each stream keeps
-          // arrival order (arrival order across streams is the transport's, not ours).
-          const arrived = session.events.filter((e) => e.type === "queued").map((e) => e.size);
-          for (const stream of [0, 1]) {
-            assert.deepEqual(
-              dispatched.filter((e) => e.stream === stream).map((e) => e.size),
-              arrived.filter((_, i) => i % 2 === stream),
-            );
-          }
+        const events = server.scheduler.events;
+        // Priority: of two held 1 MiB-run responses, the one made urgent goes first.
+        const first = client.request("/f2");
+        const second = client.request("/f5");
+        await eventually(() => events.filter((e) => e.type === "queued").length === 2, "queued");
+        const urgent = events.filter((e) => e.type === "queued")[1].id;
+        await client.setPriority(urgent, -1);
+        await eventually(() => events.some((e) => e.type === "priority"), "the priority arrived");
+        server.scheduler.release();
+        await Promise.all([first, second].map((r) => r.then((x) => x.bytes())));
+        assert.equal(events.find((e) => e.type === "run")?.id, urgent);
+
+        // Every body, whatever order the policy chose, arrives whole.
+        const results = await Promise.all(files.map(async (file) => {
+          const response = await client.request(file.path);
+          return { file, hash: sha256(await response.bytes()) };
+        }));
+        for (const { file, hash } of results) assert.equal(hash, file.sha256, file.path);
+
+        // Cancelling a response that is being sent: no run of it starts afterwards.
+        const controller = new AbortController();
+        const big = await client.request("/big.bin", { signal: controller.signal });
+        const reader = big.body.getReader();
+        await reader.read();
+        controller.abort();
+        await assert.rejects(reader.read(), /cancelled/);
+        await eventually(
+          () => events.some((e) => e.type === "cancelled" && e.id === big.id),
+          "the cancelled response settles",
+        );
+        const cancelAt = events.findIndex((e) => e.type === "cancel" && e.id === big.id);
+        assert.ok(cancelAt >= 0, "the server got the cancel");
+        assert.ok(
+          !events.slice(cancelAt).some((e) => e.type === "run" && e.id === big.id),
+          "no run of the cancelled response starts after the cancel",
+        );
+
+        // Runs of each response cover its body in order, on one stream.
+        const runs = events.filter((e) => e.type === "run");
+        for (const id of new Set(runs.map((r) => r.id))) {
+          const own = runs.filter((r) => r.id === id);
+          assert.equal(new Set(own.map((r) => r.stream)).size, 1, `response ${id} keeps a stream`);
+          own.reduce((offset, r) => (assert.equal(r.offset, offset), offset + r.bytes), 0);
         }
-      }, { held: true, streams: 2 });
-    }
+        await eventually(() => server.mappings.references === 0, "every mapping is released");
+      }, { held: true, runBytes: 128 * 1024, pace: 20e6 });
+    });
+  }
+
+  Deno.test(`${name}/srpt: a 1 KiB response asked for during a 10 MiB one completes within two further runs of it`, async () => {
+    const root = await Deno.makeTempDir({ prefix: "flowsched-srpt-" });
+    await Deno.writeFile(`${root}/big.bin`, new Uint8Array(10 * 1024 * 1024));
+    await Deno.writeTextFile(`${root}/small.txt`, "s".repeat(1024));
+    // Paced at 40 MB/s, the big response takes about 250 ms: the small one surely meets it.
+    await withServer(target, root, "srpt", async (server, client) => {
+      const events = server.scheduler.events;
+      const big = client.request("/big.bin").then((r) => r.bytes());
+      await eventually(() => events.filter((e) => e.type === "run").length >= 3, "big is sending");
+      const small = await (await client.request("/small.txt")).bytes();
+      assert.equal(small.byteLength, 1024);
+      assert.equal((await big).byteLength, 10 * 1024 * 1024);
+      const queued = events.findIndex((e) => e.type === "queued" && e.size === 1024);
+      const finished = events.findIndex((e) => e.type === "finished" && e.size === 1024);
+      const further = events.slice(queued, finished).filter((e) =>
+        e.type === "run" && e.size === 10 * 1024 * 1024
+      ).length;
+      assert.ok(further <= 2, `the 10 MiB response sent ${further} runs before the 1 KiB one`);
+      assert.ok(
+        events.slice(finished).some((e) =>
+          e.type === "run" && e.size === 10 * 1024 * 1024
+        ),
+        "the big response was preempted, not finished first",
+      );
+    }, { pace: 40e6, runBytes: 128 * 1024 });
   });
 
   Deno.test(`${name}: error statuses are right and carry a plain-text reason`, async () => {
@@ -231,8 +286,9 @@ export function serverSuite(target: ServerSuiteTarget): void {
       const next = await client.request("/small.txt");
       assert.equal(new TextDecoder().decode(await next.bytes()), "after cancel");
       await eventually(() => server.mappings.references === 0, "the mapping is released");
-      const session = [...server.sessions][0];
-      assert.ok(session.events.some((e) => e.type === "finished" && e.id === response.id));
+      assert.ok(
+        server.scheduler.events.some((e) => e.type === "cancelled" && e.id === response.id),
+      );
     });
   });
 
