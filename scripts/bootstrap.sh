@@ -9,12 +9,13 @@ DEBIAN_PACKAGES="lksctp-tools libsctp1 libsctp-dev libusrsctp2 libusrsctp-dev \
 user-mode-linux kmod iproute2 procps util-linux python3 gcc libc6-dev curl wrk chromium"
 
 # node_modules/.package-lock.json is what npm last installed; reinstall when the lock is newer.
-if [ ! -x node_modules/.bin/deno ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+# `npm ci` installs exactly what package-lock.json pins and never rewrites it
+# (`npm install` would, leaving a test run with a dirty work tree). The lock
+# lists every platform's optional @deno/* binary, which `npm ci` requires.
+# .npmrc turns off node_modules/.bin, so Deno is node_modules/deno/deno.
+if [ ! -x node_modules/deno/deno ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "bootstrap: installing Deno and npm packages (versions pinned in package-lock.json)"
-  # Not `npm ci`: npm 11 leaves the other platforms' optional @deno/* binaries
-  # out of the lock file and then refuses `npm ci`. `npm install` installs
-  # the locked versions all the same.
-  npm install --no-audit --no-fund --loglevel=error
+  npm ci --no-audit --no-fund --loglevel=error
 fi
 
 missing=""

@@ -7,8 +7,9 @@
 # set DENORT_BIN to a local denort of the target to build offline.
 set -eu
 cd "$(dirname "$0")/.."
-deno=node_modules/.bin/deno
-workers="--include transport/io_worker.ts --include server/sender_worker.ts"
+# The deno on PATH, else the one `npm ci` installed.
+deno=$(command -v deno || echo node_modules/deno/deno)
+workers="--include transport/io_worker.ts"
 mkdir -p dist
 for target in x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu; do
   arch=${target%%-*}
@@ -19,6 +20,6 @@ for target in x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu; do
     permissions=${rest#*:}
     echo "compile: flowsched-$name for $target"
     # shellcheck disable=SC2086
-    $deno compile -P="$permissions" $workers --target "$target" -o "dist/flowsched-$name-$arch" "$entry"
+    "$deno" compile -P="$permissions" $workers --target "$target" -o "dist/flowsched-$name-$arch" "$entry"
   done
 done

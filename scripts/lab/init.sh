@@ -25,9 +25,35 @@ die() {
 
 mount -t proc proc /proc || die "cannot mount /proc"
 mount -t sysfs sys /sys || die "cannot mount /sys"
+
+# The host directories the command needs: the run directory, its working
+# directory, DENO_DIR and HOME. Any of them may lie under /tmp or /run.
+needed=$(
+  # shellcheck source=/dev/null
+  . "$RUN/env.sh" && printf '%s\n' "$RUN" "$LAB_CWD" "$DENO_DIR" "$HOME"
+)
+
+# fresh_tmpfs DIR: a tmpfs on DIR that still shows, at their own paths, the
+# needed host directories under DIR. It is filled while mounted in the run
+# directory (the old DIR is still reachable then) and moved onto DIR. With -n,
+# mount(8) keeps no record in /run/mount/utab: moving onto /run fails there.
+fresh_tmpfs() {
+  stage=$RUN/stage
+  mkdir -p "$stage" && mount -n -t tmpfs tmpfs "$stage" || die "cannot mount a tmpfs for $1"
+  printf '%s\n' "$needed" | while IFS= read -r dir; do
+    case $dir in
+      "$1"/*)
+        [ -d "$dir" ] || continue
+        mkdir -p "$stage${dir#"$1"}" && mount -n --bind "$dir" "$stage${dir#"$1"}" ||
+          die "cannot keep $dir visible inside the lab"
+        ;;
+    esac
+  done
+  mount -n --move "$stage" "$1" || die "cannot mount a tmpfs on $1"
+}
 # /tmp and /run on tmpfs: private to this boot, and `ip netns` needs /run.
-mount -t tmpfs tmpfs /tmp || die "cannot mount /tmp"
-mount -t tmpfs tmpfs /run || die "cannot mount /run"
+fresh_tmpfs /tmp
+fresh_tmpfs /run
 
 # modprobe wants <root>/lib/modules/<release>; the modules live elsewhere.
 release=$(uname -r)

@@ -13,7 +13,7 @@
  */
 
 import { fileURLToPath } from "node:url";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 
 /** The two links of the lab: client↔proxy and proxy↔server. */
 export type LinkName = "cp" | "ps";
@@ -41,7 +41,7 @@ export interface LabOptions {
    * Default: none (plain veth links).
    */
   links?: string[];
-  /** Working directory of the command; must be visible inside (not under /tmp). Default: `Deno.cwd()`. */
+  /** Working directory of the command. Default: `Deno.cwd()`. */
   cwd?: string;
   /** Environment of the command (LAB_* variables are added). Default: the host's environment. */
   env?: Record<string, string>;
@@ -55,7 +55,7 @@ export interface LabOptions {
   memory?: string;
   /** The UML kernel. Default "/usr/bin/linux". */
   kernel?: string;
-  /** Directory for per-run directories; must be visible inside (not under /tmp). Default: `<repo>/.lab`. */
+  /** Directory for per-run directories. Default: `<repo>/.lab`. */
   workDir?: string;
   /** Keep the run directory (console.log, generated scripts) for inspection. Default false. */
   keep?: boolean;
@@ -188,11 +188,6 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** Paths the lab's own tmpfs mounts hide: the command cannot see the host's files there. */
-function hiddenInLab(path: string): boolean {
-  return /^\/(tmp|run|proc|sys|dev)(\/|$)/.test(path);
-}
-
 /** Removes run directories left by killed runs: those past their deadline. */
 async function removeStaleRunDirs(workDir: string): Promise<void> {
   for await (const entry of Deno.readDir(workDir)) {
@@ -233,13 +228,6 @@ export async function runInLab(options: LabOptions): Promise<LabResult> {
       "no UML kernel modules at /usr/lib/uml/modules: apt-get install user-mode-linux",
     );
   }
-  for (const [what, path] of [["working directory", cwd], ["work directory", workDir]]) {
-    if (hiddenInLab(path)) {
-      throw new LabError(
-        `${what} ${path} is hidden inside the lab (it mounts /tmp and /run afresh)`,
-      );
-    }
-  }
   if (/\s/.test(workDir)) throw new LabError(`work directory "${workDir}" must not contain spaces`);
 
   await Deno.mkdir(workDir, { recursive: true });
@@ -254,7 +242,9 @@ export async function runInLab(options: LabOptions): Promise<LabResult> {
     for (const k of ["PWD", "OLDPWD", "SHLVL", "_"]) delete env[k];
     const home = env.HOME ?? "/root";
     env.DENO_DIR ??= join(env.XDG_CACHE_HOME ?? join(home, ".cache"), "deno");
-    env.PATH = `${env.PATH ?? "/usr/local/bin:/usr/bin:/bin"}:/usr/local/sbin:/usr/sbin:/sbin`;
+    const path = env.PATH ?? "/usr/local/bin:/usr/bin:/bin";
+    // `deno` inside is the Deno that runs the lab.
+    env.PATH = `${dirname(Deno.execPath())}:${path}:/usr/local/sbin:/usr/sbin:/sbin`;
     Object.assign(env, LAB_ADDRESSES, { LAB: "1", LAB_CWD: cwd });
     // Inside, stdout is a tty (tty1): without this, tools would color output meant for a pipe.
     if (output === "piped" || !Deno.stdout.isTerminal()) env.NO_COLOR ??= "1";

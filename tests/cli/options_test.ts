@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { ConfigError, helpText, parseOptions } from "../../cli/options.ts";
 import { SERVER_OPTIONS } from "../../server/config.ts";
+import { POLICY_NAMES } from "../../server/policies/mod.ts";
+import { needs } from "../_permissions.ts";
+
+// The config-file tests write the file and read it back.
+const ignore = needs("read", "write");
 
 async function configFile(content: unknown): Promise<string> {
   const path = await Deno.makeTempFile({ suffix: ".json" });
@@ -16,7 +21,7 @@ Deno.test("server options default to the documented values", async () => {
   assert.equal(parsed?.values.chunkSize, 65536);
 });
 
-Deno.test("flags override the config file, which overrides the defaults", async () => {
+Deno.test("flags override the config file, which overrides the defaults", { ignore }, async () => {
   const path = await configFile({ policy: "rr", port: 9100, chunkSize: 4096 });
   const parsed = await parseOptions(["--config", path, "--port", "9200"], SERVER_OPTIONS);
   assert.equal(parsed?.values.policy, "rr");
@@ -24,17 +29,21 @@ Deno.test("flags override the config file, which overrides the defaults", async 
   assert.equal(parsed?.values.chunkSize, 4096);
 });
 
-Deno.test("an unknown config key is refused with its name and the known keys", async () => {
-  const path = await configFile({ polcy: "rr" });
-  await assert.rejects(parseOptions(["--config", path], SERVER_OPTIONS), (error: Error) => {
-    assert.ok(error instanceof ConfigError);
-    assert.match(error.message, /unknown key "polcy"/);
-    assert.match(error.message, /policy/);
-    return true;
-  });
-});
+Deno.test(
+  "an unknown config key is refused with its name and the known keys",
+  { ignore },
+  async () => {
+    const path = await configFile({ polcy: "rr" });
+    await assert.rejects(parseOptions(["--config", path], SERVER_OPTIONS), (error: Error) => {
+      assert.ok(error instanceof ConfigError);
+      assert.match(error.message, /unknown key "polcy"/);
+      assert.match(error.message, /policy/);
+      return true;
+    });
+  },
+);
 
-Deno.test("a bad value names the key and what is allowed", async () => {
+Deno.test("a bad value names the key and what is allowed", { ignore }, async () => {
   const path = await configFile({ transport: "quic" });
   await assert.rejects(
     parseOptions(["--config", path], SERVER_OPTIONS),
@@ -51,17 +60,21 @@ Deno.test("a bad value names the key and what is allowed", async () => {
   );
 });
 
-Deno.test("a config file that is not a JSON object is refused with the file's name", async () => {
-  const path = await configFile("[1, 2]");
-  await assert.rejects(
-    parseOptions(["--config", path], SERVER_OPTIONS),
-    new RegExp(`${path} must hold a JSON object`),
-  );
-  await assert.rejects(
-    parseOptions(["--config", "/nonexistent.json"], SERVER_OPTIONS),
-    /cannot read config file \/nonexistent.json/,
-  );
-});
+Deno.test(
+  "a config file that is not a JSON object is refused with the file's name",
+  { ignore },
+  async () => {
+    const path = await configFile("[1, 2]");
+    await assert.rejects(
+      parseOptions(["--config", path], SERVER_OPTIONS),
+      new RegExp(`${path} must hold a JSON object`),
+    );
+    await assert.rejects(
+      parseOptions(["--config", "/nonexistent.json"], SERVER_OPTIONS),
+      /cannot read config file \/nonexistent.json/,
+    );
+  },
+);
 
 Deno.test("--help lists every option with its default", async () => {
   assert.equal(await parseOptions(["--help"], SERVER_OPTIONS), null);
@@ -79,10 +92,12 @@ Deno.test("--help lists every option with its default", async () => {
   ) {
     assert.match(help, new RegExp(flag));
   }
-  assert.match(help, /\(scf \| rr\) \[default: "scf"\]/);
+  assert.ok(help.includes(`(${POLICY_NAMES.join(" | ")}) [default: "scf"]`), help);
 });
 
-Deno.test("the server command exits 2 with the message for a bad flag, and 0 for --help", async () => {
+Deno.test("the server command exits 2 with the message for a bad flag, and 0 for --help", {
+  ignore: needs("run"),
+}, async () => {
   const run = (args: string[]) =>
     new Deno.Command(Deno.execPath(), {
       args: ["run", "-P=server", "--no-check", "server/main.ts", ...args],

@@ -8,8 +8,11 @@ import {
 } from "../../ffi/libsctp.ts";
 import { timeval } from "../../ffi/libc.ts";
 import { assertLayoutsMatchHeaders } from "./_c_layout.ts";
+import { needs } from "../_permissions.ts";
 
-Deno.test("libsctp struct layouts and constants match <netinet/sctp.h>", async () => {
+const ignore = needs("write", "run"); // a C probe is compiled and run
+
+Deno.test("libsctp struct layouts and constants match <netinet/sctp.h>", { ignore }, async () => {
   await assertLayoutsMatchHeaders({
     headers: ["<sys/socket.h>", "<netinet/sctp.h>"],
     layouts: [sctp_initmsg, sctp_sndrcvinfo, sctp_event_subscribe, sctp_assoc_change, sctp_status],
@@ -17,6 +20,8 @@ Deno.test("libsctp struct layouts and constants match <netinet/sctp.h>", async (
   });
 });
 
-Deno.test("the timeval layout the kernel transport's SO_RCVTIMEO probe uses matches <sys/time.h>", async () => {
+Deno.test("the timeval layout the kernel transport's SO_RCVTIMEO probe uses matches <sys/time.h>", {
+  ignore,
+}, async () => {
   await assertLayoutsMatchHeaders({ headers: ["<sys/time.h>"], layouts: [timeval] });
 });

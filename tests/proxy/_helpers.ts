@@ -3,7 +3,7 @@
 import { createHash } from "node:crypto";
 import dgram from "node:dgram";
 
-const DENO = new URL("../../node_modules/.bin/deno", import.meta.url).pathname;
+const DENO = Deno.execPath();
 const ROOT = new URL("../../", import.meta.url).pathname;
 
 /** Hex sha256 of bytes. */

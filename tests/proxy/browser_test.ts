@@ -8,11 +8,14 @@ import assert from "node:assert/strict";
 import { localUdpPort, startServer } from "../../mod.ts";
 import { startProxy } from "../../proxy/proxy.ts";
 import { makeSite } from "./_site.ts";
+import { needs } from "../_permissions.ts";
 
-const CHROMIUM = ["chromium", "chromium-browser", "google-chrome"].find((name) =>
-  new Deno.Command("sh", { args: ["-c", `command -v ${name}`], stdout: "null", stderr: "null" })
-    .outputSync().success
-);
+function findChromium(): string | undefined {
+  return ["chromium", "chromium-browser", "google-chrome"].find((name) =>
+    new Deno.Command("sh", { args: ["-c", `command -v ${name}`], stdout: "null", stderr: "null" })
+      .outputSync().success
+  );
+}
 
 interface PageResult {
   loaded: { path: string; status: number }[];
@@ -21,10 +24,10 @@ interface PageResult {
 }
 
 /** Loads `url` in a fresh headless Chromium profile; returns what the page script recorded. */
-async function loadInChromium(url: string): Promise<PageResult> {
+async function loadInChromium(chromium: string, url: string): Promise<PageResult> {
   const profile = await Deno.makeTempDir({ prefix: "flowsched-chromium-" });
   try {
-    const output = await new Deno.Command(CHROMIUM!, {
+    const output = await new Deno.Command(chromium, {
       args: [
         "--headless",
         "--no-sandbox",
@@ -62,9 +65,11 @@ async function loadInChromium(url: string): Promise<PageResult> {
 Deno.test({
   name:
     "headless Chromium loads pages of 20 to 40 resources through the proxy, every resource arrives, and prefetched entries are served",
+  ignore: needs("read", "write", "net", "env", "sys", "run"),
   async fn() {
     // scripts/bootstrap.sh installs chromium: a missing browser is a failure, not a skip.
-    assert.ok(CHROMIUM, "no chromium on PATH; run scripts/bootstrap.sh (apt-get install chromium)");
+    const chromium = findChromium();
+    assert.ok(chromium, "no chromium on PATH; run scripts/bootstrap.sh (apt-get install chromium)");
     const site = await makeSite(3, { minResources: 20, maxResources: 40, seed: 11 });
     const udpPort = localUdpPort();
     const server = await startServer({
@@ -88,7 +93,7 @@ Deno.test({
       for (const page of site.pages) {
         assert.ok(page.resources.length >= 20);
         const before = proxy.stats();
-        const result = await loadInChromium(`http://127.0.0.1:${proxy.port}${page.path}`);
+        const result = await loadInChromium(chromium, `http://127.0.0.1:${proxy.port}${page.path}`);
         const loaded = new Map(result.loaded.map((entry) => [entry.path, entry.status]));
         for (const [path, status] of loaded) {
           assert.equal(status, 200, `${path} answered ${status}`);

@@ -3,6 +3,10 @@
 import assert from "node:assert/strict";
 import { cacheKey, DiskCache } from "../../proxy/cache.ts";
 import { createLogger } from "../../server/log.ts";
+import { needs } from "../_permissions.ts";
+
+// The cache lives in a temporary directory, watched with Deno.watchFs.
+const ignore = needs("read", "write");
 
 const log = createLogger("error", "test");
 
@@ -41,42 +45,50 @@ Deno.test("cacheKey() confines paths and refuses names the cache uses itself", (
   }
 });
 
-Deno.test("a waiter learns of rename(x.tmp, x) through watchFs and is not fooled by the remove event", async () => {
-  await withCache(async (cache) => {
-    const file = await cache.claim("d/x.bin", 60000);
-    assert.ok(file instanceof Deno.FsFile);
-    assert.equal(await cache.claim("d/x.bin", 60000), "busy", "the .tmp is owned");
-    const waiting = cache.waitFor("d/x.bin", 5000);
-    await file.write(new Uint8Array([1, 2, 3]));
-    const started = performance.now();
-    await cache.commit("d/x.bin", file, {
-      status: 200,
-      headers: [["content-type", "application/octet-stream"]],
-      size: 3,
-      url: "/d/x.bin",
-      storedAt: new Date().toISOString(),
+Deno.test(
+  "a waiter learns of rename(x.tmp, x) through watchFs and is not fooled by the remove event",
+  { ignore },
+  async () => {
+    await withCache(async (cache) => {
+      const file = await cache.claim("d/x.bin", 60000);
+      assert.ok(file instanceof Deno.FsFile);
+      assert.equal(await cache.claim("d/x.bin", 60000), "busy", "the .tmp is owned");
+      const waiting = cache.waitFor("d/x.bin", 5000);
+      await file.write(new Uint8Array([1, 2, 3]));
+      const started = performance.now();
+      await cache.commit("d/x.bin", file, {
+        status: 200,
+        headers: [["content-type", "application/octet-stream"]],
+        size: 3,
+        url: "/d/x.bin",
+        storedAt: new Date().toISOString(),
+      });
+      assert.equal(await waiting, "done");
+      assert.ok(performance.now() - started < 1000);
+      const entry = await cache.open("d/x.bin");
+      assert.deepEqual(entry?.body, new Uint8Array([1, 2, 3]));
     });
-    assert.equal(await waiting, "done");
-    assert.ok(performance.now() - started < 1000);
-    const entry = await cache.open("d/x.bin");
-    assert.deepEqual(entry?.body, new Uint8Array([1, 2, 3]));
-  });
-});
+  },
+);
 
-Deno.test("a waiter learns that a download was abandoned and no partial file remains", async () => {
-  await withCache(async (cache) => {
-    const file = await cache.claim("y.bin", 60000);
-    assert.ok(file instanceof Deno.FsFile);
-    const waiting = cache.waitFor("y.bin", 5000);
-    await file.write(new Uint8Array(1000));
-    await cache.abandon("y.bin", file);
-    assert.equal(await waiting, "failed");
-    assert.equal(await cache.has("y.bin"), false);
-    assert.equal(await cache.open("y.bin"), null);
-  });
-});
+Deno.test(
+  "a waiter learns that a download was abandoned and no partial file remains",
+  { ignore },
+  async () => {
+    await withCache(async (cache) => {
+      const file = await cache.claim("y.bin", 60000);
+      assert.ok(file instanceof Deno.FsFile);
+      const waiting = cache.waitFor("y.bin", 5000);
+      await file.write(new Uint8Array(1000));
+      await cache.abandon("y.bin", file);
+      assert.equal(await waiting, "failed");
+      assert.equal(await cache.has("y.bin"), false);
+      assert.equal(await cache.open("y.bin"), null);
+    });
+  },
+);
 
-Deno.test("a stale .tmp left by a dead process is taken over", async () => {
+Deno.test("a stale .tmp left by a dead process is taken over", { ignore }, async () => {
   await withCache(async (cache) => {
     await Deno.writeFile(cache.pathOf("z.bin.tmp"), new Uint8Array(10));
     assert.equal(await cache.claim("z.bin", 60000), "busy");

@@ -12,7 +12,7 @@ import { type Child, sha256, spawnProxy, spawnServer } from "./_helpers.ts";
 
 const SERVER_IP = Deno.env.get("LAB_SERVER_IP")!;
 const PROXY_IP = Deno.env.get("LAB_PROXY_IP")!;
-const DENO = new URL("../../node_modules/.bin/deno", import.meta.url).pathname;
+const DENO = Deno.execPath();
 
 let shared: Site | undefined;
 const site = async () => shared ??= await makeSite(6, { seed: 3 });

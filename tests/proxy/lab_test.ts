@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { runInLab } from "../../scripts/lab/lab.ts";
+import { needs } from "../_permissions.ts";
 
 const REPO = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -13,7 +14,7 @@ Deno.test({
   name:
     "the proxy passes its kernel-SCTP suite inside the lab at 50 ms RTT between proxy and server",
   // Inside the lab this host-side driver has nothing to do (and cannot boot another lab).
-  ignore: Deno.env.get("LAB") === "1",
+  ignore: needs("read", "write", "env", "run") || Deno.env.get("LAB") === "1",
   async fn() {
     const result = await runInLab({
       command: [Deno.execPath(), "test", "-P=test", "--no-check", "tests/proxy/kernel_in_lab.ts"],
