@@ -8,13 +8,15 @@
 const BENCHMARKS: Record<string, string> = {
   transports: "./transports.ts",
   files: "./files.ts",
+  sched: "./sched.ts",
 };
 
 const USAGE = `Usage: deno task bench <benchmark> [options]
 
 Benchmarks (each prints ratios measured in one run; --help for its options):
   transports   one-way message throughput: usrsctp / kernel SCTP vs tcpmux vs plain TCP
-  files        file serving over one association (scf, rr) vs the TCP HTTP/1.1 baseline`;
+  files        file serving over one association (scf, rr) vs the TCP HTTP/1.1 baseline
+  sched        response times at a bottleneck in the lab: every policy vs the simulated ideal`;
 
 const [name, ...args] = Deno.args;
 if (!name || name === "-h" || name === "--help") {
