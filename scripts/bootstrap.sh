@@ -6,7 +6,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 DEBIAN_PACKAGES="lksctp-tools libsctp1 libsctp-dev libusrsctp2 libusrsctp-dev \
-user-mode-linux kmod iproute2 procps util-linux python3 gcc libc6-dev curl wrk chromium"
+user-mode-linux kmod iproute2 procps util-linux python3 gcc libc6-dev curl wrk chromium nginx-light"
 
 # node_modules/.package-lock.json is what npm last installed; reinstall when the lock is newer.
 # `npm ci` installs exactly what package-lock.json pins and never rewrites it

@@ -62,6 +62,11 @@ const OPTIONS = {
     help: "extra one-way delay in ms of the client↔proxy link (the far client of `mixed`)",
   },
   mixed: { kind: "boolean", default: true, help: "also run the mixed-RTT shape at ρ = 0.9" },
+  nginx: {
+    kind: "boolean",
+    default: true,
+    help: "also replay each trace against nginx over TCP (many connections), if installed",
+  },
   files: { kind: "integer", default: 2000, min: 10, help: "files in the set" },
   popularity: {
     kind: "string",
@@ -100,12 +105,15 @@ const OPTIONS = {
 type Values = Awaited<ReturnType<typeof parseOptions<typeof OPTIONS>>> & object;
 type Options = Values["values"];
 
-/** One measured run: a trace replayed against one policy. */
+/** The baseline a user would run instead: nginx over TCP, one connection per request in flight. */
+const NGINX = "nginx-tcp";
+
+/** One measured run: a trace replayed against one policy (or nginx). */
 interface RunSpec {
   shape: "one" | "mixed";
   load: number;
   seed: number;
-  policy: PolicyName;
+  policy: PolicyName | typeof NGINX;
   trace: string;
   clients: number;
 }
@@ -167,9 +175,21 @@ async function orchestrate(values: Options, args: string[]) {
     if (!given("--seeds")) values.seeds = 1;
     if (!given("--policies")) values.policies = "srpt,ps";
     if (!given("--mixed")) values.mixed = false;
+    if (!given("--nginx")) values.nginx = false;
     if (!given("--duration")) values.duration = 15;
   }
-  const policies = listOf<PolicyName>(values.policies, POLICY_NAMES, "policies");
+  const policies: RunSpec["policy"][] = listOf<PolicyName>(
+    values.policies,
+    POLICY_NAMES,
+    "policies",
+  );
+  if (values.nginx) {
+    if (await hasNginx()) policies.push(NGINX);
+    else {progress(
+        "sched",
+        "nginx is not installed (apt-get install nginx-light): no nginx baseline",
+      );}
+  }
   const loads = loadsOf(values.loads);
   const stamp = new Date().toISOString().replace(/[:.]/g, "-");
   // Under the repository, not /tmp: the lab mounts its own /tmp.
@@ -209,7 +229,7 @@ async function orchestrate(values: Options, args: string[]) {
   }
   if (values.mixed) {
     for (let seed = 1; seed <= values.seeds; seed++) {
-      await addRuns("mixed", 0.9, seed, ["srpt", "srrt", "ps"]);
+      await addRuns("mixed", 0.9, seed, ["srpt", "srrt", "ps", NGINX]);
     }
   }
   const planPath = join(dir, "plan.json");
@@ -285,6 +305,67 @@ function cpuTimes(): { busy: number; total: number } {
   return { busy, total };
 }
 
+async function hasNginx(): Promise<boolean> {
+  try {
+    return (await new Deno.Command("nginx", { args: ["-v"], stderr: "null" }).output()).success;
+  } catch {
+    return false;
+  }
+}
+
+/** An nginx config serving `root` on `port`, everything under `dir`. */
+function nginxConfig(dir: string, root: string, port: number): string {
+  return `worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  client_body_temp_path ${dir}/nginx-body;
+  server { listen ${LAB_SERVER}:${port}; root ${root}; }
+}
+`;
+}
+
+/** Starts the server of a run: flowsched under its policy, or nginx. */
+async function startRunServer(
+  run: RunSpec,
+  port: number,
+  dir: string,
+  values: Options,
+): Promise<{ url: string; process: Deno.ChildProcess }> {
+  const root = join(dir, "site");
+  if (run.policy === NGINX) {
+    const config = join(dir, `nginx-${port}.conf`);
+    await Deno.writeTextFile(config, nginxConfig(dir, root, port));
+    return {
+      url: `http://${LAB_SERVER}:${port}`,
+      process: spawn("server", ["nginx", "-c", config, "-g", "daemon off;"]),
+    };
+  }
+  const process = spawn(
+    "server",
+    deno("server/main.ts", [
+      "--transport=kernel",
+      `--host=${LAB_SERVER}`,
+      `--port=${port}`,
+      `--root=${root}`,
+      `--policy=${run.policy}`,
+      `--streams=${values.streams}`,
+      `--run-bytes=${values.runBytes}`,
+      `--lane-depth=${values.laneDepth}`,
+      // The kernel takes a message only whole into the send buffer.
+      `--chunk-size=${Math.min(values.runBytes, values.sendBufferSize, 65536)}`,
+      `--send-buffer-size=${values.sendBufferSize}`,
+      "--log-level=warn",
+    ], "server"),
+  );
+  return { url: `kernel://${LAB_SERVER}:${port}`, process };
+}
+
 function deno(script: string, args: string[], permissions: string): string[] {
   return [
     Deno.execPath(),
@@ -322,24 +403,7 @@ async function inLab(values: Options) {
   const dir = join(values.plan, "..");
   const results: RunResult[] = [];
   for (const [i, run] of plan.entries()) {
-    const port = 9400 + i;
-    const server = spawn(
-      "server",
-      deno("server/main.ts", [
-        "--transport=kernel",
-        `--host=${LAB_SERVER}`,
-        `--port=${port}`,
-        `--root=${join(dir, "site")}`,
-        `--policy=${run.policy}`,
-        `--streams=${values.streams}`,
-        `--run-bytes=${values.runBytes}`,
-        `--lane-depth=${values.laneDepth}`,
-        // The kernel takes a message only whole into the send buffer.
-        `--chunk-size=${Math.min(values.runBytes, values.sendBufferSize, 65536)}`,
-        `--send-buffer-size=${values.sendBufferSize}`,
-        "--log-level=warn",
-      ], "server"),
-    );
+    const server = await startRunServer(run, 9400 + i, dir, values);
     const started = performance.now();
     const cpuAtStart = cpuTimes();
     const outs = Array.from({ length: run.clients }, (_, c) => join(dir, `run-${i}-${c}.json`));
@@ -350,7 +414,7 @@ async function inLab(values: Options) {
           "--role=load",
           `--trace=${run.trace}`,
           `--client=${client}`,
-          `--server=kernel://${LAB_SERVER}:${port}`,
+          `--server=${server.url}`,
           `--streams=${values.streams}`,
           `--out=${out}`,
         ], "bench"),
@@ -360,8 +424,8 @@ async function inLab(values: Options) {
     const wallSeconds = (performance.now() - started) / 1000;
     const cpuAtEnd = cpuTimes();
     const cpu = (cpuAtEnd.busy - cpuAtStart.busy) / (cpuAtEnd.total - cpuAtStart.total);
-    server.kill("SIGTERM");
-    await server.status;
+    server.process.kill("SIGTERM");
+    await server.process.status;
     if (statuses.some((s) => !s.success)) throw new Error(`run ${i}: a load generator failed`);
     const records: Measured[] = [];
     for (const out of outs) records.push(...JSON.parse(await Deno.readTextFile(out)));
@@ -378,19 +442,49 @@ async function inLab(values: Options) {
   await Deno.writeTextFile(values.out, JSON.stringify(results));
 }
 
-/** Load role: replays this client's part of a trace, open loop, over one association. */
-async function load(values: Options) {
-  const trace: TraceRequest[] = JSON.parse(await Deno.readTextFile(values.trace));
-  const mine = trace.map((r, index) => ({ ...r, index })).filter((r) => r.client === values.client);
-  let client: FlowClient | undefined;
-  for (const deadline = Date.now() + 15_000; !client;) {
+/** How the load generator fetches: over an association, or HTTP over TCP (nginx). */
+async function requester(values: Options): Promise<{
+  fetch(path: string): Promise<{ status: number; body: Uint8Array }>;
+  close(): Promise<void>;
+}> {
+  if (values.server.startsWith("http://")) {
+    // fetch keeps a pool of keep-alive connections, opening more while requests are in flight.
+    await retry(() => fetch(values.server).then((r) => r.body?.cancel()));
+    return {
+      fetch: async (path) => {
+        const response = await fetch(values.server + path);
+        return { status: response.status, body: await response.bytes() };
+      },
+      close: () => Promise.resolve(),
+    };
+  }
+  const client = await retry(() => FlowClient.connect(values.server, { streams: values.streams }));
+  return {
+    fetch: async (path) => {
+      const response = await client.request(path);
+      return { status: response.status, body: await response.bytes() };
+    },
+    close: () => client.close(),
+  };
+}
+
+/** Calls `attempt` until it succeeds (the server may still be starting), for up to 15 s. */
+async function retry<T>(attempt: () => Promise<T>): Promise<T> {
+  for (const deadline = Date.now() + 15_000;;) {
     try {
-      client = await FlowClient.connect(values.server, { streams: values.streams });
+      return await attempt();
     } catch (error) {
       if (Date.now() > deadline) throw error;
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
   }
+}
+
+/** Load role: replays this client's part of a trace, open loop, over one association. */
+async function load(values: Options) {
+  const trace: TraceRequest[] = JSON.parse(await Deno.readTextFile(values.trace));
+  const mine = trace.map((r, index) => ({ ...r, index })).filter((r) => r.client === values.client);
+  const get = await requester(values);
   const t0 = performance.now() + 300;
   const records: Measured[] = [];
   const pending: Promise<void>[] = [];
@@ -400,9 +494,8 @@ async function load(values: Options) {
     pending.push((async () => {
       let ok = false;
       try {
-        const response = await client.request(request.path);
-        const body = await response.bytes();
-        ok = response.status === 200 && body.byteLength === request.size &&
+        const { status, body } = await get.fetch(request.path);
+        ok = status === 200 && body.byteLength === request.size &&
           // A sample is checked byte for byte: every 25th request.
           (request.index % 25 !== 0 ||
             sha256Hex(body) === sha256Hex(fileBytes(FILE_SEED, request.file, request.size)));
@@ -420,7 +513,7 @@ async function load(values: Options) {
     })());
   }
   await Promise.all(pending);
-  await client.close();
+  await get.close();
   await Deno.writeTextFile(values.out, JSON.stringify(records));
 }
 

@@ -14,6 +14,7 @@ import {
   zipfSampler,
 } from "../../scripts/bench/sched/workload.ts";
 import { mean } from "../../scripts/bench/sched/stats.ts";
+import { needs } from "../_permissions.ts";
 
 const paretoFiles = fileSet(1, 5000, (rand) => boundedPareto(rand));
 
@@ -67,7 +68,9 @@ Deno.test("a file set is a function of its seed, with numbered paths and whole-b
   assert.notDeepEqual(fileSet(2, 5000, (rand) => boundedPareto(rand)), paretoFiles);
 });
 
-Deno.test("writeFileSet writes each file with its size and seeded contents", async () => {
+Deno.test("writeFileSet writes each file with its size and seeded contents", {
+  ignore: needs("read", "write"),
+}, async () => {
   const dir = await Deno.makeTempDir();
   try {
     const files = fileSet(1, 3, () => 4097);

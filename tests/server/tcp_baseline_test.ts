@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { needs } from "../_permissions.ts";
 import { startTcpBaseline } from "../../mod.ts";
 import { makeTree, sha256 } from "./_fixtures.ts";
 
@@ -10,10 +11,14 @@ async function run(command: string, args: string[]) {
   return text;
 }
 
+const ignore = needs("read", "write", "net", "run");
+
 for (const keepAlive of [true, false]) {
   const mode = keepAlive ? "keep-alive" : "one request per connection";
 
-  Deno.test(`TCP baseline (${mode}) serves 300 files of 0 B to 4 MiB to curl sha256-identical`, async () => {
+  Deno.test(`TCP baseline (${mode}) serves 300 files of 0 B to 4 MiB to curl sha256-identical`, {
+    ignore,
+  }, async () => {
     const root = await Deno.makeTempDir({ prefix: "flowsched-tcp-" });
     const out = await Deno.makeTempDir({ prefix: "flowsched-tcp-out-" });
     const files = await makeTree(root, 300, 4 * 1024 * 1024, 3);
@@ -28,7 +33,9 @@ for (const keepAlive of [true, false]) {
     }
   });
 
-  Deno.test(`TCP baseline (${mode}) answers errors and conditionals like the SCTP server`, async () => {
+  Deno.test(`TCP baseline (${mode}) answers errors and conditionals like the SCTP server`, {
+    ignore,
+  }, async () => {
     const root = await Deno.makeTempDir({ prefix: "flowsched-tcp-err-" });
     await Deno.writeTextFile(`${root}/a.txt`, "hello");
     await using server = await startTcpBaseline({ root, port: 0, keepAlive });
@@ -63,7 +70,7 @@ for (const keepAlive of [true, false]) {
     if (!keepAlive) assert.match(head, /connection: close/i);
   });
 
-  Deno.test(`TCP baseline (${mode}) takes a wrk load without errors`, async () => {
+  Deno.test(`TCP baseline (${mode}) takes a wrk load without errors`, { ignore }, async () => {
     const root = await Deno.makeTempDir({ prefix: "flowsched-tcp-wrk-" });
     await Deno.writeFile(`${root}/f.bin`, new Uint8Array(10_000).fill(7));
     await using server = await startTcpBaseline({ root, port: 0, keepAlive });

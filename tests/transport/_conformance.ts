@@ -4,6 +4,7 @@
  */
 
 import assert from "node:assert/strict";
+import { needs } from "../_permissions.ts";
 import { createHash } from "node:crypto";
 import { connect, listen, MappedFile } from "../../mod.ts";
 import { prng } from "../../scripts/bench/common.ts";
@@ -75,43 +76,51 @@ async function closeAll(listener: Listener, ...associations: Association[]) {
 /** Registers the conformance tests for `target` with `Deno.test`. */
 export function conformanceSuite(target: ConformanceTarget): void {
   const name = target.transport;
+  // The I/O Workers need read; the mmap test writes a file.
+  const ignore = needs("read", "write");
 
-  Deno.test(`${name}: 2,000 messages of 1 B to 256 KiB on 8 streams arrive whole and in per-stream order`, async () => {
-    const { listener, client, server } = await pair(target);
-    try {
-      assert.equal(client.outboundStreams, STREAMS);
-      assert.equal(server.inboundStreams, STREAMS);
-      const plan = workload();
-      const expected = Array.from({ length: STREAMS }, () => [] as string[]);
-      for (const m of plan) expected[m.stream].push(sha256(messageBytes(m.index, m.size)));
+  Deno.test(
+    `${name}: 2,000 messages of 1 B to 256 KiB on 8 streams arrive whole and in per-stream order`,
+    { ignore },
+    async () => {
+      const { listener, client, server } = await pair(target);
+      try {
+        assert.equal(client.outboundStreams, STREAMS);
+        assert.equal(server.inboundStreams, STREAMS);
+        const plan = workload();
+        const expected = Array.from({ length: STREAMS }, () => [] as string[]);
+        for (const m of plan) expected[m.stream].push(sha256(messageBytes(m.index, m.size)));
 
-      const received = Array.from({ length: STREAMS }, () => [] as string[]);
-      const receiving = (async () => {
-        for (let n = 0; n < plan.length; n++) {
-          const message = await server.receive();
-          assert.ok(message, `association ended after ${n} messages`);
-          received[message.stream].push(sha256(message.data));
+        const received = Array.from({ length: STREAMS }, () => [] as string[]);
+        const receiving = (async () => {
+          for (let n = 0; n < plan.length; n++) {
+            const message = await server.receive();
+            assert.ok(message, `association ended after ${n} messages`);
+            received[message.stream].push(sha256(message.data));
+          }
+        })();
+        // Keep a bounded number of sends in flight, as a real sender would.
+        const inFlight = new Set<Promise<void>>();
+        for (const m of plan) {
+          const sending = client.send(m.stream, messageBytes(m.index, m.size))
+            .finally(() => inFlight.delete(sending));
+          inFlight.add(sending);
+          if (inFlight.size >= 64) await Promise.race(inFlight);
         }
-      })();
-      // Keep a bounded number of sends in flight, as a real sender would.
-      const inFlight = new Set<Promise<void>>();
-      for (const m of plan) {
-        const sending = client.send(m.stream, messageBytes(m.index, m.size))
-          .finally(() => inFlight.delete(sending));
-        inFlight.add(sending);
-        if (inFlight.size >= 64) await Promise.race(inFlight);
+        await Promise.all(inFlight);
+        await receiving;
+        for (let s = 0; s < STREAMS; s++) {
+          assert.deepEqual(received[s], expected[s], `stream ${s} differs`);
+        }
+      } finally {
+        await closeAll(listener, client, server);
       }
-      await Promise.all(inFlight);
-      await receiving;
-      for (let s = 0; s < STREAMS; s++) {
-        assert.deepEqual(received[s], expected[s], `stream ${s} differs`);
-      }
-    } finally {
-      await closeAll(listener, client, server);
-    }
-  });
+    },
+  );
 
-  Deno.test(`${name}: messages flow both ways and the server sees the client's stream ids`, async () => {
+  Deno.test(`${name}: messages flow both ways and the server sees the client's stream ids`, {
+    ignore,
+  }, async () => {
     const { listener, client, server } = await pair(target);
     try {
       await client.send(5, new TextEncoder().encode("ping"));
@@ -127,35 +136,43 @@ export function conformanceSuite(target: ConformanceTarget): void {
     }
   });
 
-  Deno.test(`${name}: stream counts are negotiated down to what the peer allows`, async () => {
-    const { listener, client, server } = await pair(target, { ...target.options, streams: 3 });
-    try {
-      assert.equal(client.outboundStreams, 3);
-      assert.equal(server.outboundStreams, 3);
-      await assert.rejects(client.send(3, new Uint8Array(1)), RangeError);
-    } finally {
-      await closeAll(listener, client, server);
-    }
-  });
+  Deno.test(
+    `${name}: stream counts are negotiated down to what the peer allows`,
+    { ignore },
+    async () => {
+      const { listener, client, server } = await pair(target, { ...target.options, streams: 3 });
+      try {
+        assert.equal(client.outboundStreams, 3);
+        assert.equal(server.outboundStreams, 3);
+        await assert.rejects(client.send(3, new Uint8Array(1)), RangeError);
+      } finally {
+        await closeAll(listener, client, server);
+      }
+    },
+  );
 
-  Deno.test(`${name}: a message sent from an mmap'd file region arrives byte-identical`, async () => {
-    const path = await Deno.makeTempFile({ prefix: "flowsched-mmap-" });
-    const content = messageBytes(7, 300_000);
-    await Deno.writeFile(path, content);
-    using file = MappedFile.open(path);
-    const { listener, client, server } = await pair(target);
-    try {
-      await client.sendFrom(2, file.pointerAt(1000), 200_000);
-      const message = await server.receive();
-      assert.equal(message?.stream, 2);
-      assert.equal(sha256(message!.data), sha256(content.subarray(1000, 201_000)));
-    } finally {
-      await closeAll(listener, client, server);
-      await Deno.remove(path);
-    }
-  });
+  Deno.test(
+    `${name}: a message sent from an mmap'd file region arrives byte-identical`,
+    { ignore },
+    async () => {
+      const path = await Deno.makeTempFile({ prefix: "flowsched-mmap-" });
+      const content = messageBytes(7, 300_000);
+      await Deno.writeFile(path, content);
+      using file = MappedFile.open(path);
+      const { listener, client, server } = await pair(target);
+      try {
+        await client.sendFrom(2, file.pointerAt(1000), 200_000);
+        const message = await server.receive();
+        assert.equal(message?.stream, 2);
+        assert.equal(sha256(message!.data), sha256(content.subarray(1000, 201_000)));
+      } finally {
+        await closeAll(listener, client, server);
+        await Deno.remove(path);
+      }
+    },
+  );
 
-  Deno.test(`${name}: a peer abort is seen as an error, not a hang`, async () => {
+  Deno.test(`${name}: a peer abort is seen as an error, not a hang`, { ignore }, async () => {
     const { listener, client, server } = await pair(target);
     try {
       await client.send(0, new Uint8Array(10));
@@ -171,7 +188,7 @@ export function conformanceSuite(target: ConformanceTarget): void {
     }
   });
 
-  Deno.test(`${name}: an orderly close ends the peer's receive with null`, async () => {
+  Deno.test(`${name}: an orderly close ends the peer's receive with null`, { ignore }, async () => {
     const { listener, client, server } = await pair(target);
     try {
       await client.send(1, new Uint8Array([1, 2, 3]));
@@ -183,16 +200,20 @@ export function conformanceSuite(target: ConformanceTarget): void {
     }
   });
 
-  Deno.test(`${name}: connecting to a port nobody listens on fails with a clear error`, async () => {
-    const probe = listen(target.transport, target.host ?? "127.0.0.1", 0, target.options);
-    const port = probe.port;
-    await probe.close();
-    await assert.rejects(
-      connect(target.transport, target.host ?? "127.0.0.1", port, target.options),
-      (error: Error) => {
-        assert.match(error.message, /refused|reset|abort|timed out/i);
-        return true;
-      },
-    );
-  });
+  Deno.test(
+    `${name}: connecting to a port nobody listens on fails with a clear error`,
+    { ignore },
+    async () => {
+      const probe = listen(target.transport, target.host ?? "127.0.0.1", 0, target.options);
+      const port = probe.port;
+      await probe.close();
+      await assert.rejects(
+        connect(target.transport, target.host ?? "127.0.0.1", port, target.options),
+        (error: Error) => {
+          assert.match(error.message, /refused|reset|abort|timed out/i);
+          return true;
+        },
+      );
+    },
+  );
 }

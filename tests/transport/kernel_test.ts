@@ -6,6 +6,7 @@
  */
 
 import assert from "node:assert/strict";
+import { needs } from "../_permissions.ts";
 import { fileURLToPath } from "node:url";
 import { connect, listen } from "../../mod.ts";
 import { C, libc } from "../../ffi/libc.ts";
@@ -13,7 +14,7 @@ import { runInLab } from "../../scripts/lab/lab.ts";
 
 const REPO = fileURLToPath(new URL("../..", import.meta.url));
 /** Inside the lab, this file has nothing to do (and cannot start another lab). */
-const inLab = Deno.env.get("LAB") === "1";
+const inLab = !needs("env") && Deno.env.get("LAB") === "1";
 
 function hostHasKernelSctp(): boolean {
   const socket = libc().socket(C.AF_INET, C.SOCK_STREAM, C.IPPROTO_SCTP);
@@ -25,7 +26,7 @@ function hostHasKernelSctp(): boolean {
 Deno.test({
   name:
     "kernel transport, the server over it, and usrsctp interop pass their suites inside the User-Mode Linux lab",
-  ignore: inLab,
+  ignore: needs("read", "write", "run") || inLab,
   async fn() {
     const result = await runInLab({
       command: [
@@ -51,7 +52,7 @@ Deno.test({
 Deno.test({
   name: "kernel transport on a host without kernel SCTP fails with an error naming the problem",
   // Where the host does have kernel SCTP there is no such error to check.
-  ignore: inLab || hostHasKernelSctp(),
+  ignore: needs("read") || inLab || hostHasKernelSctp(),
   async fn() {
     const says = (error: Error) => {
       assert.match(error.message, /kernel SCTP is unavailable/);

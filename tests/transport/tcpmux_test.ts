@@ -1,10 +1,13 @@
 import assert from "node:assert/strict";
+import { needs } from "../_permissions.ts";
 import { connect, listen } from "../../mod.ts";
 import { conformanceSuite } from "./_conformance.ts";
 
 conformanceSuite({ transport: "tcpmux" });
 
-Deno.test("tcpmux: one association carries more than 2 GiB (the read credit stays balanced)", async () => {
+Deno.test("tcpmux: one association carries more than 2 GiB (the read credit stays balanced)", {
+  ignore: needs("read"),
+}, async () => {
   const listener = listen("tcpmux", "127.0.0.1", 0);
   const accepted = listener.accept();
   const client = await connect("tcpmux", "127.0.0.1", listener.port);
