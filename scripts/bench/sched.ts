@@ -52,8 +52,8 @@ const OPTIONS = {
   loads: { kind: "string", default: "0.5,0.7,0.9,0.95", help: "loads ρ of the bottleneck rate" },
   policies: { kind: "string", default: "srpt,ps,scf,fifo,srrt", help: "policies to measure" },
   seeds: { kind: "integer", default: 3, min: 1, max: 20, help: "traces per load (seeds 1..n)" },
-  duration: { kind: "integer", default: 20, min: 2, help: "seconds of arrivals per run" },
-  rate: { kind: "rate", default: "2mbit", help: "bottleneck rate on the proxy↔server link" },
+  duration: { kind: "integer", default: 25, min: 2, help: "seconds of arrivals per run" },
+  rate: { kind: "rate", default: "1mbit", help: "bottleneck rate on the proxy↔server link" },
   delay: { kind: "integer", default: 5, min: 0, help: "one-way delay of that link in ms" },
   farDelay: {
     kind: "integer",
@@ -75,7 +75,7 @@ const OPTIONS = {
     help: "how requests pick files",
   },
   streams: { kind: "integer", default: 8, min: 1, help: "streams per association" },
-  runBytes: { kind: "integer", default: 8192, min: 512, help: "server: body bytes per run" },
+  runBytes: { kind: "integer", default: 4096, min: 512, help: "server: body bytes per run" },
   laneDepth: {
     kind: "integer",
     default: 1,
@@ -84,7 +84,7 @@ const OPTIONS = {
   },
   sendBufferSize: {
     kind: "integer",
-    default: 8192,
+    default: 4096,
     min: 0,
     help: "server: socket send buffer (the kernel doubles it)",
   },
@@ -176,7 +176,7 @@ async function orchestrate(values: Options, args: string[]) {
     if (!given("--policies")) values.policies = "srpt,ps";
     if (!given("--mixed")) values.mixed = false;
     if (!given("--nginx")) values.nginx = false;
-    if (!given("--duration")) values.duration = 15;
+    if (!given("--duration")) values.duration = 20;
   }
   const policies: RunSpec["policy"][] = listOf<PolicyName>(
     values.policies,
