@@ -54,6 +54,12 @@ export const SCTP = {
   SCTP_NODELAY: 3,
   SCTP_EVENTS: 11,
   SCTP_STATUS: 14,
+  SCTP_STREAM_SCHEDULER: 123,
+  SCTP_STREAM_SCHEDULER_VALUE: 124,
+  // enum sctp_sched_type: the stack's stream schedulers (Linux 5.0+)
+  SCTP_SS_FCFS: 0,
+  SCTP_SS_PRIO: 1,
+  SCTP_SS_RR: 2,
   // msg_flags
   MSG_EOR: 0x80,
   MSG_NOTIFICATION: 0x8000,
@@ -85,6 +91,19 @@ export const sctp_sndrcvinfo = defineStruct("sctp_sndrcvinfo", 32, {
   sinfo_tsn: { offset: 20, type: "u32" },
   sinfo_cumtsn: { offset: 24, type: "u32" },
   sinfo_assoc_id: { offset: 28, type: "i32" },
+});
+
+/** `struct sctp_assoc_value` (SCTP_STREAM_SCHEDULER and other per-association values). */
+export const sctp_assoc_value = defineStruct("sctp_assoc_value", 8, {
+  assoc_id: { offset: 0, type: "i32" },
+  assoc_value: { offset: 4, type: "u32" },
+});
+
+/** `struct sctp_stream_value` (SCTP_STREAM_SCHEDULER_VALUE): a stream's priority or weight. */
+export const sctp_stream_value = defineStruct("sctp_stream_value", 8, {
+  assoc_id: { offset: 0, type: "i32" },
+  stream_id: { offset: 4, type: "u16" },
+  stream_value: { offset: 6, type: "u16" },
 });
 
 /** `struct sctp_event_subscribe` (SCTP_EVENTS): one on/off byte per event kind. */

@@ -5,7 +5,7 @@
  */
 
 import type { OptionTable } from "../cli/options.ts";
-import { TRANSPORT_NAMES } from "../transport/types.ts";
+import { STREAM_SCHEDULERS, TRANSPORT_NAMES } from "../transport/types.ts";
 import { POLICY_NAMES } from "./policies/mod.ts";
 import { LOG_LEVELS } from "./log.ts";
 
@@ -72,6 +72,13 @@ export const SERVER_OPTIONS = {
     kind: "rate",
     default: "0",
     help: "emulated bottleneck, e.g. 10mbit: runs go out no faster (0: off)",
+  },
+  streamScheduler: {
+    kind: "string",
+    default: "fcfs",
+    choices: STREAM_SCHEDULERS,
+    help:
+      "kernel: the stack's stream scheduler for the send buffer (prio: stream i has priority i)",
   },
   sendBufferSize: {
     kind: "integer",

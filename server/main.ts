@@ -9,7 +9,7 @@ import { ConfigError, helpText, parseOptions } from "../cli/options.ts";
 import { SERVER_OPTIONS } from "./config.ts";
 import { startServer } from "./server.ts";
 import type { PolicyName } from "./policies/mod.ts";
-import type { TransportName } from "../transport/types.ts";
+import type { StreamScheduler, TransportName } from "../transport/types.ts";
 import type { LogLevel } from "./log.ts";
 
 const USAGE =
@@ -27,6 +27,7 @@ if (import.meta.main) {
       ...values,
       transport: values.transport as TransportName,
       policy: values.policy as PolicyName,
+      streamScheduler: values.streamScheduler as StreamScheduler,
       logLevel: values.logLevel as LogLevel,
     });
     const stop = async () => {

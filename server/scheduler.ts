@@ -150,14 +150,21 @@ class FlowState<P> implements ScheduledFlow<P> {
   /** Cancelled or failed: no more runs; settles once `inFlight` is 0. */
   ending: Outcome | undefined;
 
-  constructor(id: number, size: number, seq: number, lane: LaneState<P>, payload: P) {
+  constructor(
+    id: number,
+    size: number,
+    seq: number,
+    lane: LaneState<P>,
+    stream: number,
+    payload: P,
+  ) {
     this.id = id;
     this.size = size;
     this.seq = seq;
     this.lane = lane;
+    this.stream = stream;
     this.payload = payload;
     this.unsent = size;
-    this.stream = lane.nextStream++ % lane.streams;
   }
 }
 
@@ -228,7 +235,14 @@ export class Scheduler<P = unknown> {
   enqueue(lane: Lane, id: number, size: number, payload: P): ScheduledFlow<P> {
     const state = lane as LaneState<P>;
     if (state.closed) throw new Error("enqueue on a closed lane");
-    const flow = new FlowState(id, size, this.#seq++, state, payload);
+    const stream = this.#policy.streamFor?.(size, state.streams) ??
+      state.nextStream++ % state.streams;
+    if (!(Number.isInteger(stream) && stream >= 0 && stream < state.streams)) {
+      throw new RangeError(
+        `policy ${this.#policy.name} chose stream ${stream} of ${state.streams}`,
+      );
+    }
+    const flow = new FlowState(id, size, this.#seq++, state, stream, payload);
     state.flows.add(flow);
     this.#active.add(flow);
     this.#policy.added?.(flow);

@@ -48,7 +48,20 @@ export function withDefaults(options: AssociationOptions = {}): Required<Associa
     sendBufferSize: options.sendBufferSize ?? 4 * 1024 * 1024,
     receiveBufferSize: options.receiveBufferSize ?? 4 * 1024 * 1024,
     udpPort: options.udpPort ?? 9899,
+    streamScheduler: options.streamScheduler ?? "fcfs",
   };
+}
+
+/** The driver of `transport`, after checking it can do what `options` ask. */
+function driverWith(transport: TransportName, options: Required<AssociationOptions>): SocketDriver {
+  const driver = driverFor(transport);
+  if (!driver.streamSchedulers.includes(options.streamScheduler)) {
+    throw new TransportError(
+      `the ${transport} transport cannot select the stream scheduler ` +
+        `"${options.streamScheduler}" (it has: ${driver.streamSchedulers.join(", ")})`,
+    );
+  }
+  return driver;
 }
 
 function spawn(name: string, command: WorkerCommand): Worker {
@@ -65,7 +78,7 @@ export function connect(
   options?: AssociationOptions,
 ): Promise<Association> {
   const resolved = withDefaults(options);
-  const driver = driverFor(transport);
+  const driver = driverWith(transport, resolved);
   driver.prepare(resolved);
   const writer = spawn(`${transport}-writer`, {
     role: "connect",
@@ -97,7 +110,7 @@ export function listen(
   options?: AssociationOptions,
 ): Listener {
   const resolved = withDefaults(options);
-  const driver = driverFor(transport);
+  const driver = driverWith(transport, resolved);
   driver.prepare(resolved, port);
   const bound = driver.listen(host, port, resolved);
   return new WorkerListener(transport, driver, bound.socket, bound.port, resolved);

@@ -6,7 +6,13 @@
  * @module
  */
 
-import type { AssociationOptions, Message, PathInfo, SocketHandle } from "./types.ts";
+import type {
+  AssociationOptions,
+  Message,
+  PathInfo,
+  SocketHandle,
+  StreamScheduler,
+} from "./types.ts";
 
 /** A connected or accepted socket with its negotiated stream counts. */
 export interface Established {
@@ -17,6 +23,8 @@ export interface Established {
 
 /** Synchronous operations of one transport. */
 export interface SocketDriver {
+  /** The stack stream schedulers this transport can select (`fcfs` is its plain order). */
+  readonly streamSchedulers: readonly StreamScheduler[];
   /** Prepares process-wide state (e.g. the usrsctp stack) before any Worker uses the driver. */
   prepare(options: Required<AssociationOptions>, listenPort?: number): void;
   /** Creates, binds and listens; returns the socket and the bound port. */

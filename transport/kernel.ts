@@ -30,14 +30,16 @@ import {
   libsctp,
   SCTP,
   sctp_assoc_change,
+  sctp_assoc_value,
   sctp_event_subscribe,
   sctp_initmsg,
   sctp_sndrcvinfo,
   sctp_status,
+  sctp_stream_value,
 } from "../ffi/libsctp.ts";
 import { StructBuffer } from "../ffi/struct.ts";
 import type { Established, SocketDriver } from "./driver.ts";
-import { isClosing, TransportError } from "./types.ts";
+import { isClosing, STREAM_SCHEDULERS, TransportError } from "./types.ts";
 import type { AssociationOptions, Message, PathInfo } from "./types.ts";
 
 /** A receive never reads into less than this, so a notification always fits whole. */
@@ -133,8 +135,54 @@ function alive(socket: number): boolean {
   }
 }
 
-function established(socket: number): Established {
+const SCHEDULER_TYPES = {
+  fcfs: SCTP.SCTP_SS_FCFS,
+  prio: SCTP.SCTP_SS_PRIO,
+  rr: SCTP.SCTP_SS_RR,
+} as const;
+
+/**
+ * Selects the association's stream scheduler. Under `prio`, stream i gets
+ * priority i (the kernel sends from the lowest value first), so whoever puts
+ * a message on a lower stream has it overtake what waits on higher ones.
+ */
+function setStreamScheduler(
+  socket: number,
+  scheduler: AssociationOptions["streamScheduler"],
+  streams: number,
+) {
+  if (scheduler === undefined || scheduler === "fcfs") return;
+  const value = new StructBuffer(sctp_assoc_value).set("assoc_value", SCHEDULER_TYPES[scheduler]);
+  check(
+    "setsockopt(SCTP_STREAM_SCHEDULER)",
+    libc().setsockopt(
+      socket,
+      SCTP.SOL_SCTP,
+      SCTP.SCTP_STREAM_SCHEDULER,
+      value.bytes,
+      sctp_assoc_value.size,
+    ),
+  );
+  if (scheduler !== "prio") return;
+  const priority = new StructBuffer(sctp_stream_value);
+  for (let stream = 0; stream < streams; stream++) {
+    priority.set("stream_id", stream).set("stream_value", stream);
+    check(
+      "setsockopt(SCTP_STREAM_SCHEDULER_VALUE)",
+      libc().setsockopt(
+        socket,
+        SCTP.SOL_SCTP,
+        SCTP.SCTP_STREAM_SCHEDULER_VALUE,
+        priority.bytes,
+        sctp_stream_value.size,
+      ),
+    );
+  }
+}
+
+function established(socket: number, options: Required<AssociationOptions>): Established {
   const status = readStatus(socket);
+  setStreamScheduler(socket, options.streamScheduler, status.get("sstat_outstrms"));
   return {
     socket: BigInt(socket),
     outboundStreams: status.get("sstat_outstrms"),
@@ -203,6 +251,8 @@ function jiffyMs(): number {
 
 /** The kernel SCTP driver. */
 export const kernelDriver: SocketDriver = {
+  streamSchedulers: STREAM_SCHEDULERS,
+
   prepare() {},
 
   listen(host, port, options) {
@@ -221,7 +271,7 @@ export const kernelDriver: SocketDriver = {
       if (socket >= 0) {
         return closingOnError(socket, () => {
           configure(socket, options);
-          return established(socket);
+          return established(socket, options);
         });
       }
       const error = lastError("accept");
@@ -238,7 +288,7 @@ export const kernelDriver: SocketDriver = {
     return closingOnError(socket, () => {
       configure(socket, options);
       check("connect", libc().connect(socket, addr, addr.byteLength));
-      return established(socket);
+      return established(socket, options);
     });
   },
 

@@ -153,6 +153,8 @@ function exchangeHello(socket: number, options: Required<AssociationOptions>): E
 
 /** The tcpmux driver. */
 export const tcpmuxDriver: SocketDriver = {
+  streamSchedulers: ["fcfs"],
+
   prepare() {},
 
   listen(host, port, options) {

@@ -51,7 +51,20 @@ export interface AssociationOptions {
    * @default 9899
    */
   udpPort?: number;
+  /**
+   * kernel only: the stack's own stream scheduler for what waits in the send
+   * buffer. `prio` drains lower-numbered streams first (stream i has
+   * priority i); `fcfs` keeps the order of sending; `rr` takes streams in turn.
+   * @default "fcfs"
+   */
+  streamScheduler?: StreamScheduler;
 }
+
+/** Stream schedulers of the Linux SCTP stack (`SCTP_STREAM_SCHEDULER`). */
+export type StreamScheduler = "fcfs" | "prio" | "rr";
+
+/** All stream scheduler names, for validation and help texts. */
+export const STREAM_SCHEDULERS: readonly StreamScheduler[] = ["fcfs", "prio", "rr"];
 
 /**
  * A structured-cloneable reference to an open association's socket, for

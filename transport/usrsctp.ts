@@ -313,6 +313,8 @@ function closingOnError<T>(socket: Deno.PointerObject, body: () => T): T {
 
 /** The usrsctp driver. */
 export const usrsctpDriver: SocketDriver = {
+  streamSchedulers: ["fcfs"],
+
   prepare(options, listenPort) {
     const { udpPort } = options;
     if (!Number.isInteger(udpPort) || udpPort < 1 || udpPort > 65535) {

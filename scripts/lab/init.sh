@@ -27,10 +27,11 @@ mount -t proc proc /proc || die "cannot mount /proc"
 mount -t sysfs sys /sys || die "cannot mount /sys"
 
 # The host directories the command needs: the run directory, its working
-# directory, DENO_DIR and HOME. Any of them may lie under /tmp or /run.
+# directory, the running Deno's directory, DENO_DIR and HOME. Any of them may
+# lie under /tmp or /run.
 needed=$(
   # shellcheck source=/dev/null
-  . "$RUN/env.sh" && printf '%s\n' "$RUN" "$LAB_CWD" "$DENO_DIR" "$HOME"
+  . "$RUN/env.sh" && printf '%s\n' "$RUN" "$LAB_CWD" "$LAB_DENO_DIR" "$DENO_DIR" "$HOME"
 )
 
 # fresh_tmpfs DIR: a tmpfs on DIR that still shows, at their own paths, the

@@ -245,7 +245,11 @@ export async function runInLab(options: LabOptions): Promise<LabResult> {
     const path = env.PATH ?? "/usr/local/bin:/usr/bin:/bin";
     // `deno` inside is the Deno that runs the lab.
     env.PATH = `${dirname(Deno.execPath())}:${path}:/usr/local/sbin:/usr/sbin:/sbin`;
-    Object.assign(env, LAB_ADDRESSES, { LAB: "1", LAB_CWD: cwd });
+    Object.assign(env, LAB_ADDRESSES, {
+      LAB: "1",
+      LAB_CWD: cwd,
+      LAB_DENO_DIR: dirname(Deno.execPath()),
+    });
     // Inside, stdout is a tty (tty1): without this, tools would color output meant for a pipe.
     if (output === "piped" || !Deno.stdout.isTerminal()) env.NO_COLOR ??= "1";
     const exports = Object.entries(env)

@@ -8,12 +8,13 @@ import { fifo } from "./fifo.ts";
 import { ps } from "./ps.ts";
 import { rr } from "./rr.ts";
 import { scf } from "./scf.ts";
+import { sizeclass } from "./sizeclass.ts";
 import { srpt } from "./srpt.ts";
 import { srrt } from "./srrt.ts";
 import type { PolicyFactory } from "./types.ts";
 
 /** Policies by name. */
-export const POLICIES = { scf, rr, srpt, srrt, ps, fifo } as const satisfies Record<
+export const POLICIES = { scf, rr, srpt, srrt, ps, fifo, sizeclass } as const satisfies Record<
   string,
   PolicyFactory
 >;

@@ -52,6 +52,12 @@ export interface Policy {
    * rank gets the next run (ties: earlier arrival). `Infinity`: not now.
    */
   rank(flow: Flow): number;
+  /**
+   * The stream for a new response of `size` body bytes on an association
+   * with `streams` streams. Without it, responses are dealt to the streams
+   * in turn.
+   */
+  streamFor?(size: number, streams: number): number;
   /** A flow arrived. */
   added?(flow: Flow): void;
   /** A flow was given a run of `bytes` body bytes. */

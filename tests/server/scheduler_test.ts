@@ -65,7 +65,7 @@ function order(runs: { id: number }[]): number[] {
 }
 
 Deno.test("the registry lists every policy by name", () => {
-  assert.deepEqual(POLICY_NAMES, ["scf", "rr", "srpt", "srrt", "ps", "fifo"]);
+  assert.deepEqual(POLICY_NAMES, ["scf", "rr", "srpt", "srrt", "ps", "fifo", "sizeclass"]);
 });
 
 for (const policy of POLICY_NAMES) {
@@ -234,6 +234,16 @@ Deno.test("srrt prefers the response that will be done soonest over the path it 
   assert.equal(srpt.runs()[0].id, 1, "srpt looks at bytes only");
   await h.drain();
   await srpt.drain();
+});
+
+Deno.test("sizeclass puts each response on the stream of its size class, smallest on stream 0", async () => {
+  const h = harness("sizeclass", { held: true, runBytes: 16 * MiB });
+  const lane = h.lane(4);
+  const sizes = [0, 1024, 1025, 4096, 5000, 65536, 10 * MiB];
+  const streams = sizes.map((size, i) => h.scheduler.enqueue(lane, i + 1, size, "").stream);
+  assert.deepEqual(streams, [0, 0, 1, 1, 2, 3, 3]);
+  h.scheduler.release();
+  await h.drain();
 });
 
 Deno.test("admission control keeps at most maxRunning responses in service", async () => {
