@@ -53,7 +53,7 @@ export const SERVER_OPTIONS = {
     kind: "integer",
     default: 2,
     min: 1,
-    max: 64,
+    max: 65536,
     help: "runs queued per association beyond the scheduler's reach",
   },
   wireRuns: {

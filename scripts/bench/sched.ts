@@ -50,7 +50,11 @@ const OPTIONS = {
     help: "one load (0.9), one seed, srpt and ps, one association (a few minutes)",
   },
   loads: { kind: "string", default: "0.5,0.7,0.9,0.95", help: "loads ρ of the bottleneck rate" },
-  policies: { kind: "string", default: "srpt,ps,scf,fifo,srrt", help: "policies to measure" },
+  policies: {
+    kind: "string",
+    default: "srpt,ps,scf,fifo,srrt,sizeclass",
+    help: "policies to measure (sizeclass runs with the kernel's prio stream scheduler)",
+  },
   seeds: { kind: "integer", default: 3, min: 1, max: 20, help: "traces per load (seeds 1..n)" },
   duration: { kind: "integer", default: 25, min: 2, help: "seconds of arrivals per run" },
   rate: { kind: "rate", default: "1mbit", help: "bottleneck rate on the proxy↔server link" },
@@ -137,6 +141,14 @@ export interface RunResult extends RunSpec {
 }
 
 const FILE_SEED = 7;
+/** Send buffer of the `sizeclass` runs: large, so the whole queue waits in the stack. */
+const STACK_SEND_BUFFER = 4 * 1024 * 1024;
+/**
+ * Runs queued per association for `sizeclass`: no limit to speak of, so every
+ * run goes to the stack at once and its prio scheduler orders all of them
+ * (a writer blocked on a full buffer would hold later runs in arrival order).
+ */
+const STACK_LANE_DEPTH = 4096;
 /**
  * The link's bytes per response beyond its body: the response head (~250 B)
  * and the control message travel in a packet of their own (NODELAY), with
@@ -276,6 +288,8 @@ async function orchestrate(values: Options, args: string[]) {
       streams: values.streams,
       runBytes: values.runBytes,
       laneDepth: values.laneDepth,
+      sizeclass:
+        `stream scheduler prio, lane depth ${STACK_LANE_DEPTH}, send buffer ${STACK_SEND_BUFFER}`,
       responseOverheadBytes: RESPONSE_OVERHEAD_BYTES,
       wireEfficiency: WIRE_EFFICIENCY,
       sendBufferSize: values.sendBufferSize,
@@ -346,6 +360,20 @@ async function startRunServer(
       process: spawn("server", ["nginx", "-c", config, "-g", "daemon off;"]),
     };
   }
+  // The stack's mechanism: size classes on streams, and the kernel's prio scheduler drains
+  // the send buffer by class, so the whole queue goes to the stack.
+  let stack = [`--lane-depth=${values.laneDepth}`, `--send-buffer-size=${values.sendBufferSize}`];
+  if (run.policy === "sizeclass") {
+    stack = [
+      "--stream-scheduler=prio",
+      `--lane-depth=${STACK_LANE_DEPTH}`,
+      `--send-buffer-size=${STACK_SEND_BUFFER}`,
+    ];
+  } else if (run.shape === "mixed") {
+    // One run in flight server-wide, so the policy chooses across the two clients (what
+    // tells SRRT from SRPT); the far client's buffer must cover its 160 ms path.
+    stack = ["--wire-runs=1", `--lane-depth=${values.laneDepth}`, "--send-buffer-size=16384"];
+  }
   const process = spawn(
     "server",
     deno("server/main.ts", [
@@ -356,10 +384,9 @@ async function startRunServer(
       `--policy=${run.policy}`,
       `--streams=${values.streams}`,
       `--run-bytes=${values.runBytes}`,
-      `--lane-depth=${values.laneDepth}`,
       // The kernel takes a message only whole into the send buffer.
       `--chunk-size=${Math.min(values.runBytes, values.sendBufferSize, 65536)}`,
-      `--send-buffer-size=${values.sendBufferSize}`,
+      ...stack,
       "--log-level=warn",
     ], "server"),
   );
