@@ -7,12 +7,14 @@
 
 /** A native call failed; `errno` and `call` say which and why. */
 export class NativeError extends Error {
+  /** Always `"NativeError"`. */
   override name = "NativeError";
   /** The C `errno` value (e.g. 111 for ECONNREFUSED). */
   readonly errno: number;
   /** The native function that failed, e.g. `"connect"`. */
   readonly call: string;
 
+  /** `text` is the C library's description of `errno` (`strerror`). */
   constructor(call: string, errno: number, text: string, options?: ErrorOptions) {
     super(`${call}: ${text} (errno ${errno})`, options);
     this.call = call;

@@ -60,6 +60,7 @@ export class MappedFile implements Disposable {
     this.#base = null;
   }
 
+  /** Unmaps the file, as `close()` does. */
   [Symbol.dispose](): void {
     this.close();
   }

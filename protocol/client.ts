@@ -33,8 +33,11 @@ import {
 
 /** Where a server is: `<transport>://host:port`. */
 export interface ServerAddress {
+  /** The transport the server listens on. */
   transport: TransportName;
+  /** Host name or IP address (IPv6 without brackets). */
   host: string;
+  /** The server's port. */
   port: number;
 }
 
@@ -64,7 +67,7 @@ export function parseServerUrl(url: string): ServerAddress & { path: string } {
 
 /** Options of one request. */
 export interface RequestOptions {
-  /** @default "GET" */
+  /** The request method; a HEAD response has no body. @default "GET" */
   method?: "GET" | "HEAD";
   /** Extra request headers (Host is added). */
   headers?: HeadersInit;
@@ -74,8 +77,11 @@ export interface RequestOptions {
 
 /** A response whose head has arrived; the body streams in. */
 export interface FlowResponse {
+  /** The request id, for `FlowClient.cancel` and `FlowClient.setPriority`. */
   readonly id: number;
+  /** The HTTP status code. */
   readonly status: number;
+  /** The response headers. */
   readonly headers: Headers;
   /** The stream the response head arrived on. */
   readonly stream: number;
@@ -94,6 +100,7 @@ interface Pending {
 
 /** Many requests over one association to a flowsched server. */
 export class FlowClient implements AsyncDisposable {
+  /** The association the requests travel on. */
   readonly association: Association;
   readonly #host: string;
   readonly #pending = new Map<number, Pending>();
@@ -191,6 +198,7 @@ export class FlowClient implements AsyncDisposable {
     await this.#reading;
   }
 
+  /** Closes the association, as `close()` does. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }

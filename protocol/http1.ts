@@ -27,12 +27,14 @@ export interface RequestHead {
 
 /** A request head that cannot be served, with the status to answer. */
 export class HttpError extends Error {
+  /** Always `"HttpError"`. */
   override name = "HttpError";
   /** The HTTP status to answer with. */
   readonly status: number;
   /** Extra response headers (e.g. `Allow` for 405). */
   readonly headers: Record<string, string>;
 
+  /** `message` is shown to the client, in the body of the error response. */
   constructor(status: number, message: string, headers: Record<string, string> = {}) {
     super(message);
     this.status = status;

@@ -27,8 +27,12 @@ export type ServerControl =
   | { type: typeof MessageType.CONTINUE; id: number; run: number }
   | { type: typeof MessageType.RESET; id: number; status: number; reason: string };
 
-/** A message that does not follow the protocol. */
+/**
+ * A message that does not follow the protocol; a `FlowClient` that receives
+ * one fails every request in flight with it.
+ */
 export class ProtocolError extends Error {
+  /** Always `"ProtocolError"`. */
   override name = "ProtocolError";
 }
 

@@ -32,7 +32,7 @@
  */
 
 import { dirname, join } from "node:path";
-import type { Logger } from "../server/log.ts";
+import type { Logger } from "../cli/log.ts";
 
 const TMP = ".tmp";
 const HEADERS = ".headers.json";
@@ -125,10 +125,25 @@ export interface DiskCacheOptions {
 
 type WaitResult = "done" | "failed" | "timeout";
 
-/** The cache directory: entries, downloads in progress, waiters, eviction. */
-export class DiskCache {
+/** What a proxy shows of its cache: where it is, how full, and where an entry lives. */
+export interface CacheView {
   /** The real path of the cache directory. */
   readonly dir: string;
+  /** The size limit in body bytes. */
+  readonly maxBytes: number;
+  /** Body bytes of the entries this process knows. */
+  readonly bytes: number;
+  /** Entries this process knows. */
+  readonly entries: number;
+  /** The absolute path of an entry's body (`key`: the decoded URL path minus its `/`). */
+  pathOf(key: string): string;
+}
+
+/** The cache directory: entries, downloads in progress, waiters, eviction. */
+export class DiskCache implements CacheView {
+  /** The real path of the cache directory. */
+  readonly dir: string;
+  /** The size limit in body bytes. */
   readonly maxBytes: number;
   readonly #log: Logger;
   readonly #onEvict?: (key: string) => void;

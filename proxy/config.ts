@@ -5,7 +5,7 @@
  */
 
 import type { OptionTable } from "../cli/options.ts";
-import { LOG_LEVELS } from "../server/log.ts";
+import { LOG_LEVELS } from "../cli/log.ts";
 
 /** Proxy option table. */
 export const PROXY_OPTIONS = {

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Logger } from "../server/log.ts";
+import type { Logger } from "../cli/log.ts";
 import type { DiskCache, EntryMeta } from "./cache.ts";
 import type { ProxyStats } from "./stats.ts";
 import { type Upstream, UpstreamError, UpstreamTimeout } from "./upstream.ts";

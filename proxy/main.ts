@@ -6,7 +6,7 @@
  */
 
 import { ConfigError, helpText, parseOptions } from "../cli/options.ts";
-import type { LogLevel } from "../server/log.ts";
+import type { LogLevel } from "../cli/log.ts";
 import { PROXY_OPTIONS } from "./config.ts";
 import { startProxy } from "./proxy.ts";
 

@@ -16,7 +16,7 @@
  */
 
 import { Parser } from "htmlparser2";
-import type { Logger } from "../server/log.ts";
+import type { Logger } from "../cli/log.ts";
 import { cacheKey } from "./cache.ts";
 import type { BodySink, Fetcher } from "./fetcher.ts";
 import type { ProxyStats } from "./stats.ts";

@@ -21,8 +21,8 @@
  * @module
  */
 
-import { createLogger, type Logger, type LogLevel } from "../server/log.ts";
-import { cacheKey, DiskCache, type OpenEntry } from "./cache.ts";
+import { createLogger, type Logger, type LogLevel } from "../cli/log.ts";
+import { cacheKey, type CacheView, DiskCache, type OpenEntry } from "./cache.ts";
 import { Fetcher, type Inspector } from "./fetcher.ts";
 import { Prefetcher } from "./prefetch.ts";
 import { ProxyStats, type StatsSnapshot } from "./stats.ts";
@@ -55,7 +55,7 @@ export interface ProxyOptions {
   stallTimeout?: number;
   /** ms a probe request may take before the server counts as hung. @default 10000 */
   probeTimeout?: number;
-  /** @default "info" */
+  /** Entries below this level are not logged (`silent`: none are). @default "info" */
   logLevel?: LogLevel;
 }
 
@@ -66,7 +66,7 @@ export interface FlowProxy extends AsyncDisposable {
   /** The bound address. */
   readonly hostname: string;
   /** The cache (its real directory, bytes, entries). */
-  readonly cache: DiskCache;
+  readonly cache: CacheView;
   /** The counters, as the stats endpoint returns them. */
   stats(): StatsSnapshot;
   /** Stops listening, drops the association, stops watching the cache. */

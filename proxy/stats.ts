@@ -26,8 +26,9 @@ export class ProxyStats {
   bytesServed = 0;
   /** Body bytes received from upstream. */
   bytesFetched = 0;
-  /** Answers 502 (upstream failed) and 504 (timed out). */
+  /** Answers 502 (upstream failed). */
   badGateway = 0;
+  /** Answers 504 (timed out). */
   gatewayTimeout = 0;
   /** Upstream downloads whose body failed or was cut short (their .tmp was removed). */
   failedDownloads = 0;
@@ -35,28 +36,51 @@ export class ProxyStats {
 
 /** The JSON the stats endpoint returns. */
 export interface StatsSnapshot {
+  /** Client requests answered from a complete cache entry. */
   hits: number;
+  /** Client requests that found no entry and started (or joined a cross-process) download. */
   misses: number;
+  /** Client requests that joined a download already in flight in this process. */
   coalesced: number;
+  /** Misses that waited for another proxy process's download to complete. */
   sharedWaits: number;
+  /** Upstream downloads started by the prefetcher. */
   prefetched: number;
+  /** Client requests served by an entry the prefetcher fetched. */
   prefetchHits: number;
+  /** Client requests passed through without the cache (query strings, unsafe paths). */
   bypassed: number;
+  /** Entries evicted by this process. */
   evictions: number;
+  /** Upstream downloads whose body failed or was cut short. */
   failedDownloads: number;
+  /**
+   * Body bytes sent to clients, received from upstream, held by the entries
+   * this process knows, and the cache's size limit.
+   */
   bytes: { served: number; fetched: number; cached: number; cacheLimit: number };
+  /** Cache entries this process knows. */
   cacheEntries: number;
+  /** Answers 502 (upstream failed) and 504 (timed out). */
   errors: { badGateway: number; gatewayTimeout: number };
+  /** The association to the server. */
   upstream: UpstreamInfo;
 }
 
 /** What the upstream reports about itself. */
 export interface UpstreamInfo {
+  /** The server, `<transport>://host:port`. */
   url: string;
+  /** `connecting` until the first association is up; `down` while reconnecting. */
   state: "connecting" | "up" | "down" | "closed";
+  /** Streams of the association (asked for, while there is none). */
   streams: number;
+  /** Associations established so far. */
   connects: number;
+  /** Associations lost so far. */
   disconnects: number;
+  /** Requests sent upstream whose response has not ended. */
   inFlight: number;
+  /** Why the last connect attempt or association failed, until the next one is up. */
   lastError?: string;
 }

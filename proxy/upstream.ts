@@ -22,7 +22,7 @@
 
 import { type FlowResponse, parseServerUrl, type ServerAddress } from "../protocol/client.ts";
 import { FlowClient } from "../protocol/client.ts";
-import type { Logger } from "../server/log.ts";
+import type { Logger } from "../cli/log.ts";
 import { UdpLivenessProbe } from "./liveness.ts";
 import type { UpstreamInfo } from "./stats.ts";
 

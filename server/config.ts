@@ -7,7 +7,7 @@
 import type { OptionTable } from "../cli/options.ts";
 import { STREAM_SCHEDULERS, TRANSPORT_NAMES } from "../transport/types.ts";
 import { POLICY_NAMES } from "./policies/mod.ts";
-import { LOG_LEVELS } from "./log.ts";
+import { LOG_LEVELS } from "../cli/log.ts";
 
 /** Server option table (defaults as in the thesis: one stream per CPU core). */
 export const SERVER_OPTIONS = {

@@ -10,7 +10,7 @@ import { SERVER_OPTIONS } from "./config.ts";
 import { startServer } from "./server.ts";
 import type { PolicyName } from "./policies/mod.ts";
 import type { StreamScheduler, TransportName } from "../transport/types.ts";
-import type { LogLevel } from "./log.ts";
+import type { LogLevel } from "../cli/log.ts";
 
 const USAGE =
   "Usage: deno task server [options]\n\nServes static files over one association per client, scheduling responses across streams.";

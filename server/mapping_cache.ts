@@ -21,8 +21,16 @@ interface Slot {
   refs: number;
 }
 
+/** What a server shows of its file mappings: counts only. */
+export interface MappingCacheView {
+  /** Mappings currently held (in use or idle). */
+  readonly size: number;
+  /** References currently taken, over all mappings (0 once no response uses a file). */
+  readonly references: number;
+}
+
 /** Shares mappings between concurrent responses for the same file version. */
-export class MappingCache {
+export class MappingCache implements MappingCacheView {
   readonly #slots = new Map<string, Slot>();
   readonly #maxIdle: number;
   #idle = 0;

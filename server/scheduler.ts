@@ -45,13 +45,17 @@ export type SchedulerEvent =
 
 /** A run the scheduler decided: `bytes` body bytes of `flow` from `offset`. */
 export interface Run<P> {
+  /** The response the run belongs to. */
   readonly flow: ScheduledFlow<P>;
+  /** Where in the body the run starts. */
   readonly offset: number;
+  /** Body bytes in the run (0 for a response that is a head alone). */
   readonly bytes: number;
 }
 
 /** A response in the scheduler, with the owner's payload (e.g. its file mapping). */
 export interface ScheduledFlow<P> extends Flow {
+  /** What the owner passed to `enqueue`, handed back with every run. */
   readonly payload: P;
 }
 
@@ -99,6 +103,25 @@ export interface SchedulerOptions {
   eventLog?: boolean;
   /** Start held: nothing is sent until `release()`. @default false */
   held?: boolean;
+}
+
+/**
+ * What a server shows of its scheduler: counts, the event log, and holding
+ * the queue (to fill it, then let the policy order all of it at once).
+ */
+export interface SchedulerView {
+  /** The policy's name. */
+  readonly policy: string;
+  /** Responses that have not started. */
+  readonly waiting: number;
+  /** Responses started and not yet settled. */
+  readonly running: number;
+  /** The event log, when enabled (`eventLog`). */
+  readonly events: readonly SchedulerEvent[];
+  /** Stops handing out runs (responses keep queueing) until `release()`. */
+  hold(): void;
+  /** Resumes handing out runs. */
+  release(): void;
 }
 
 class LaneState<P> implements Lane, LaneView {
@@ -169,7 +192,7 @@ class FlowState<P> implements ScheduledFlow<P> {
 }
 
 /** Decides, run by run, whose bytes go out next on every association of a server. */
-export class Scheduler<P = unknown> {
+export class Scheduler<P = unknown> implements SchedulerView {
   /** The event log, when enabled. */
   readonly events: SchedulerEvent[] = [];
   readonly #policy: Policy;
@@ -194,6 +217,7 @@ export class Scheduler<P = unknown> {
   #linkFreeAt = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
 
+  /** A scheduler ranking with `policy`; throws if `runBytes` or `laneDepth` is below 1. */
   constructor(policy: Policy, options: SchedulerOptions = {}) {
     this.#policy = policy;
     this.#runBytes = options.runBytes ?? 128 * 1024;

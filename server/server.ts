@@ -16,15 +16,15 @@
 import { listen } from "../transport/association.ts";
 import type { AssociationOptions, Listener, TransportName } from "../transport/types.ts";
 import { realRoot } from "./files.ts";
-import { createLogger, type LogLevel } from "./log.ts";
-import { MappingCache } from "./mapping_cache.ts";
+import { createLogger, type LogLevel } from "../cli/log.ts";
+import { MappingCache, type MappingCacheView } from "./mapping_cache.ts";
 import { POLICIES, type PolicyName } from "./policies/mod.ts";
-import { Scheduler } from "./scheduler.ts";
-import { type Response, Session } from "./session.ts";
+import { Scheduler, type SchedulerView } from "./scheduler.ts";
+import { type Response, Session, type SessionView } from "./session.ts";
 
 /** Server options; every field has a default. */
 export interface ServerOptions extends AssociationOptions {
-  /** @default "usrsctp" */
+  /** Transport to listen on. @default "usrsctp" */
   transport?: TransportName;
   /** Address to listen on. @default "127.0.0.1" */
   host?: string;
@@ -54,7 +54,7 @@ export interface ServerOptions extends AssociationOptions {
   sendBufferSize?: number;
   /** Idle file mappings kept for reuse. @default 256 */
   mappingCacheSize?: number;
-  /** @default "info" */
+  /** Entries below this level are not logged (`silent`: none are). @default "info" */
   logLevel?: LogLevel;
   /** Keep the scheduler's event log (tests, analysis). @default false */
   eventLog?: boolean;
@@ -66,12 +66,12 @@ export interface ServerOptions extends AssociationOptions {
 export interface FlowServer extends AsyncDisposable {
   /** The bound port. */
   readonly port: number;
-  /** Sessions currently being served. */
-  readonly sessions: ReadonlySet<Session>;
+  /** Sessions currently being served, one per association. */
+  readonly sessions: ReadonlySet<SessionView>;
   /** File mappings currently held. */
-  readonly mappings: MappingCache;
+  readonly mappings: MappingCacheView;
   /** The scheduler shared by every session. */
-  readonly scheduler: Scheduler<Response>;
+  readonly scheduler: SchedulerView;
   /** Stops accepting, ends every session, unmaps every file. */
   close(): Promise<void>;
 }

@@ -19,7 +19,7 @@ import { HttpError, parseRequestHead } from "../protocol/http1.ts";
 import { errorPlan, planHead, planResponse, type ResponsePlan } from "./respond.ts";
 import type { Mapping, MappingCache } from "./mapping_cache.ts";
 import type { Lane, Outcome, Run, ScheduledFlow, Scheduler } from "./scheduler.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../cli/log.ts";
 
 /** Request ids the protocol allows (docs/PROTOCOL.md). */
 const MAX_REQUEST_ID = 0x7ffffffe;
@@ -43,8 +43,16 @@ export interface Response {
   mapping?: Mapping;
 }
 
+/** What a server shows of one session. */
+export interface SessionView {
+  /** Settles when the association has ended and every resource is released. */
+  readonly done: Promise<void>;
+  /** Responses of this association not yet settled. */
+  readonly responses: number;
+}
+
 /** Serves one association until it ends; `done` settles then. */
-export class Session {
+export class Session implements SessionView {
   /** Settles when the association has ended and every resource is released. */
   readonly done: Promise<void>;
   /** This association's lane in the server's scheduler. */

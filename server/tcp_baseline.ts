@@ -12,11 +12,11 @@ import { planResponse } from "./respond.ts";
 
 /** Options of the TCP baseline server. */
 export interface TcpBaselineOptions {
-  /** @default "127.0.0.1" */
+  /** Address to listen on. @default "127.0.0.1" */
   host?: string;
-  /** 0 picks a free port. @default 8080 */
+  /** Port to listen on (0: any free port, see `TcpBaseline.port`). @default 8080 */
   port?: number;
-  /** @default "." */
+  /** Document root. @default "." */
   root?: string;
   /** Keep connections open between requests (off: `Connection: close`, one request per connection). @default true */
   keepAlive?: boolean;
@@ -24,7 +24,9 @@ export interface TcpBaselineOptions {
 
 /** A running baseline server. */
 export interface TcpBaseline extends AsyncDisposable {
+  /** The bound port. */
   readonly port: number;
+  /** Stops accepting connections and waits for requests in progress to finish. */
   close(): Promise<void>;
 }
 

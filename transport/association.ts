@@ -16,6 +16,7 @@ import type {
   Message,
   OutgoingMessage,
   PathInfo,
+  SharedAssociation,
   SocketHandle,
   TransportName,
 } from "./types.ts";
@@ -116,7 +117,7 @@ export function listen(
   return new WorkerListener(transport, driver, bound.socket, bound.port, resolved);
 }
 
-class WorkerAssociation implements Association {
+class WorkerAssociation implements SharedAssociation {
   readonly transport: TransportName;
   readonly outboundStreams: number;
   readonly inboundStreams: number;

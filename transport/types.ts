@@ -14,7 +14,9 @@ export const TRANSPORT_NAMES: readonly TransportName[] = ["kernel", "usrsctp", "
 
 /** One complete message received on a stream. */
 export interface Message {
+  /** The stream it arrived on. */
   readonly stream: number;
+  /** The message's bytes, whole. */
   readonly data: Uint8Array<ArrayBuffer>;
 }
 
@@ -68,9 +70,10 @@ export const STREAM_SCHEDULERS: readonly StreamScheduler[] = ["fcfs", "prio", "r
 
 /**
  * A structured-cloneable reference to an open association's socket, for
- * Workers that send on it directly (see `openSender`).
+ * Workers that send on it directly (see `SharedAssociation.handle`).
  */
 export interface SocketHandle {
+  /** The transport whose driver can send on `socket`. */
   readonly transport: TransportName;
   /** The file descriptor (kernel, tcpmux) or `struct socket *` (usrsctp). */
   readonly socket: bigint;
@@ -103,6 +106,7 @@ export type OutgoingMessage =
 
 /** One association: messages on numbered streams to and from one peer. */
 export interface Association extends AsyncDisposable {
+  /** The transport carrying it. */
   readonly transport: TransportName;
   /** Negotiated number of outgoing streams (valid stream ids: 0 .. outboundStreams-1). */
   readonly outboundStreams: number;
@@ -127,6 +131,18 @@ export interface Association extends AsyncDisposable {
   receive(): Promise<Message | null>;
   /** Current path information. */
   pathInfo(): PathInfo;
+  /** Sends what is queued, then shuts down gracefully. Safe to call twice. */
+  close(): Promise<void>;
+  /** Tears the association down at once (SCTP ABORT, TCP RST). Safe to call twice. */
+  abort(): Promise<void>;
+}
+
+/**
+ * An association whose socket Workers may also send on directly, with a
+ * driver's `send`. Every association `connect` and `listen` give is one; the
+ * public API does not say so, because no public function takes the handle.
+ */
+export interface SharedAssociation extends Association {
   /**
    * A handle Workers use to send on this association themselves. Each call
    * must be matched by `releaseHandle()` once no Worker uses it any more: the
@@ -135,14 +151,11 @@ export interface Association extends AsyncDisposable {
   handle(): SocketHandle;
   /** Returns a handle taken with `handle()`. */
   releaseHandle(): void;
-  /** Sends what is queued, then shuts down gracefully. Safe to call twice. */
-  close(): Promise<void>;
-  /** Tears the association down at once (SCTP ABORT, TCP RST). Safe to call twice. */
-  abort(): Promise<void>;
 }
 
 /** A listening endpoint that yields incoming associations. */
 export interface Listener extends AsyncDisposable, AsyncIterable<Association> {
+  /** The transport it listens on. */
   readonly transport: TransportName;
   /** The port actually bound (useful after asking for port 0). */
   readonly port: number;
@@ -154,5 +167,6 @@ export interface Listener extends AsyncDisposable, AsyncIterable<Association> {
 
 /** Thrown for transport failures outside a native call (framing, negotiation, closed use). */
 export class TransportError extends Error {
+  /** Always `"TransportError"`. */
   override name = "TransportError";
 }

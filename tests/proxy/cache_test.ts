@@ -2,7 +2,7 @@
 
 import assert from "node:assert/strict";
 import { cacheKey, DiskCache } from "../../proxy/cache.ts";
-import { createLogger } from "../../server/log.ts";
+import { createLogger } from "../../cli/log.ts";
 import { needs } from "../_permissions.ts";
 
 // The cache lives in a temporary directory, watched with Deno.watchFs.

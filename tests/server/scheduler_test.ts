@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { POLICY_NAMES, Scheduler } from "../../mod.ts";
+import { POLICIES, POLICY_NAMES, Scheduler } from "../../mod.ts";
 import type {
   Outcome,
   PathInfo,
@@ -15,7 +15,6 @@ import type {
   SchedulerEvent,
   SchedulerOptions,
 } from "../../mod.ts";
-import { POLICIES } from "../../server/policies/mod.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

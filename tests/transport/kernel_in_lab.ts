@@ -8,6 +8,7 @@
 
 import assert from "node:assert/strict";
 import { connect, listen } from "../../mod.ts";
+import type { SharedAssociation } from "../../transport/types.ts";
 import { conformanceSuite } from "./_conformance.ts";
 
 conformanceSuite({ transport: "kernel", host: "127.0.0.1" });
@@ -41,7 +42,9 @@ Deno.test("kernel: whole messages sent at once by several Workers never interlea
       }
       self.postMessage("done");
     };`;
-  const { listener, client, server } = await pair();
+  const { listener, client: association, server } = await pair();
+  // Every association is a SharedAssociation; the public type leaves the handle out.
+  const client = association as SharedAssociation;
   const handle = client.handle();
   const workers = Array.from(
     { length: WORKERS },
