@@ -290,7 +290,10 @@ export class Scheduler<P = unknown> implements SchedulerView {
    */
   cancel(flow: ScheduledFlow<P>): boolean | undefined {
     const state = flow as FlowState<P>;
-    if (state.ending || !state.lane.flows.has(state)) return undefined;
+    // Every byte already handed out: it completes, and a RESET would only discard it.
+    if (state.ending || !state.lane.flows.has(state) || (state.started && state.unsent === 0)) {
+      return undefined;
+    }
     this.#record({ type: "cancel", lane: state.lane.index, id: flow.id });
     this.#end(state, "cancelled");
     return state.started;
@@ -304,6 +307,13 @@ export class Scheduler<P = unknown> implements SchedulerView {
     const state = lane as LaneState<P>;
     state.closed = true;
     for (const flow of [...state.flows]) if (!flow.ending) this.#end(flow, "cancelled");
+  }
+
+  /** Stops the pacing timer (the server is closing); runs in flight still settle. */
+  dispose(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#held = true;
   }
 
   /** Stops handing out runs (responses keep queueing) until `release()`. */
@@ -406,26 +416,25 @@ export class Scheduler<P = unknown> implements SchedulerView {
       offset: run.offset,
       bytes,
     });
-    flow.lane.options.send(run).then(
-      () => this.#runDone(flow, false),
-      () => this.#runDone(flow, true),
-    );
+    let sent: Promise<void>;
+    try {
+      sent = flow.lane.options.send(run);
+    } catch (error) {
+      sent = Promise.reject(error);
+    }
+    sent.then(() => this.#runDone(flow, false), () => this.#runDone(flow, true));
   }
 
   #runDone(flow: FlowState<P>, failed: boolean) {
     flow.inFlight--;
     flow.lane.inFlight--;
     this.#wire--;
-    if (failed && !flow.ending) {
-      flow.ending = "failed";
+    if (failed) flow.ending ??= "failed";
+    if (flow.ending || flow.unsent === 0) {
       if (this.#active.delete(flow)) this.#policy.removed?.(flow);
+      if (flow.inFlight === 0) return this.#settle(flow);
     }
-    if (flow.inFlight === 0 && (flow.ending || flow.unsent === 0)) {
-      if (this.#active.delete(flow)) this.#policy.removed?.(flow);
-      this.#settle(flow);
-    } else {
-      this.#pump();
-    }
+    this.#pump();
   }
 
   #record(event: SchedulerEvent) {

@@ -134,6 +134,7 @@ export async function startServer(options: ServerOptions = {}): Promise<FlowServ
       closing ??= (async () => {
         await listener.close();
         await accepting;
+        scheduler.dispose();
         await Promise.all([...sessions].map((session) => session.abort()));
         mappings.clear();
       })();

@@ -60,6 +60,8 @@ export class Session implements SessionView {
   readonly #association: Association;
   readonly #options: SessionOptions;
   readonly #flows = new Map<number, ScheduledFlow<Response>>();
+  /** A run failed: the association is being aborted. */
+  #failed = false;
   /** Wakes `#shutdown` when a response settles. */
   #settledWaiter?: () => void;
 
@@ -190,7 +192,9 @@ export class Session implements SessionView {
     const response = flow.payload;
     if (response.mapping) this.#options.mappings.release(response.mapping);
     response.mapping = undefined;
-    if (outcome === "failed") {
+    if (outcome === "failed" && !this.#failed) {
+      this.#failed = true;
+      this.#options.scheduler.closeLane(this.lane);
       // A run broke off midway: the client would read whatever came next on
       // that stream as the rest of this body. No later message can be
       // trusted, so the association ends here (it is usually dead already).

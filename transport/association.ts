@@ -21,7 +21,7 @@ import type {
   TransportName,
 } from "./types.ts";
 import { deserializeError } from "./worker_protocol.ts";
-import type { WorkerCommand, WorkerEvent } from "./worker_protocol.ts";
+import type { WorkerCommand, WorkerEvent, WriteRequest } from "./worker_protocol.ts";
 
 const IO_WORKER = new URL("./io_worker.ts", import.meta.url);
 /** Received bytes the application may leave unread before reading pauses. */
@@ -132,8 +132,8 @@ class WorkerAssociation implements SharedAssociation {
   readonly #pendingSends = new Map<number, PromiseWithResolvers<void>>();
   readonly #readerDone = Promise.withResolvers<void>();
   #nextSendId = 0;
-  /** The batch being gathered in this turn of the event loop. */
-  #batch: { messages: OutgoingMessage[]; sent: PromiseWithResolvers<void> } | undefined;
+  /** The batches gathered in this turn of the event loop, for one postMessage. */
+  #gathered: { id: number; messages: readonly OutgoingMessage[] }[] = [];
   /** Handles given out and not yet released. */
   #leases = 0;
   #leasesReleased: (() => void) | undefined;
@@ -188,12 +188,12 @@ class WorkerAssociation implements SharedAssociation {
         );
       }
     }
-    if (!this.#batch) {
-      this.#batch = { messages: [], sent: Promise.withResolvers() };
-      queueMicrotask(() => this.#flush());
-    }
-    for (const message of messages) this.#batch.messages.push(message);
-    return this.#batch.sent.promise;
+    if (this.#gathered.length === 0) queueMicrotask(() => this.#flush());
+    const id = this.#nextSendId++;
+    const sent = Promise.withResolvers<void>();
+    this.#pendingSends.set(id, sent);
+    this.#gathered.push({ id, messages });
+    return sent.promise;
   }
 
   receive(): Promise<Message | null> {
@@ -242,23 +242,24 @@ class WorkerAssociation implements SharedAssociation {
     } finally {
       this.#writer.terminate();
       this.#reader.terminate();
-      this.#driver.close(this.#handle.socket);
       const closed = new TransportError("association closed");
       for (const pending of this.#pendingSends.values()) pending.reject(closed);
       this.#pendingSends.clear();
       this.#finish(undefined);
+      this.#driver.close(this.#handle.socket);
     }
   }
 
   /** Ends the association and waits until no thread uses the socket. */
   async #teardown(abort: boolean): Promise<void> {
     this.#flush();
-    Atomics.store(this.#closingFlag, SHARED_CLOSING, 1);
     if (!abort) {
       // Queued sends go out first, unless the peer stops taking them.
       const sent = Promise.allSettled([...this.#pendingSends.values()].map((p) => p.promise));
       if (await timedOut(sent, CLOSE_GRACE_MS)) abort = true;
     }
+    // From here the writer sends nothing more, and a send blocked on a full buffer gives up.
+    Atomics.store(this.#closingFlag, SHARED_CLOSING, 1);
     try {
       if (abort) {
         this.#driver.abort(this.#handle.socket);
@@ -276,17 +277,19 @@ class WorkerAssociation implements SharedAssociation {
       this.#driver.abort(this.#handle.socket);
       await this.#readerDone.promise;
     }
+    // Whoever sent from memory frees it when its send settles: wait for the writer to
+    // report (a blocked send wakes within a second and sees the closing flag) rather
+    // than settle sends it may still be reading from.
+    const settled = Promise.allSettled([...this.#pendingSends.values()].map((p) => p.promise));
+    await timedOut(settled, CLOSE_GRACE_MS);
     if (this.#leases > 0) await new Promise<void>((resolve) => (this.#leasesReleased = resolve));
   }
 
-  /** Hands the gathered batch to the writer: one postMessage for all its messages. */
+  /** Hands the gathered batches to the writer: one thread hop for all of them. */
   #flush() {
-    const batch = this.#batch;
-    if (!batch) return;
-    this.#batch = undefined;
-    const id = this.#nextSendId++;
-    this.#pendingSends.set(id, batch.sent);
-    this.#writer.postMessage({ id, messages: batch.messages });
+    if (this.#gathered.length === 0) return;
+    this.#writer.postMessage({ batches: this.#gathered } satisfies WriteRequest);
+    this.#gathered = [];
   }
 
   #onWriterEvent(event: WorkerEvent) {

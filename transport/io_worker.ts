@@ -14,16 +14,23 @@
 
 import { driverFor } from "./drivers.ts";
 import type { Established, SocketDriver } from "./driver.ts";
+import { isClosing, TransportError } from "./types.ts";
 import type { AssociationOptions, SocketHandle, TransportName } from "./types.ts";
 import { serializeError } from "./worker_protocol.ts";
-import type { ReadCredit, WorkerCommand, WorkerEvent, WriteRequest } from "./worker_protocol.ts";
+import type {
+  ReadCredit,
+  SerializedError,
+  WorkerCommand,
+  WorkerEvent,
+  WriteRequest,
+} from "./worker_protocol.ts";
 
 const post = (event: WorkerEvent, transfer: Transferable[] = []) =>
   self.postMessage(event, transfer);
 
 self.onmessage = (e: MessageEvent<WorkerCommand | WriteRequest>) => {
   const command = e.data;
-  if ("messages" in command) return write(command);
+  if ("batches" in command) return write(command);
   const driver = driverFor(command.transport);
   switch (command.role) {
     case "connect":
@@ -101,25 +108,34 @@ function readLoop(driver: SocketDriver, socket: bigint, credit: ReadCredit) {
   }
 }
 
+/** The first send that failed: the stream may be mid-message, so nothing after it goes out. */
+let writeFailure: SerializedError | undefined;
+
 function write(request: WriteRequest) {
   if (!writer) throw new Error("write request before the writer was set up");
-  try {
-    for (const message of request.messages) {
-      if (message.address === undefined) {
-        const { data } = message;
-        writer.driver.send(
-          writer.handle,
-          message.stream,
-          Deno.UnsafePointer.of(data),
-          data.byteLength,
-        );
-      } else {
-        const pointer = Deno.UnsafePointer.create(message.address);
-        writer.driver.send(writer.handle, message.stream, pointer, message.length);
+  for (const { id, messages } of request.batches) {
+    try {
+      if (writeFailure) throw new TransportError(writeFailure.message);
+      for (const message of messages) {
+        // A closing association frees what our messages point to once we report.
+        if (isClosing(writer.handle)) throw new TransportError("association closed");
+        if (message.address === undefined) {
+          const { data } = message;
+          writer.driver.send(
+            writer.handle,
+            message.stream,
+            Deno.UnsafePointer.of(data),
+            data.byteLength,
+          );
+        } else {
+          const pointer = Deno.UnsafePointer.create(message.address);
+          writer.driver.send(writer.handle, message.stream, pointer, message.length);
+        }
       }
+      post({ type: "sent", id });
+    } catch (error) {
+      writeFailure ??= serializeError(error);
+      post({ type: "sent", id, error: serializeError(error) });
     }
-    post({ type: "sent", id: request.id });
-  } catch (error) {
-    post({ type: "sent", id: request.id, error: serializeError(error) });
   }
 }

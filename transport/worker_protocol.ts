@@ -35,10 +35,15 @@ export type WorkerCommand =
   | { role: "read"; transport: TransportName; socket: bigint; credit: ReadCredit }
   | { role: "write"; transport: TransportName; handle: SocketHandle };
 
-/** A batch of messages for a writer to send in order. */
+/**
+ * Batches of messages for a writer to send in order, handed over in one
+ * postMessage; the writer reports each batch (by its id) once it is sent.
+ */
 export interface WriteRequest {
-  readonly id: number;
-  readonly messages: readonly OutgoingMessage[];
+  readonly batches: readonly {
+    readonly id: number;
+    readonly messages: readonly OutgoingMessage[];
+  }[];
 }
 
 /** An error as it crosses a Worker boundary. */

@@ -278,3 +278,41 @@ Deno.test("a response of 0 body bytes gets one run for its head", async () => {
   assert.deepEqual(h.runs().map((r) => [r.id, r.bytes]), [[flow.id, 0]]);
   assert.deepEqual(h.settled, [{ id: 7, outcome: "finished", payload: "head only" }]);
 });
+
+Deno.test("a cancel after every byte was handed out is ignored: the response completes", async () => {
+  const h = harness("srpt", { runBytes: 1000 });
+  const flow = h.scheduler.enqueue(h.lane(1), 1, 500, "whole");
+  assert.equal(h.inFlight.length, 1, "its only run is in flight");
+  assert.equal(h.scheduler.cancel(flow), undefined, "no RESET may follow a complete body");
+  await h.drain();
+  assert.deepEqual(h.settled, [{ id: 1, outcome: "finished", payload: "whole" }]);
+});
+
+Deno.test("a lane whose send throws fails that response and keeps the counters balanced", async () => {
+  const scheduler = new Scheduler<string>(POLICIES.srpt(), { runBytes: 100, maxRunning: 1 });
+  const settled: string[] = [];
+  let throws = true;
+  const lane = scheduler.addLane({
+    streams: 1,
+    send() {
+      if (throws) throw new Error("closed mapping");
+      return Promise.resolve();
+    },
+    settled: (flow, outcome) => settled.push(`${flow.payload} ${outcome}`),
+  });
+  scheduler.enqueue(lane, 1, 50, "a");
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  throws = false;
+  scheduler.enqueue(lane, 2, 50, "b");
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.deepEqual(settled, ["a failed", "b finished"], "the admission slot came back");
+  assert.equal(scheduler.running, 0);
+});
+
+Deno.test("dispose stops the pacing timer of a paced scheduler", () => {
+  const h = harness("srpt", { paceBytesPerSecond: 1000, runBytes: 100, laneDepth: 4 });
+  h.scheduler.enqueue(h.lane(1), 1, 1000, "");
+  assert.equal(h.inFlight.length, 1, "the next run waits for the emulated link");
+  // Without dispose the timer would outlive the test (Deno's sanitizer fails it).
+  h.scheduler.dispose();
+});
