@@ -13,11 +13,8 @@
  */
 
 import {
-  bindAndListen,
   C,
   check,
-  closingOnError,
-  encodeSockaddr,
   lastError,
   libc,
   linger,
@@ -39,18 +36,24 @@ import {
 } from "../ffi/libsctp.ts";
 import { StructBuffer } from "../ffi/struct.ts";
 import type { Established, SocketDriver } from "./driver.ts";
+import { acceptOn, connectTo, listenOn } from "./libc_stream.ts";
+import { type AssocChangeConstants, readNotification, ReceiveBuffer } from "./sctp_shared.ts";
 import { isClosing, STREAM_SCHEDULERS, TransportError } from "./types.ts";
 import type { AssociationOptions, Message, PathInfo } from "./types.ts";
 
-/** A receive never reads into less than this, so a notification always fits whole. */
-const MIN_READ_BYTES = 64 * 1024;
+/** How this stack's association-change notifications are read. */
+const ASSOC_CHANGE: AssocChangeConstants = {
+  ...SCTP,
+  typeOffset: sctp_assoc_change.fields.sac_type.offset,
+  stateOffset: sctp_assoc_change.fields.sac_state.offset,
+};
 
 /** Per-thread scratch: a send or receive allocates only the received message. */
 const sendInfo = new StructBuffer(sctp_sndrcvinfo);
 const recvInfo = new StructBuffer(sctp_sndrcvinfo);
 const recvFlags = new Int32Array(1);
 const recvFlagsBytes = new Uint8Array(recvFlags.buffer);
-let scratch = new Uint8Array(256 * 1024);
+const scratch = new ReceiveBuffer("kernel SCTP");
 const optionLength = new Uint32Array(1);
 const optionLengthBytes = new Uint8Array(optionLength.buffer);
 const intOption = new Int32Array(1);
@@ -206,19 +209,6 @@ function growSendBuffer(socket: number, length: number) {
   }
 }
 
-/** What a notification means for the reader: go on, end, or fail. */
-function onNotification(notification: Uint8Array): "skip" | "end" {
-  const change = new DataView(notification.buffer, notification.byteOffset);
-  const type = change.getUint16(sctp_assoc_change.fields.sac_type.offset, true);
-  if (type !== SCTP.SCTP_ASSOC_CHANGE) return "skip";
-  const state = change.getUint16(sctp_assoc_change.fields.sac_state.offset, true);
-  if (state === SCTP.SCTP_SHUTDOWN_COMP) return "end";
-  if (state === SCTP.SCTP_COMM_LOST || state === SCTP.SCTP_CANT_STR_ASSOC) {
-    throw new TransportError("kernel SCTP: association aborted (peer ABORT or path failure)");
-  }
-  return "skip";
-}
-
 let jiffy: number | undefined;
 
 /**
@@ -256,38 +246,21 @@ export const kernelDriver: SocketDriver = {
   prepare() {},
 
   listen(host, port, options) {
-    const addr = encodeSockaddr(host, port);
-    const socket = openSocket(addr[0] === C.AF_INET ? C.AF_INET : C.AF_INET6);
-    return closingOnError(socket, () => {
-      setIntOption(socket, C.SOL_SOCKET, C.SO_REUSEADDR, 1, "setsockopt(SO_REUSEADDR)");
-      configure(socket, options);
-      return { socket: BigInt(socket), port: bindAndListen(socket, addr) };
-    });
+    return listenOn(host, port, openSocket, (socket) => configure(socket, options));
   },
 
   accept(listening, options) {
-    for (;;) {
-      const socket = libc().accept(fd(listening), null, null);
-      if (socket >= 0) {
-        return closingOnError(socket, () => {
-          configure(socket, options);
-          return established(socket, options);
-        });
-      }
-      const error = lastError("accept");
-      if (error.errno === Errno.EINTR || error.errno === Errno.ECONNABORTED) continue;
-      // The listener was stopped by `shutdown` (see there).
-      if (error.errno === Errno.EINVAL) return null;
-      throw error;
-    }
+    // A stopped listener ends the loop with EINVAL (see `shutdown`).
+    return acceptOn(listening, (socket) => {
+      configure(socket, options);
+      return established(socket, options);
+    });
   },
 
   connect(host, port, options) {
-    const addr = encodeSockaddr(host, port);
-    const socket = openSocket(addr[0] === C.AF_INET ? C.AF_INET : C.AF_INET6);
-    return closingOnError(socket, () => {
+    return connectTo(host, port, openSocket, (socket, connect) => {
       configure(socket, options);
-      check("connect", libc().connect(socket, addr, addr.byteLength));
+      connect();
       return established(socket, options);
     });
   },
@@ -327,16 +300,13 @@ export const kernelDriver: SocketDriver = {
     const s = fd(socket);
     let length = 0;
     for (;;) {
-      if (scratch.byteLength - length < MIN_READ_BYTES) {
-        const grown = new Uint8Array(scratch.byteLength * 2);
-        grown.set(scratch.subarray(0, length));
-        scratch = grown;
-      }
+      scratch.reserve(length);
+      const buffer = scratch.bytes;
       recvFlags[0] = 0;
       const n = libsctp().sctp_recvmsg(
         s,
-        Deno.UnsafePointer.offset(Deno.UnsafePointer.of(scratch)!, length),
-        BigInt(scratch.byteLength - length),
+        Deno.UnsafePointer.offset(Deno.UnsafePointer.of(buffer)!, length),
+        BigInt(buffer.byteLength - length),
         null,
         null,
         recvInfo.bytes,
@@ -352,12 +322,15 @@ export const kernelDriver: SocketDriver = {
         return null;
       }
       if (recvFlags[0] & SCTP.MSG_NOTIFICATION) {
-        if (onNotification(scratch.subarray(length, length + n)) === "end") return null;
+        if (
+          readNotification(buffer.subarray(length, length + n), ASSOC_CHANGE, "kernel SCTP") ===
+            "end"
+        ) return null;
         continue;
       }
       length += n;
       if (recvFlags[0] & SCTP.MSG_EOR) {
-        return { stream: recvInfo.get("sinfo_stream"), data: scratch.slice(0, length) };
+        return { stream: recvInfo.get("sinfo_stream"), data: buffer.slice(0, length) };
       }
     }
   },

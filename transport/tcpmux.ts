@@ -16,11 +16,8 @@
  */
 
 import {
-  bindAndListen,
   C,
   check,
-  closingOnError,
-  encodeSockaddr,
   lastError,
   libc,
   linger,
@@ -32,6 +29,7 @@ import {
 import { Errno, type NativeError } from "../ffi/errors.ts";
 import { StructBuffer } from "../ffi/struct.ts";
 import type { Established, SocketDriver } from "./driver.ts";
+import { acceptOn, connectTo, listenOn } from "./libc_stream.ts";
 import { SHARED_CLOSING, SHARED_WRITE_LOCK, TransportError } from "./types.ts";
 import type { AssociationOptions, Message, PathInfo, SocketHandle } from "./types.ts";
 
@@ -49,6 +47,11 @@ const recvHeaderView = new DataView(recvHeader.buffer);
 
 function fd(socket: bigint): number {
   return Number(socket);
+}
+
+/** A TCP socket of `family`. */
+function openSocket(family: number): number {
+  return check("socket", libc().socket(family, C.SOCK_STREAM, 0));
 }
 
 function configure(socket: number, options: Required<AssociationOptions>) {
@@ -158,44 +161,20 @@ export const tcpmuxDriver: SocketDriver = {
   prepare() {},
 
   listen(host, port, options) {
-    const addr = encodeSockaddr(host, port);
-    const socket = check(
-      "socket",
-      libc().socket(addr[0] === C.AF_INET ? C.AF_INET : C.AF_INET6, C.SOCK_STREAM, 0),
-    );
-    return closingOnError(socket, () => {
-      setIntOption(socket, C.SOL_SOCKET, C.SO_REUSEADDR, 1, "setsockopt(SO_REUSEADDR)");
-      configure(socket, options);
-      return { socket: BigInt(socket), port: bindAndListen(socket, addr) };
-    });
+    return listenOn(host, port, openSocket, (socket) => configure(socket, options));
   },
 
   accept(listening, options) {
-    for (;;) {
-      const socket = libc().accept(fd(listening), null, null);
-      if (socket >= 0) {
-        return closingOnError(socket, () => {
-          configure(socket, options);
-          return exchangeHello(socket, options);
-        });
-      }
-      const error = lastError("accept");
-      if (error.errno === Errno.EINTR || error.errno === Errno.ECONNABORTED) continue;
-      // shutdown() on the listening socket makes accept fail with EINVAL.
-      if (error.errno === Errno.EINVAL) return null;
-      throw error;
-    }
+    return acceptOn(listening, (socket) => {
+      configure(socket, options);
+      return exchangeHello(socket, options);
+    });
   },
 
   connect(host, port, options) {
-    const addr = encodeSockaddr(host, port);
-    const socket = check(
-      "socket",
-      libc().socket(addr[0] === C.AF_INET ? C.AF_INET : C.AF_INET6, C.SOCK_STREAM, 0),
-    );
-    return closingOnError(socket, () => {
+    return connectTo(host, port, openSocket, (socket, connect) => {
       configure(socket, options);
-      check("connect", libc().connect(socket, addr, addr.byteLength));
+      connect();
       return exchangeHello(socket, options);
     });
   },

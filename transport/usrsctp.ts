@@ -56,13 +56,16 @@ import {
 } from "../ffi/libusrsctp.ts";
 import { StructBuffer } from "../ffi/struct.ts";
 import type { Established, SocketDriver } from "./driver.ts";
+import { type AssocChangeConstants, readNotification, ReceiveBuffer } from "./sctp_shared.ts";
 import { TransportError } from "./types.ts";
 import type { AssociationOptions, Message, PathInfo } from "./types.ts";
 
-/** A receive never reads into less than this: the scratch buffer grows first. */
-const MIN_READ_BYTES = 64 * 1024;
-/** Larger messages are refused rather than buffered: a hostile peer cannot exhaust memory. */
-const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+/** How this stack's association-change notifications are read. */
+const ASSOC_CHANGE: AssocChangeConstants = {
+  ...USRSCTP,
+  typeOffset: sctp_assoc_change.fields.sac_type.offset,
+  stateOffset: sctp_assoc_change.fields.sac_state.offset,
+};
 
 /** Per-thread scratch: a send or receive allocates only the received message. */
 const sendInfo = new StructBuffer(sctp_sndinfo);
@@ -73,7 +76,7 @@ const recvInfoType = new Uint32Array(1);
 const recvInfoTypeBytes = new Uint8Array(recvInfoType.buffer);
 const recvFlags = new Int32Array(1);
 const recvFlagsBytes = new Uint8Array(recvFlags.buffer);
-let scratch = new Uint8Array(256 * 1024);
+const scratch = new ReceiveBuffer("usrsctp");
 const optionLength = new Uint32Array(1);
 const optionLengthBytes = new Uint8Array(optionLength.buffer);
 const intOption = new Int32Array(1);
@@ -288,19 +291,6 @@ function raiseSendBuffer(socket: Deno.PointerObject, length: number): boolean {
   return true;
 }
 
-/** What a notification means for the reader: go on, or end; throws on an abort. */
-function onNotification(notification: Uint8Array): "skip" | "end" {
-  const change = new DataView(notification.buffer, notification.byteOffset);
-  const type = change.getUint16(sctp_assoc_change.fields.sac_type.offset, true);
-  if (type !== USRSCTP.SCTP_ASSOC_CHANGE) return "skip";
-  const state = change.getUint16(sctp_assoc_change.fields.sac_state.offset, true);
-  if (state === USRSCTP.SCTP_SHUTDOWN_COMP) return "end";
-  if (state === USRSCTP.SCTP_COMM_LOST || state === USRSCTP.SCTP_CANT_STR_ASSOC) {
-    throw new TransportError("usrsctp: association aborted (peer ABORT or path failure)");
-  }
-  return "skip";
-}
-
 /** Calls `body`, closing `socket` if it throws. */
 function closingOnError<T>(socket: Deno.PointerObject, body: () => T): T {
   try {
@@ -418,21 +408,15 @@ export const usrsctpDriver: SocketDriver = {
     const s = so(socket);
     let length = 0;
     for (;;) {
-      if (scratch.byteLength - length < MIN_READ_BYTES) {
-        if (scratch.byteLength >= MAX_MESSAGE_BYTES) {
-          throw new TransportError(`usrsctp: message exceeds ${MAX_MESSAGE_BYTES} bytes`);
-        }
-        const grown = new Uint8Array(scratch.byteLength * 2);
-        grown.set(scratch.subarray(0, length));
-        scratch = grown;
-      }
+      scratch.reserve(length);
+      const buffer = scratch.bytes;
       recvInfoLength[0] = sctp_rcvinfo.size;
       recvFlags[0] = 0;
       const n = Number(
         libusrsctp().usrsctp_recvv(
           s,
-          scratch.subarray(length),
-          BigInt(scratch.byteLength - length),
+          buffer.subarray(length),
+          BigInt(buffer.byteLength - length),
           null,
           null,
           recvInfo.bytes,
@@ -450,11 +434,13 @@ export const usrsctpDriver: SocketDriver = {
       // A large message (or notification) arrives in several reads.
       if ((recvFlags[0] & USRSCTP.MSG_EOR) === 0) continue;
       if (recvFlags[0] & USRSCTP.MSG_NOTIFICATION) {
-        if (onNotification(scratch.subarray(0, length)) === "end") return null;
+        if (readNotification(buffer.subarray(0, length), ASSOC_CHANGE, "usrsctp") === "end") {
+          return null;
+        }
         length = 0;
         continue;
       }
-      return { stream: recvInfo.get("rcv_sid"), data: scratch.slice(0, length) };
+      return { stream: recvInfo.get("rcv_sid"), data: buffer.slice(0, length) };
     }
   },
 

@@ -1,0 +1,76 @@
+/**
+ * Listening and accepting on libc stream sockets, shared by the drivers that
+ * use them (kernel SCTP's one-to-one sockets and tcpmux's TCP): the same
+ * options, the same accept loop, the same way a shut-down listener ends it.
+ *
+ * @module
+ */
+
+import {
+  bindAndListen,
+  C,
+  check,
+  closingOnError,
+  encodeSockaddr,
+  lastError,
+  libc,
+  setIntOption,
+} from "../ffi/libc.ts";
+import { Errno } from "../ffi/errors.ts";
+import type { Established } from "./driver.ts";
+
+/**
+ * Opens a socket for `host` with `open(family)`, lets `configure` set its
+ * options, then binds and listens; returns the socket and the bound port.
+ */
+export function listenOn(
+  host: string,
+  port: number,
+  open: (family: number) => number,
+  configure: (socket: number) => void,
+): { socket: bigint; port: number } {
+  const addr = encodeSockaddr(host, port);
+  const socket = open(addr[0] === C.AF_INET ? C.AF_INET : C.AF_INET6);
+  return closingOnError(socket, () => {
+    setIntOption(socket, C.SOL_SOCKET, C.SO_REUSEADDR, 1, "setsockopt(SO_REUSEADDR)");
+    configure(socket);
+    return { socket: BigInt(socket), port: bindAndListen(socket, addr) };
+  });
+}
+
+/**
+ * *Blocking*: the next connection on `listening`, set up by `establish`
+ * (closed if that throws); `null` once the listener was shut down, which
+ * makes accept fail with EINVAL.
+ */
+export function acceptOn(
+  listening: bigint,
+  establish: (socket: number) => Established,
+): Established | null {
+  for (;;) {
+    const socket = libc().accept(Number(listening), null, null);
+    if (socket >= 0) return closingOnError(socket, () => establish(socket));
+    const error = lastError("accept");
+    if (error.errno === Errno.EINTR || error.errno === Errno.ECONNABORTED) continue;
+    if (error.errno === Errno.EINVAL) return null;
+    throw error;
+  }
+}
+
+/**
+ * *Blocking*: opens a socket for `host` with `open(family)` and connects it;
+ * `establish` sets it up before the connect (socket options) and after.
+ */
+export function connectTo(
+  host: string,
+  port: number,
+  open: (family: number) => number,
+  establish: (socket: number, connect: () => void) => Established,
+): Established {
+  const addr = encodeSockaddr(host, port);
+  const socket = open(addr[0] === C.AF_INET ? C.AF_INET : C.AF_INET6);
+  return closingOnError(
+    socket,
+    () => establish(socket, () => check("connect", libc().connect(socket, addr, addr.byteLength))),
+  );
+}
