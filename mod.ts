@@ -33,7 +33,8 @@ export type {
   StreamScheduler,
   TransportName,
 } from "./transport/types.ts";
-export { STREAM_SCHEDULERS, TRANSPORT_NAMES, TransportError } from "./transport/types.ts";
+export { STREAM_SCHEDULERS, TransportError } from "./transport/types.ts";
+export { TRANSPORT_NAMES } from "./transport/drivers.ts";
 export { NativeError } from "./ffi/errors.ts";
 export { localUdpPort } from "./transport/usrsctp.ts";
 export { MappedFile } from "./ffi/mapped_file.ts";

@@ -14,10 +14,10 @@
  */
 
 import { connect } from "../transport/association.ts";
+import { TRANSPORT_NAMES } from "../transport/drivers.ts";
 import {
   type Association,
   type AssociationOptions,
-  TRANSPORT_NAMES,
   TransportError,
   type TransportName,
 } from "../transport/types.ts";

@@ -12,7 +12,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { FlowClient, localUdpPort, POLICY_NAMES, startServer } from "../mod.ts";
+import { FlowClient, localUdpPort, POLICY_NAMES, startServer, TRANSPORT_NAMES } from "../mod.ts";
 import type { PolicyName, TransportName } from "../mod.ts";
 import { ConfigError, helpText, parseOptions } from "../cli/options.ts";
 
@@ -20,7 +20,7 @@ const OPTIONS = {
   transport: {
     kind: "string",
     default: "usrsctp",
-    choices: ["usrsctp", "tcpmux", "kernel"],
+    choices: TRANSPORT_NAMES,
     help: "transport to demonstrate",
   },
   streams: {

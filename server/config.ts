@@ -5,7 +5,8 @@
  */
 
 import type { OptionTable } from "../cli/options.ts";
-import { STREAM_SCHEDULERS, TRANSPORT_NAMES } from "../transport/types.ts";
+import { TRANSPORT_NAMES } from "../transport/drivers.ts";
+import { STREAM_SCHEDULERS } from "../transport/types.ts";
 import { POLICY_NAMES } from "./policies/mod.ts";
 import { LOG_LEVELS } from "../cli/log.ts";
 

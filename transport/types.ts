@@ -6,11 +6,9 @@
  * @module
  */
 
-/** The transports flowsched can run over. */
-export type TransportName = "kernel" | "usrsctp" | "tcpmux";
+import type { TransportName } from "./drivers.ts";
 
-/** All transport names, for validation and help texts. */
-export const TRANSPORT_NAMES: readonly TransportName[] = ["kernel", "usrsctp", "tcpmux"];
+export type { TransportName };
 
 /** One complete message received on a stream. */
 export interface Message {
