@@ -37,16 +37,12 @@ import {
 import { StructBuffer } from "../ffi/struct.ts";
 import type { Established, SocketDriver } from "./driver.ts";
 import { acceptOn, connectTo, listenOn } from "./libc_stream.ts";
-import { type AssocChangeConstants, readNotification, ReceiveBuffer } from "./sctp_shared.ts";
+import { notificationReader, ReceiveBuffer } from "./sctp_shared.ts";
 import { isClosing, STREAM_SCHEDULERS, TransportError } from "./types.ts";
 import type { AssociationOptions, Message, PathInfo } from "./types.ts";
 
-/** How this stack's association-change notifications are read. */
-const ASSOC_CHANGE: AssocChangeConstants = {
-  ...SCTP,
-  typeOffset: sctp_assoc_change.fields.sac_type.offset,
-  stateOffset: sctp_assoc_change.fields.sac_state.offset,
-};
+/** What a notification means for the reader: go on, or end; throws on an abort. */
+const onNotification = notificationReader(SCTP, sctp_assoc_change, "kernel SCTP");
 
 /** Per-thread scratch: a send or receive allocates only the received message. */
 const sendInfo = new StructBuffer(sctp_sndrcvinfo);
@@ -323,7 +319,7 @@ export const kernelDriver: SocketDriver = {
       }
       if (recvFlags[0] & SCTP.MSG_NOTIFICATION) {
         if (
-          readNotification(buffer.subarray(length, length + n), ASSOC_CHANGE, "kernel SCTP") ===
+          onNotification(buffer.subarray(length, length + n)) ===
             "end"
         ) return null;
         continue;

@@ -40,31 +40,42 @@ export class ReceiveBuffer {
   }
 }
 
-/** A stack's SCTP_ASSOC_CHANGE constants and the offsets of `sac_type` and `sac_state`. */
+/** A stack's SCTP_ASSOC_CHANGE constants (each library has its own values). */
 export interface AssocChangeConstants {
   readonly SCTP_ASSOC_CHANGE: number;
   readonly SCTP_SHUTDOWN_COMP: number;
   readonly SCTP_COMM_LOST: number;
   readonly SCTP_CANT_STR_ASSOC: number;
-  readonly typeOffset: number;
-  readonly stateOffset: number;
+}
+
+/** Where `sac_type` and `sac_state` lie in a stack's `struct sctp_assoc_change`. */
+export interface AssocChangeLayout {
+  readonly fields: {
+    readonly sac_type: { readonly offset: number };
+    readonly sac_state: { readonly offset: number };
+  };
 }
 
 /**
- * What a notification means for the reader: go on (`skip`) or the
- * association ended in order (`end`); throws when it was aborted.
+ * A reader of one stack's notifications: it says whether the reader goes on
+ * (`skip`) or the association ended in order (`end`), and throws when the
+ * association was aborted.
  */
-export function readNotification(
-  notification: Uint8Array,
+export function notificationReader(
   constants: AssocChangeConstants,
+  layout: AssocChangeLayout,
   name: string,
-): "skip" | "end" {
-  const view = new DataView(notification.buffer, notification.byteOffset);
-  if (view.getUint16(constants.typeOffset, true) !== constants.SCTP_ASSOC_CHANGE) return "skip";
-  const state = view.getUint16(constants.stateOffset, true);
-  if (state === constants.SCTP_SHUTDOWN_COMP) return "end";
-  if (state === constants.SCTP_COMM_LOST || state === constants.SCTP_CANT_STR_ASSOC) {
-    throw new TransportError(`${name}: association aborted (peer ABORT or path failure)`);
-  }
-  return "skip";
+): (notification: Uint8Array) => "skip" | "end" {
+  const typeOffset = layout.fields.sac_type.offset;
+  const stateOffset = layout.fields.sac_state.offset;
+  return (notification) => {
+    const view = new DataView(notification.buffer, notification.byteOffset);
+    if (view.getUint16(typeOffset, true) !== constants.SCTP_ASSOC_CHANGE) return "skip";
+    const state = view.getUint16(stateOffset, true);
+    if (state === constants.SCTP_SHUTDOWN_COMP) return "end";
+    if (state === constants.SCTP_COMM_LOST || state === constants.SCTP_CANT_STR_ASSOC) {
+      throw new TransportError(`${name}: association aborted (peer ABORT or path failure)`);
+    }
+    return "skip";
+  };
 }

@@ -56,16 +56,12 @@ import {
 } from "../ffi/libusrsctp.ts";
 import { StructBuffer } from "../ffi/struct.ts";
 import type { Established, SocketDriver } from "./driver.ts";
-import { type AssocChangeConstants, readNotification, ReceiveBuffer } from "./sctp_shared.ts";
+import { notificationReader, ReceiveBuffer } from "./sctp_shared.ts";
 import { TransportError } from "./types.ts";
 import type { AssociationOptions, Message, PathInfo } from "./types.ts";
 
-/** How this stack's association-change notifications are read. */
-const ASSOC_CHANGE: AssocChangeConstants = {
-  ...USRSCTP,
-  typeOffset: sctp_assoc_change.fields.sac_type.offset,
-  stateOffset: sctp_assoc_change.fields.sac_state.offset,
-};
+/** What a notification means for the reader: go on, or end; throws on an abort. */
+const onNotification = notificationReader(USRSCTP, sctp_assoc_change, "usrsctp");
 
 /** Per-thread scratch: a send or receive allocates only the received message. */
 const sendInfo = new StructBuffer(sctp_sndinfo);
@@ -434,7 +430,7 @@ export const usrsctpDriver: SocketDriver = {
       // A large message (or notification) arrives in several reads.
       if ((recvFlags[0] & USRSCTP.MSG_EOR) === 0) continue;
       if (recvFlags[0] & USRSCTP.MSG_NOTIFICATION) {
-        if (readNotification(buffer.subarray(0, length), ASSOC_CHANGE, "usrsctp") === "end") {
+        if (onNotification(buffer.subarray(0, length)) === "end") {
           return null;
         }
         length = 0;
