@@ -204,6 +204,146 @@ function tail(text: string, lines: number): string {
   return text.trimEnd().split("\n").slice(-lines).join("\n");
 }
 
+/** Fails with what to install when the UML kernel or its modules are missing. */
+async function checkLabInstalled(kernel: string): Promise<void> {
+  if (!(await exists(kernel))) {
+    throw new LabError(`no UML kernel at ${kernel}: apt-get install user-mode-linux`);
+  }
+  if (!(await exists("/usr/lib/uml/modules"))) {
+    throw new LabError(
+      "no UML kernel modules at /usr/lib/uml/modules: apt-get install user-mode-linux",
+    );
+  }
+}
+
+/** The command's environment inside the lab: the host's, plus where things are. */
+function labEnvironment(options: LabOptions, cwd: string): Record<string, string> {
+  const env = { ...(options.env ?? Deno.env.toObject()) };
+  for (const k of ["PWD", "OLDPWD", "SHLVL", "_"]) delete env[k];
+  const home = env.HOME ?? "/root";
+  env.DENO_DIR ??= join(env.XDG_CACHE_HOME ?? join(home, ".cache"), "deno");
+  const path = env.PATH ?? "/usr/local/bin:/usr/bin:/bin";
+  // `deno` inside is the Deno that runs the lab.
+  env.PATH = `${dirname(Deno.execPath())}:${path}:/usr/local/sbin:/usr/sbin:/sbin`;
+  Object.assign(env, LAB_ADDRESSES, {
+    LAB: "1",
+    LAB_CWD: cwd,
+    LAB_DENO_DIR: dirname(Deno.execPath()),
+  });
+  // Inside, stdout is a tty (tty1): without this, tools would color output meant for a pipe.
+  if (options.output === "piped" || !Deno.stdout.isTerminal()) env.NO_COLOR ??= "1";
+  return env;
+}
+
+/** Writes what init.sh reads from the run directory: env.sh, links.sh and cmd.sh. */
+async function writeRunFiles(
+  runDir: string,
+  env: Record<string, string>,
+  shapes: Map<LinkName, LinkShape>,
+  command: string[] | string,
+): Promise<void> {
+  const exports = Object.entries(env)
+    .filter(([k]) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
+    .map(([k, v]) => `export ${k}=${shellQuote(v)}\n`);
+  await Deno.writeTextFile(join(runDir, "env.sh"), exports.join(""), { mode: 0o600 });
+  const links = [...shapes].map(([link, shape]) => {
+    const { netem, tbf } = tcArgs(shape);
+    return `shape ${link} ${shellQuote(netem)} ${shellQuote(tbf)}\n`;
+  });
+  await Deno.writeTextFile(join(runDir, "links.sh"), links.join(""));
+  const script = typeof command === "string"
+    ? command
+    : `exec ${command.map(shellQuote).join(" ")}`;
+  await Deno.writeTextFile(join(runDir, "cmd.sh"), script + "\n");
+}
+
+/** Boots the UML kernel (under the supervisor script) for the run in `runDir`. */
+function bootLab(
+  runDir: string,
+  kernel: string,
+  memory: string,
+  consoleLog: string,
+): Deno.ChildProcess {
+  const init = fileURLToPath(new URL("./init.sh", import.meta.url));
+  const kernelArgs = [
+    `mem=${memory}`,
+    "root=/dev/root",
+    "rootfstype=hostfs",
+    "rootflags=/",
+    "rw",
+    `init=${init}`,
+    // Console (boot and init messages) to fd 3, i.e. console.log; the
+    // command's stdout and stderr come out of tty1 and tty2.
+    "con=null",
+    "con0=null,fd:3",
+    "con1=null,fd:1",
+    "con2=null,fd:2",
+    "ssl=null",
+    "quiet",
+    "loglevel=1", // still shows a panic
+    "--",
+    runDir,
+  ];
+  return new Deno.Command("setpriv", {
+    args: ["--pdeathsig", "TERM", "sh", "-c", SUPERVISOR, "sh", consoleLog, kernel, ...kernelArgs],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
+/**
+ * Waits for the lab to end, killing it on timeout or abort; streams or
+ * collects its output.
+ */
+async function superviseLab(
+  child: Deno.ChildProcess,
+  timeoutSeconds: number,
+  output: "inherit" | "piped",
+  signal: AbortSignal | undefined,
+) {
+  let timedOut = false;
+  let aborted = false;
+  const killLab = () => {
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // already gone
+    }
+  };
+  const timer = setTimeout(() => {
+    timedOut = true;
+    killLab();
+  }, timeoutSeconds * 1000);
+  const onAbort = () => {
+    aborted = true;
+    killLab();
+  };
+  if (signal?.aborted) onAbort();
+  signal?.addEventListener("abort", onAbort);
+  const collect = async (
+    stream: ReadableStream<Uint8Array>,
+    sink: { writable: WritableStream<Uint8Array> },
+  ) => {
+    if (output === "inherit") {
+      await stream.pipeTo(sink.writable, { preventClose: true });
+      return undefined;
+    }
+    return await new Response(stream).text();
+  };
+  try {
+    const [stdout, stderr, status] = await Promise.all([
+      collect(child.stdout, Deno.stdout),
+      collect(child.stderr, Deno.stderr),
+      child.status,
+    ]);
+    return { stdout, stderr, status, timedOut, aborted };
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener("abort", onAbort);
+  }
+}
+
 /**
  * Boots the lab, runs `options.command` in it and returns its exit code.
  * Throws a {@link LabError} when the lab cannot run the command (bad link spec,
@@ -216,18 +356,9 @@ export async function runInLab(options: LabOptions): Promise<LabResult> {
   const kernel = options.kernel ?? "/usr/bin/linux";
   const cwd = resolve(options.cwd ?? Deno.cwd());
   const workDir = resolve(options.workDir ?? fileURLToPath(new URL("../../.lab", import.meta.url)));
-  const init = fileURLToPath(new URL("./init.sh", import.meta.url));
   const timeoutSeconds = options.timeoutSeconds ?? 600;
   const output = options.output ?? "inherit";
-
-  if (!(await exists(kernel))) {
-    throw new LabError(`no UML kernel at ${kernel}: apt-get install user-mode-linux`);
-  }
-  if (!(await exists("/usr/lib/uml/modules"))) {
-    throw new LabError(
-      "no UML kernel modules at /usr/lib/uml/modules: apt-get install user-mode-linux",
-    );
-  }
+  await checkLabInstalled(kernel);
   if (/\s/.test(workDir)) throw new LabError(`work directory "${workDir}" must not contain spaces`);
 
   await Deno.mkdir(workDir, { recursive: true });
@@ -238,115 +369,11 @@ export async function runInLab(options: LabOptions): Promise<LabResult> {
   await Deno.writeTextFile(join(runDir, "deadline"), String(deadline));
   const consoleLog = join(runDir, "console.log");
   try {
-    const env = { ...(options.env ?? Deno.env.toObject()) };
-    for (const k of ["PWD", "OLDPWD", "SHLVL", "_"]) delete env[k];
-    const home = env.HOME ?? "/root";
-    env.DENO_DIR ??= join(env.XDG_CACHE_HOME ?? join(home, ".cache"), "deno");
-    const path = env.PATH ?? "/usr/local/bin:/usr/bin:/bin";
-    // `deno` inside is the Deno that runs the lab.
-    env.PATH = `${dirname(Deno.execPath())}:${path}:/usr/local/sbin:/usr/sbin:/sbin`;
-    Object.assign(env, LAB_ADDRESSES, {
-      LAB: "1",
-      LAB_CWD: cwd,
-      LAB_DENO_DIR: dirname(Deno.execPath()),
-    });
-    // Inside, stdout is a tty (tty1): without this, tools would color output meant for a pipe.
-    if (output === "piped" || !Deno.stdout.isTerminal()) env.NO_COLOR ??= "1";
-    const exports = Object.entries(env)
-      .filter(([k]) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
-      .map(([k, v]) => `export ${k}=${shellQuote(v)}\n`);
-    await Deno.writeTextFile(join(runDir, "env.sh"), exports.join(""), { mode: 0o600 });
-    const links = [...shapes].map(([link, shape]) => {
-      const { netem, tbf } = tcArgs(shape);
-      return `shape ${link} ${shellQuote(netem)} ${shellQuote(tbf)}\n`;
-    });
-    await Deno.writeTextFile(join(runDir, "links.sh"), links.join(""));
-    const script = typeof options.command === "string"
-      ? options.command
-      : `exec ${argv.map(shellQuote).join(" ")}`;
-    await Deno.writeTextFile(join(runDir, "cmd.sh"), script + "\n");
-
-    const kernelArgs = [
-      `mem=${options.memory ?? "2G"}`,
-      "root=/dev/root",
-      "rootfstype=hostfs",
-      "rootflags=/",
-      "rw",
-      `init=${init}`,
-      // Console (boot and init messages) to fd 3, i.e. console.log; the
-      // command's stdout and stderr come out of tty1 and tty2.
-      "con=null",
-      "con0=null,fd:3",
-      "con1=null,fd:1",
-      "con2=null,fd:2",
-      "ssl=null",
-      "quiet",
-      "loglevel=1", // still shows a panic
-      "--",
-      runDir,
-    ];
-    const child = new Deno.Command("setpriv", {
-      args: [
-        "--pdeathsig",
-        "TERM",
-        "sh",
-        "-c",
-        SUPERVISOR,
-        "sh",
-        consoleLog,
-        kernel,
-        ...kernelArgs,
-      ],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-
-    let timedOut = false;
-    let aborted = false;
-    const killLab = () => {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // already gone
-      }
-    };
-    const timer = setTimeout(() => {
-      timedOut = true;
-      killLab();
-    }, timeoutSeconds * 1000);
-    const onAbort = () => {
-      aborted = true;
-      killLab();
-    };
-    if (options.signal?.aborted) onAbort();
-    options.signal?.addEventListener("abort", onAbort);
-
-    const collect = async (
-      stream: ReadableStream<Uint8Array>,
-      sink: { writable: WritableStream<Uint8Array> },
-    ) => {
-      if (output === "inherit") {
-        await stream.pipeTo(sink.writable, { preventClose: true });
-        return undefined;
-      }
-      return await new Response(stream).text();
-    };
-    let status: Deno.CommandStatus;
-    let stdout: string | undefined;
-    let stderr: string | undefined;
-    try {
-      [stdout, stderr, status] = await Promise.all([
-        collect(child.stdout, Deno.stdout),
-        collect(child.stderr, Deno.stderr),
-        child.status,
-      ]);
-    } finally {
-      clearTimeout(timer);
-      options.signal?.removeEventListener("abort", onAbort);
-    }
-
-    if (timedOut || aborted) return { code: timedOut ? 124 : 130, timedOut, stdout, stderr };
+    await writeRunFiles(runDir, labEnvironment(options, cwd), shapes, options.command);
+    const child = bootLab(runDir, kernel, options.memory ?? "2G", consoleLog);
+    const run = await superviseLab(child, timeoutSeconds, output, options.signal);
+    const { stdout, stderr, status, timedOut } = run;
+    if (timedOut || run.aborted) return { code: timedOut ? 124 : 130, timedOut, stdout, stderr };
     let exitText: string;
     try {
       exitText = await Deno.readTextFile(join(runDir, "exit"));
