@@ -104,6 +104,12 @@ const OPTIONS = {
   client: { kind: "integer", default: 0, min: 0, help: "(internal) client index" },
   server: { kind: "string", default: "", help: "(internal) server URL" },
   out: { kind: "string", default: "", help: "(internal) output file" },
+  from: {
+    kind: "string",
+    default: "",
+    help:
+      "analyse the run directory of an earlier run again (.lab/sched-<time>), with the same options",
+  },
 } as const satisfies OptionTable;
 
 type Values = Awaited<ReturnType<typeof parseOptions<typeof OPTIONS>>> & object;
@@ -254,7 +260,6 @@ async function orchestrate(values: Options, args: string[]) {
     } min), bottleneck ${values.rate * 8 / 1e6} Mbit/s, RTT ${2 * values.delay} ms` +
       (values.mixed ? ` and ${2 * (values.delay + values.farDelay)} ms` : ""),
   );
-  const out = join(dir, "results.json");
   const lab = await runInLab({
     command: [
       Deno.execPath(),
@@ -265,7 +270,7 @@ async function orchestrate(values: Options, args: string[]) {
       join(REPO, "scripts", "bench", "sched.ts"),
       "--role=lab",
       `--plan=${planPath}`,
-      `--out=${out}`,
+      `--out=${join(dir, "results.json")}`,
       ...args.filter((a) => !a.startsWith("--report")),
     ],
     links: [
@@ -277,8 +282,14 @@ async function orchestrate(values: Options, args: string[]) {
     timeoutSeconds: values.labTimeout,
   });
   if (lab.code !== 0) throw new Error(`the lab run failed (exit code ${lab.code})`);
-  const results: RunResult[] = JSON.parse(await Deno.readTextFile(out));
-  const line = await report(results, {
+  await Deno.remove(join(dir, "site"), { recursive: true });
+  console.log(await analyse(dir, values));
+}
+
+/** The report of a finished run directory (`results.json`, traces); returns the SCHED line. */
+async function analyse(dir: string, values: Options): Promise<string> {
+  const results: RunResult[] = JSON.parse(await Deno.readTextFile(join(dir, "results.json")));
+  return await report(results, {
     rate: values.rate,
     rttMs: { 0: 2 * values.delay, 1: 2 * (values.delay + values.farDelay) },
     dir,
@@ -290,6 +301,7 @@ async function orchestrate(values: Options, args: string[]) {
       laneDepth: values.laneDepth,
       sizeclass:
         `stream scheduler prio, lane depth ${STACK_LANE_DEPTH}, send buffer ${STACK_SEND_BUFFER}`,
+      mixed: "wire runs 1, send buffer 16384",
       responseOverheadBytes: RESPONSE_OVERHEAD_BYTES,
       wireEfficiency: WIRE_EFFICIENCY,
       sendBufferSize: values.sendBufferSize,
@@ -304,8 +316,6 @@ async function orchestrate(values: Options, args: string[]) {
       seeds: values.seeds,
     },
   });
-  await Deno.remove(join(dir, "site"), { recursive: true });
-  console.log(line);
 }
 
 /** Busy and total CPU time of the machine so far, in ms, over all its CPUs (the lab has one). */
@@ -553,6 +563,7 @@ async function main(args: string[]) {
   const { values } = parsed;
   if (values.role === "load") return await load(values);
   if (values.role === "lab") return await inLab(values);
+  if (values.from) return console.log(await analyse(values.from, values));
   await orchestrate(values, args);
 }
 

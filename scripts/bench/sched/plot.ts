@@ -48,6 +48,8 @@ export interface LineChartOptions extends ChartOptions {
   logX?: boolean;
   /** Logarithmic y axis. @default {false} */
   logY?: boolean;
+  /** Field whose values get different dash patterns (e.g. measured vs ideal). */
+  dash?: string;
 }
 
 /** Options of {@linkcode barChart}. */
@@ -126,10 +128,18 @@ export function lineChart(options: LineChartOptions): Promise<string> {
     encoding: {
       x: { field: x, type: "quantitative", title: options.xTitle ?? x, scale: scale(options.logX) },
       y: { field: y, type: "quantitative", title: options.yTitle ?? y, scale: scale(options.logY) },
-      ...(series ? { color: { field: series, type: "nominal", title: series } } : {}),
+      ...(series
+        ? { color: { field: series, type: "nominal", title: series, scale: PALETTE } }
+        : {}),
+      ...(options.dash
+        ? { strokeDash: { field: options.dash, type: "nominal", title: options.dash } }
+        : {}),
     },
   });
 }
+
+/** Twenty colours, so that up to twenty series never share one. */
+const PALETTE = { scheme: "tableau20" } as const;
 
 /** A bar chart, bars grouped side by side per `series`, with optional error ranges. */
 export function barChart(options: BarChartOptions): Promise<string> {

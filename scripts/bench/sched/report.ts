@@ -200,6 +200,34 @@ export async function report(results: RunResult[], options: ReportOptions): Prom
     `top1-slowdown srpt/ps=${headline.top1pct_slowdown_srpt_over_ps}`;
 }
 
+/** The goals of the scheduling issue against the headline, met or missed. */
+function goals(headline: Record<string, number | null>): string {
+  const line = (what: string, value: number | null, goal: number, better: "below" | "above") => {
+    const met = value !== null && (better === "below" ? value <= goal : value >= goal);
+    return `| ${what} | ${value ?? "not measured"} | ${better === "below" ? "≤" : "≥"} ${goal} | ${
+      value === null ? "—" : met ? "met" : "missed"
+    } |`;
+  };
+  return [
+    "| goal | measured | target | |",
+    "| --- | --- | --- | --- |",
+    line("SRPT mean response time / PS's", headline.srpt_over_ps_mean, 0.5, "below"),
+    line("SRPT mean / the simulated ideal SRPT", headline.srpt_over_ideal_mean, 1.3, "below"),
+    line(
+      "largest 1%: mean slowdown under SRPT / under PS",
+      headline.top1pct_slowdown_srpt_over_ps,
+      1.2,
+      "below",
+    ),
+    line(
+      "SRRT / SRPT mean, two RTTs (seed 002: 0.925)",
+      headline.srrt_over_srpt_mean_mixed_rtt,
+      0.925,
+      "below",
+    ),
+  ].join("\n");
+}
+
 function table(rows: Row[]): string {
   const ms = (s: number) => round(s * 1000, 1);
   const lines = [
@@ -250,11 +278,13 @@ async function writeDocs(
       x: "load",
       y: "mean response time (ms)",
       series: "policy",
+      dash: "kind",
       logY: true,
       data: one.map((r) => ({
         load: r.load,
         "mean response time (ms)": ms(r.mean),
-        policy: r.kind === "ideal" ? `ideal ${r.policy}` : r.policy,
+        policy: r.policy,
+        kind: r.kind,
       })),
     }),
   );
@@ -369,6 +399,8 @@ ${setup}
 \`\`\`json
 ${JSON.stringify(headline, null, 2)}
 \`\`\`
+
+${goals(headline)}
 
 ## All rows
 
