@@ -25,6 +25,19 @@ export function prng(seed: number): () => number {
   };
 }
 
+/**
+ * Runs a benchmark's `main` with the process arguments: its error becomes a
+ * one-line message and exit code 2 for a bad option, 1 otherwise.
+ */
+export async function runMain(name: string, main: (args: string[]) => Promise<void>) {
+  try {
+    await main(Deno.args);
+  } catch (error) {
+    console.error(`bench ${name}: ${(error as Error).message}`);
+    Deno.exit((error as Error).name === "ConfigError" ? 2 : 1);
+  }
+}
+
 /** The sha256 of `data`, in hex. */
 export function sha256Hex(data: Uint8Array): string {
   return createHash("sha256").update(data).digest("hex");

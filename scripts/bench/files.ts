@@ -39,6 +39,7 @@ import {
   progress,
   REPO,
   round,
+  runMain,
   table,
   writeResults,
 } from "./common.ts";
@@ -478,11 +479,4 @@ async function main(args: string[]) {
 
 export { main };
 
-if (import.meta.main) {
-  try {
-    await main(Deno.args);
-  } catch (error) {
-    console.error(`bench files: ${(error as Error).message}`);
-    Deno.exit(error instanceof ConfigError ? 2 : 1);
-  }
-}
+if (import.meta.main) await runMain("files", main);

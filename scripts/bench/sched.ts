@@ -26,7 +26,7 @@ import { ConfigError, helpText, type OptionTable, parseOptions } from "../../cli
 import { FlowClient } from "../../protocol/client.ts";
 import { POLICY_NAMES, type PolicyName } from "../../server/policies/mod.ts";
 import { runInLab } from "../lab/lab.ts";
-import { progress, REPO, round, sha256Hex } from "./common.ts";
+import { progress, REPO, round, runMain, sha256Hex } from "./common.ts";
 import {
   boundedPareto,
   fileBytes,
@@ -569,11 +569,4 @@ async function main(args: string[]) {
 
 export { main };
 
-if (import.meta.main) {
-  try {
-    await main(Deno.args);
-  } catch (error) {
-    console.error(`bench sched: ${(error as Error).message}`);
-    Deno.exit(error instanceof ConfigError ? 2 : 1);
-  }
-}
+if (import.meta.main) await runMain("sched", main);

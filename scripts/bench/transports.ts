@@ -24,7 +24,7 @@
 
 import { connect, listen, localUdpPort } from "../../mod.ts";
 import type { Association, Listener, TransportName } from "../../mod.ts";
-import { ConfigError, helpText, parseOptions } from "../../cli/options.ts";
+import { helpText, parseOptions } from "../../cli/options.ts";
 import { runInLab } from "../lab/lab.ts";
 import {
   Child,
@@ -35,6 +35,7 @@ import {
   progress,
   REPO,
   round,
+  runMain,
   table,
   writeResults,
 } from "./common.ts";
@@ -465,11 +466,4 @@ async function main(args: string[]) {
 
 export { main };
 
-if (import.meta.main) {
-  try {
-    await main(Deno.args);
-  } catch (error) {
-    console.error(`bench transports: ${(error as Error).message}`);
-    Deno.exit(error instanceof ConfigError ? 2 : 1);
-  }
-}
+if (import.meta.main) await runMain("transports", main);
