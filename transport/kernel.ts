@@ -36,7 +36,7 @@ import {
 } from "../ffi/libsctp.ts";
 import { StructBuffer } from "../ffi/struct.ts";
 import type { Established, SocketDriver } from "./driver.ts";
-import { acceptOn, connectTo, listenOn } from "./libc_stream.ts";
+import { streamEndpoints } from "./libc_stream.ts";
 import { notificationReader, ReceiveBuffer } from "./sctp_shared.ts";
 import { isClosing, STREAM_SCHEDULERS, TransportError } from "./types.ts";
 import type { AssociationOptions, Message, PathInfo } from "./types.ts";
@@ -241,25 +241,8 @@ export const kernelDriver: SocketDriver = {
 
   prepare() {},
 
-  listen(host, port, options) {
-    return listenOn(host, port, openSocket, (socket) => configure(socket, options));
-  },
-
-  accept(listening, options) {
-    // A stopped listener ends the loop with EINVAL (see `shutdown`).
-    return acceptOn(listening, (socket) => {
-      configure(socket, options);
-      return established(socket, options);
-    });
-  },
-
-  connect(host, port, options) {
-    return connectTo(host, port, openSocket, (socket, connect) => {
-      configure(socket, options);
-      connect();
-      return established(socket, options);
-    });
-  },
+  // A stopped listener ends accept with EINVAL (see `shutdown`).
+  ...streamEndpoints({ open: openSocket, configure, establish: established }),
 
   send(handle, stream, pointer, length) {
     if (length === 0) throw new RangeError("kernel SCTP cannot send an empty message");

@@ -17,7 +17,39 @@ import {
   setIntOption,
 } from "../ffi/libc.ts";
 import { Errno } from "../ffi/errors.ts";
-import type { Established } from "./driver.ts";
+import type { Established, SocketDriver } from "./driver.ts";
+import type { AssociationOptions } from "./types.ts";
+
+/** How a driver on libc stream sockets opens, configures and completes a connection. */
+export interface StreamSocketKind {
+  /** A new socket of `family`. */
+  open(family: number): number;
+  /** Socket options, set before listen, accept's return and connect. */
+  configure(socket: number, options: Required<AssociationOptions>): void;
+  /** Completes a connected or accepted socket (negotiation, stream counts). */
+  establish(socket: number, options: Required<AssociationOptions>): Established;
+}
+
+/** `listen`, `accept` and `connect` of a driver on libc stream sockets. */
+export function streamEndpoints(
+  kind: StreamSocketKind,
+): Pick<SocketDriver, "listen" | "accept" | "connect"> {
+  return {
+    listen: (host, port, options) =>
+      listenOn(host, port, kind.open, (socket) => kind.configure(socket, options)),
+    accept: (listening, options) =>
+      acceptOn(listening, (socket) => {
+        kind.configure(socket, options);
+        return kind.establish(socket, options);
+      }),
+    connect: (host, port, options) =>
+      connectTo(host, port, kind.open, (socket, connect) => {
+        kind.configure(socket, options);
+        connect();
+        return kind.establish(socket, options);
+      }),
+  };
+}
 
 /**
  * Opens a socket for `host` with `open(family)`, lets `configure` set its

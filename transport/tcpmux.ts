@@ -29,7 +29,7 @@ import {
 import { Errno, type NativeError } from "../ffi/errors.ts";
 import { StructBuffer } from "../ffi/struct.ts";
 import type { Established, SocketDriver } from "./driver.ts";
-import { acceptOn, connectTo, listenOn } from "./libc_stream.ts";
+import { streamEndpoints } from "./libc_stream.ts";
 import { SHARED_CLOSING, SHARED_WRITE_LOCK, TransportError } from "./types.ts";
 import type { AssociationOptions, Message, PathInfo, SocketHandle } from "./types.ts";
 
@@ -160,24 +160,7 @@ export const tcpmuxDriver: SocketDriver = {
 
   prepare() {},
 
-  listen(host, port, options) {
-    return listenOn(host, port, openSocket, (socket) => configure(socket, options));
-  },
-
-  accept(listening, options) {
-    return acceptOn(listening, (socket) => {
-      configure(socket, options);
-      return exchangeHello(socket, options);
-    });
-  },
-
-  connect(host, port, options) {
-    return connectTo(host, port, openSocket, (socket, connect) => {
-      configure(socket, options);
-      connect();
-      return exchangeHello(socket, options);
-    });
-  },
+  ...streamEndpoints({ open: openSocket, configure, establish: exchangeHello }),
 
   send(handle: SocketHandle, stream, pointer, length) {
     if (length > MAX_MESSAGE_BYTES) {
