@@ -165,9 +165,10 @@ if (import.meta.main) {
       return paths.reduce((sum, p) => sum + results.get(policy)!.get(p)!, 0) / paths.length;
     };
     console.log("\nmean time to get the page's files, and the downloads:");
+    const width = Math.max(...POLICY_NAMES.map((p) => p.length));
     for (const policy of POLICY_NAMES) {
       console.log(
-        `  ${policy.padEnd(5)} page ${
+        `  ${policy.padEnd(width)} page ${
           mean(policy, (p) => !isDownload(p)).toFixed(0).padStart(6)
         } ms` +
           `   downloads ${mean(policy, isDownload).toFixed(0).padStart(6)} ms`,
@@ -176,7 +177,9 @@ if (import.meta.main) {
     console.log(
       "\nPreemptive size-based policies (srpt, srrt) let the page overtake the downloads, and the" +
         "\ndownloads finish no later than under fair sharing (ps); fifo and scf make the page wait for a" +
-        "\ndownload already under way. This holds only where responses queue: at a bottleneck." +
+        "\ndownload already under way. sizeclass leaves the order to the stack's stream scheduler" +
+        "\n(kernel SCTP with --stream-scheduler prio); without one it is fifo. All of this holds" +
+        "\nonly where responses queue: at a bottleneck." +
         "\nMeasured on a real link in the lab: deno task bench sched --help",
     );
     console.log("\nevery body matched its file (sha256). Next: deno task server --help");
