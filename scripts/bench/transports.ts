@@ -22,6 +22,7 @@
  * @module
  */
 
+import { dirname, join } from "node:path";
 import { connect, listen, localUdpPort } from "../../mod.ts";
 import type { Association, Listener, TransportName } from "../../mod.ts";
 import { helpText, parseOptions } from "../../cli/options.ts";
@@ -40,7 +41,10 @@ import {
   writeResults,
 } from "./common.ts";
 
+/** What runs through Deno: a transport, or plain Deno TCP. */
 type Bench = TransportName | "tcp";
+/** What is measured: a Deno bench, or the C anchor (`anchor/oneway.c`) over SCTP or TCP. */
+type Measured = Bench | "c-sctp" | "c-tcp";
 
 const OPTIONS = {
   quick: { kind: "boolean", default: false, help: "small message counts (a smoke run)" },
@@ -72,6 +76,7 @@ const OPTIONS = {
   transports: { kind: "string", default: "", help: "(internal) comma-separated transports" },
   ports: { kind: "string", default: "", help: "(internal) JSON of the server's ports" },
   labOut: { kind: "string", default: "", help: "(internal) file for the lab's samples" },
+  anchor: { kind: "string", default: "", help: "(internal) the C anchor's binary" },
 } as const;
 
 const USAGE = `Usage: deno task bench transports [options]
@@ -87,7 +92,7 @@ type Values = NonNullable<Awaited<ReturnType<typeof parseOptions<typeof OPTIONS>
 
 /** One measurement as the client reports it. */
 interface Sample {
-  transport: Bench;
+  transport: Measured;
   size: number;
   count: number;
   round: number;
@@ -331,9 +336,87 @@ async function runPair(values: Values, transports: Bench[], lab: boolean): Promi
   }
 }
 
+/** Builds the C anchor on the host (gcc, libsctp-dev) where the lab can run it. */
+async function buildAnchor(): Promise<string> {
+  const binary = join(REPO, ".lab", "anchor", "oneway");
+  await Deno.mkdir(dirname(binary), { recursive: true });
+  const source = join(REPO, "scripts", "bench", "anchor", "oneway.c");
+  const gcc = await new Deno.Command("gcc", { args: ["-O2", "-o", binary, source, "-lsctp"] })
+    .output();
+  if (!gcc.success) {
+    throw new Error(`cannot build the C anchor: ${new TextDecoder().decode(gcc.stderr)}`);
+  }
+  return binary;
+}
+
+/** Inside the lab: the C anchor over kernel SCTP and TCP, client ns → server ns, every round. */
+async function runAnchor(values: Values): Promise<Sample[]> {
+  const host = Deno.env.get("LAB_SERVER_IP")!;
+  const samples: Sample[] = [];
+  for (const [protocol, port] of [["sctp", "9731"], ["tcp", "9732"]] as const) {
+    const server = new Child([
+      "ip",
+      "netns",
+      "exec",
+      "server",
+      values.anchor,
+      "server",
+      protocol,
+      host,
+      port,
+    ]);
+    try {
+      await server.line();
+      for (let n = 0; n < values.repeat; n++) {
+        for (const [size, count] of [[64 * KIB, values.bigCount], [KIB, values.smallCount]]) {
+          const client = await new Deno.Command("ip", {
+            args: ["netns", "exec", "client", values.anchor, "client", protocol, host, port]
+              .concat([String(size), String(count)]),
+            stderr: "inherit",
+          }).output();
+          if (!client.success) throw new Error(`the C anchor failed (${protocol}, ${size} B)`);
+          const seconds = Number(new TextDecoder().decode(client.stdout));
+          samples.push({ transport: `c-${protocol}`, size, count, round: n, seconds });
+          progress(
+            "transports",
+            `C ${protocol} ${size} B: ${round(size * count / seconds / 1e6, 1)} MB/s`,
+          );
+        }
+      }
+    } finally {
+      await server.stop();
+    }
+  }
+  return samples;
+}
+
+/** Deno over C in the same boot: kernel SCTP against C on kernel SCTP, tcpmux and Deno TCP against C on TCP. */
+function printAnchorRatios(rows: Row[]) {
+  const lab = rows.filter((r) => r.where === "lab");
+  const of = (t: Measured, size: number) => lab.find((r) => r.transport === t && r.size === size);
+  const lines: string[] = [];
+  for (const size of [64 * KIB, KIB]) {
+    for (
+      const [deno, c] of [["kernel", "c-sctp"], ["tcpmux", "c-tcp"], ["tcp", "c-tcp"]] as const
+    ) {
+      const d = of(deno, size);
+      const base = of(c, size);
+      if (d && base) {
+        lines.push(
+          `  ${deno} / C ${c.slice(2)}, ${size / KIB} KiB: ${
+            round(d.mbPerSecond / base.mbPerSecond, 2)
+          }` +
+            ` (${round(d.mbPerSecond, 1)} vs ${round(base.mbPerSecond, 1)} MB/s)`,
+        );
+      }
+    }
+  }
+  if (lines.length > 0) console.log(`\nlab, Deno / C in the same boot:\n${lines.join("\n")}`);
+}
+
 interface Row {
   where: "host" | "lab";
-  transport: Bench;
+  transport: Measured;
   size: number;
   count: number;
   seconds: number[];
@@ -424,6 +507,7 @@ async function main(args: string[]) {
   if (values.insideLab) {
     // Inside the lab: leave the samples in a host-visible file for the host to pick up.
     const samples = await runPair(values, ["kernel", "tcpmux", "tcp"], true);
+    if (values.anchor) samples.push(...await runAnchor(values));
     await Deno.writeTextFile(values.labOut, JSON.stringify(samples));
     return;
   }
@@ -438,8 +522,14 @@ async function main(args: string[]) {
     progress("transports", "lab: booting (kernel SCTP, tcpmux, tcp; client ns → server ns)");
     const labOut = await labOutFile("transports");
     const forward = args.filter((a) => !a.startsWith("--where"));
+    const anchor = await buildAnchor();
     const result = await runInLab({
-      command: denoArgv("transports.ts", ["--inside-lab", `--lab-out=${labOut}`, ...forward]),
+      command: denoArgv("transports.ts", [
+        "--inside-lab",
+        `--lab-out=${labOut}`,
+        `--anchor=${anchor}`,
+        ...forward,
+      ]),
       cwd: REPO,
       output: "inherit",
       timeoutSeconds: values.labTimeout,
@@ -460,6 +550,7 @@ async function main(args: string[]) {
     `\nOne-way throughput, median of ${values.repeat} (MB = 10^6 bytes; × = ratio in the same run)`,
   );
   printTable(rows);
+  printAnchorRatios(rows);
   console.log(`\nload average at start ${load.start?.join(" ")}, at end ${load.end?.join(" ")}`);
   console.log(`results: ${path}`);
 }
