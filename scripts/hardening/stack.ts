@@ -82,6 +82,8 @@ export class Service {
       rest = lines.pop()!;
       for (const line of lines) {
         this.lines.push(line);
+        // Long runs log a lot: keep the recent lines only.
+        if (this.lines.length > 2000) this.lines.splice(0, 1000);
         this.#waiters = this.#waiters.filter((waiter) => {
           if (!line.includes(waiter.text)) return true;
           waiter.resolve(line);
@@ -115,14 +117,19 @@ export class Service {
     return this.lines.slice(-count).join("\n");
   }
 
-  /** RSS, descriptors and threads from /proc/<pid>. */
+  /** RSS, descriptors and threads, from `ps` and /proc/<pid>/fd (Deno may not read /proc itself). */
   async sample(): Promise<ProcessSample> {
-    const status = await Deno.readTextFile(`/proc/${this.process.pid}/status`);
-    const field = (name: string) =>
-      Number(new RegExp(`^${name}:\\s+(\\d+)`, "m").exec(status)?.[1]);
-    let fds = 0;
-    for await (const _ of Deno.readDir(`/proc/${this.process.pid}/fd`)) fds++;
-    return { rssMb: field("VmRSS") / 1024, fds, threads: field("Threads") };
+    const pid = String(this.process.pid);
+    const run = async (command: string, args: string[]) => {
+      const output = await new Deno.Command(command, { args, stdout: "piped", stderr: "null" })
+        .output();
+      return new TextDecoder().decode(output.stdout);
+    };
+    const ps = (await run("ps", ["-o", "rss=,nlwp=", "-p", pid])).trim();
+    if (!ps) throw new Error(`${this.name} is not running; its last log lines:\n${this.tail()}`);
+    const [rssKb, threads] = ps.split(/\s+/).map(Number);
+    const fds = (await run("ls", [`/proc/${pid}/fd`])).split("\n").filter(Boolean).length;
+    return { rssMb: rssKb / 1024, fds, threads };
   }
 
   /** Sends `signal` (SIGKILL by default) and waits for the exit. */
@@ -223,13 +230,13 @@ export type Outcome =
 export async function fetchChecked(
   base: string,
   file: SiteFile,
-  signal?: AbortSignal,
+  client?: Deno.HttpClient,
 ): Promise<Outcome> {
   const start = performance.now();
   const ms = () => performance.now() - start;
   let response: Response;
   try {
-    response = await fetch(base + file.path, { signal });
+    response = await fetch(base + file.path, { client });
   } catch {
     return { kind: "cut", got: 0, ms: ms() };
   }
