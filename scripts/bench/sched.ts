@@ -26,6 +26,7 @@ import { ConfigError, helpText, type OptionTable, parseOptions } from "../../cli
 import { FlowClient } from "../../protocol/client.ts";
 import { POLICY_NAMES, type PolicyName } from "../../server/policies/mod.ts";
 import { runInLab } from "../lab/lab.ts";
+import { SCTP_SYSCTLS, setSctpTimers } from "../lab/sctp_timers.ts";
 import { progress, REPO, round, runMain, sha256Hex } from "./common.ts";
 import {
   boundedPareto,
@@ -164,7 +165,6 @@ export const RESPONSE_OVERHEAD_BYTES = 320;
 /** Body bytes per byte on the wire in full packets: 1438 of 1514 at MTU 1500. */
 export const WIRE_EFFICIENCY = 0.95;
 /** SCTP timers for a WAN link with a small queue (see `inLab`). */
-const SCTP_SYSCTLS = ["net.sctp.rto_min=50", "net.sctp.rto_initial=300", "net.sctp.rto_max=3000"];
 const LAB_SERVER = "10.10.2.2";
 
 function listOf<T extends string>(text: string, allowed: readonly string[], flag: string): T[] {
@@ -428,15 +428,7 @@ function spawn(netns: string, argv: string[]): Deno.ChildProcess {
 /** Lab side: one server per run, the load generators, the records back to the host. */
 async function inLab(values: Options) {
   const plan: RunSpec[] = JSON.parse(await Deno.readTextFile(values.plan));
-  // Linux's SCTP waits at least 1 s before it retransmits on a timeout (rto_min), so every
-  // loss the fast retransmit misses idles the link for a second; TCP's floor is 200 ms.
-  // Measured at 2 Mbit/s through tbf: 4 MB took 75 s with the defaults, 16 s with these.
-  for (const netns of ["server", "proxy", "client"]) {
-    const sysctl = new Deno.Command("ip", {
-      args: ["netns", "exec", netns, "sysctl", "-qw", ...SCTP_SYSCTLS],
-    });
-    if (!(await sysctl.output()).success) throw new Error(`sysctl failed in ${netns}`);
-  }
+  await setSctpTimers();
   const dir = join(values.plan, "..");
   const results: RunResult[] = [];
   for (const [i, run] of plan.entries()) {

@@ -9,13 +9,15 @@
 const RUNS: Record<string, string> = {
   kill: "./kill.ts",
   soak: "./soak.ts",
+  loss: "./loss.ts",
 };
 
 const USAGE = `Usage: deno task harden <run> [options]
 
 Runs (each counts what must never happen, prints a summary and PASS or FAIL):
   kill       kill -9 of the server and the proxy mid-transfer, repeatedly, under load
-  soak       long mixed load; RSS, descriptors and threads sampled for leaks`;
+  soak       long mixed load; RSS, descriptors and threads sampled for leaks
+  loss       in the lab: files through the proxy over lossy links, every body's sha256 checked`;
 
 const [name, ...args] = Deno.args;
 if (!name || name === "-h" || name === "--help") {
