@@ -10,6 +10,7 @@ const RUNS: Record<string, string> = {
   kill: "./kill.ts",
   soak: "./soak.ts",
   loss: "./loss.ts",
+  overload: "./overload.ts",
 };
 
 const USAGE = `Usage: deno task harden <run> [options]
@@ -17,6 +18,7 @@ const USAGE = `Usage: deno task harden <run> [options]
 Runs (each counts what must never happen, prints a summary and PASS or FAIL):
   kill       kill -9 of the server and the proxy mid-transfer, repeatedly, under load
   soak       long mixed load; RSS, descriptors and threads sampled for leaks
+  overload   many associations and TCP clients at once: served or refused cleanly, then recovery
   loss       in the lab: files through the proxy over lossy links, every body's sha256 checked`;
 
 const [name, ...args] = Deno.args;
