@@ -1,52 +1,66 @@
 /**
  * The proxy's disk cache, shareable by several proxy processes on one host.
  *
- * Layout, for a URL path `/a/b.css` in cache directory `C`:
+ * Layout. An entry's key is its normalised URL path (see `cacheKey`); its
+ * files are named by the SHA-256 of the key, fanned out over 256 directories
+ * by the first two hex digits. For a key hashing to `ab12…` in directory `C`:
  *
- * - `C/a/b.css.tmp` — the body while it downloads. Created with O_EXCL: whoever
- *   creates it owns the download; everyone else waits.
- * - `C/a/b.css.headers.json` — `{status, headers, size, url, storedAt}`,
- *   written before the body is renamed into place.
- * - `C/a/b.css` — the complete body, renamed from `.tmp` when every byte has
- *   arrived. Its existence is what "cached" means; a partial or failed
+ * - `C/ab/ab12….tmp` — the body while it downloads. Created with O_EXCL:
+ *   whoever creates it owns the download; everyone else waits.
+ * - `C/ab/ab12….meta` — `{status, headers, size, url, storedAt}`, written
+ *   before the body is renamed into place. `url` is the key; opening an entry
+ *   checks it, and the size, against what was asked for and what is there.
+ * - `C/ab/ab12….body` — the complete body, renamed from `.tmp` when every byte
+ *   has arrived. Its existence is what "cached" means; a partial or failed
  *   download never gets this name (its `.tmp` is removed).
  *
- * A URL path ending in `/` is stored as `<dir>/.index`. Paths that cannot be
- * stored safely bypass the cache: segments starting with `.`, names ending in
- * `.tmp` or `.headers.json`, undecodable or overlong ones. `..` can never
- * occur (URL parsing removes dot segments, and decoded segments are checked
- * again), so nothing is ever written outside the cache directory.
+ * A URL path only chooses a hash; every file name is made of a hash and a
+ * fixed suffix. So no path can name another entry, its metadata or its
+ * `.tmp`, and nothing is ever written outside the cache directory, whatever
+ * the path and whatever the order of requests. The 256 directories are
+ * created when the cache opens and are all there ever is: a request creates
+ * no directory, a failed download leaves no file, and the cache needs 257
+ * inotify watches however many paths are asked for.
  *
  * Waiters learn that an entry completed through `Deno.watchFs` events: on
- * `rename(x.tmp, x)` it reports `remove [x.tmp]`, `rename [x]`, then
- * `rename [x.tmp, x]`. Completion is keyed on the final name `x`; a `remove`
- * of `x.tmp` only means failure if `x` does not exist afterwards. A slow poll
- * backs the watcher up (recursive watches can miss files in brand-new
- * directories).
+ * `rename(h.tmp, h.body)` it reports `remove [h.tmp]`, `rename [h.body]`,
+ * then `rename [h.tmp, h.body]`. Completion is keyed on the `.body`; a
+ * `remove` of the `.tmp` only means failure if the `.body` does not exist
+ * afterwards. A slow poll backs the watcher up.
  *
- * Eviction is least-recently-used by body bytes, per process (each process
- * knows the entries it stored, read, or found at start); entries being read
- * or written are never evicted.
+ * Size. Body bytes of the entries this process knows, plus the room given to
+ * its downloads in flight, stay within `maxBytes`: a download asks for room
+ * (`reserve`) once its size is known, least recently used entries are evicted
+ * to make it, and when entries being read (pinned, never evicted) hold too
+ * much, or the body is larger than the whole cache, the room is refused and
+ * the body is not stored. Each process keeps its own count: two processes
+ * sharing a directory each keep their own limit.
  *
  * @module
  */
 
-import { dirname, join } from "node:path";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
 import type { Logger } from "../cli/log.ts";
 
 const TMP = ".tmp";
-const HEADERS = ".headers.json";
-const MAX_SEGMENT = 200;
-const MAX_PATH = 1024;
+const META = ".meta";
+const BODY = ".body";
+/** Longest key stored; longer paths pass through uncached. */
+const MAX_KEY = 8192;
 /** Bodies up to this size are read into memory at once when served. */
 const SMALL_BODY = 256 * 1024;
 const POLL_MS = 250;
+/** The fan-out directories, `00` … `ff`. */
+const FAN_OUT = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+const ENTRY_NAME = /^([0-9a-f]{64})(\.tmp|\.meta|\.body)$/;
 
 /** What is kept beside a body. */
 export interface EntryMeta {
   status: number;
   headers: [string, string][];
   size: number;
+  /** The entry's key (its normalised URL path). */
   url: string;
   storedAt: string;
 }
@@ -59,33 +73,50 @@ export interface OpenEntry {
   readonly body: ReadableStream<Uint8Array> | Uint8Array;
 }
 
+/** The files of one entry. */
+export interface EntryFiles {
+  /** The complete body. */
+  readonly body: string;
+  /** Its metadata. */
+  readonly meta: string;
+  /** The body while it downloads. */
+  readonly tmp: string;
+}
+
+const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
+
 /**
- * The relative cache path of a URL pathname (as `URL.pathname` gives it,
- * percent-encoded), or `null` if it cannot be cached safely.
+ * The cache key of a URL pathname (as `URL.pathname` gives it,
+ * percent-encoded), or `null` if it is not stored. Percent-encodings are
+ * normalised as RFC 3986 §6.2.2 says (unreserved characters decoded, hex
+ * digits upper case), so equivalent spellings share one entry; `%2F` stays
+ * encoded. Too long paths, dot segments and characters a request line cannot
+ * carry are not stored (a URL parser never gives those).
  */
 export function cacheKey(pathname: string): string | null {
-  if (!pathname.startsWith("/") || pathname.length > MAX_PATH) return null;
-  const raw = pathname.slice(1).split("/");
-  const directory = raw[raw.length - 1] === "";
-  if (directory) raw.pop();
-  const segments: string[] = [];
-  for (const part of raw) {
-    let segment: string;
-    try {
-      segment = decodeURIComponent(part);
-    } catch {
-      return null;
-    }
-    if (
-      segment === "" || segment.startsWith(".") || segment.length > MAX_SEGMENT ||
-      /[\/\\\0]/.test(segment)
-    ) return null;
-    segments.push(segment);
-  }
-  if (directory) segments.push(".index");
-  const last = segments[segments.length - 1];
-  if (last.endsWith(TMP) || last.endsWith(HEADERS)) return null;
-  return segments.join("/");
+  if (!pathname.startsWith("/") || pathname.length > MAX_KEY) return null;
+  const key = pathname.replace(/%([0-9a-fA-F]{2})/g, (_, hex: string) => {
+    const char = String.fromCharCode(parseInt(hex, 16));
+    return UNRESERVED.test(char) ? char : `%${hex.toUpperCase()}`;
+  });
+  if (/[^\x21-\x7e]/.test(key) || /\/\.\.?(?:\/|$)/.test(key)) return null;
+  return key;
+}
+
+/** The hex SHA-256 of a key: the name of its entry. */
+function entryId(key: string): string {
+  return createHash("sha256").update(key).digest("hex");
+}
+
+/** The files of the entry of `key`, relative to the cache directory. */
+export function entryFiles(key: string): EntryFiles {
+  return filesOf(entryId(key));
+}
+
+function filesOf(id: string, dir?: string): EntryFiles {
+  const stem = `${id.slice(0, 2)}/${id}`;
+  const at = (suffix: string) => dir ? join(dir, stem + suffix) : stem + suffix;
+  return { body: at(BODY), meta: at(META), tmp: at(TMP) };
 }
 
 /** Whether `path` lies on a tmpfs, from /proc/mounts (undefined if unknown). */
@@ -111,16 +142,22 @@ export async function isTmpfs(path: string): Promise<boolean | undefined> {
 export interface DiskCacheOptions {
   /** The cache directory (created if missing). */
   dir: string;
-  /** Body bytes kept before least recently used entries are evicted. */
+  /** Body bytes kept (stored, being read, or downloading into room given to them). */
   maxBytes: number;
   log: Logger;
   /** Called once per eviction. */
-  onEvict?: (key: string) => void;
+  onEvict?: () => void;
   /**
    * How often waiters also look at the disk, as a backstop to `Deno.watchFs`.
    * @default 250
    */
   pollMs?: number;
+  /**
+   * A `.tmp` untouched for this many ms belongs to a dead process: a claim
+   * takes it over, and opening the cache removes it.
+   * @default 30000
+   */
+  staleMs?: number;
 }
 
 type WaitResult = "done" | "failed" | "timeout";
@@ -135,8 +172,8 @@ export interface CacheView {
   readonly bytes: number;
   /** Entries this process knows. */
   readonly entries: number;
-  /** The absolute path of an entry's body (`key`: the decoded URL path minus its `/`). */
-  pathOf(key: string): string;
+  /** The absolute paths of the files of the entry of `key` (a key as `cacheKey` gives it). */
+  files(key: string): { readonly body: string; readonly meta: string; readonly tmp: string };
 }
 
 /** The cache directory: entries, downloads in progress, waiters, eviction. */
@@ -146,12 +183,16 @@ export class DiskCache implements CacheView {
   /** The size limit in body bytes. */
   readonly maxBytes: number;
   readonly #log: Logger;
-  readonly #onEvict?: (key: string) => void;
-  /** Known complete entries, least recently used first. */
+  readonly #onEvict?: () => void;
+  readonly #staleMs: number;
+  /** Known complete entries by id, least recently used first. */
   readonly #index = new Map<string, number>();
   readonly #pins = new Map<string, number>();
+  /** Room given to downloads in flight, by id. */
+  readonly #reserved = new Map<string, number>();
   readonly #waiters = new Map<string, Set<(result: "done" | "failed") => void>>();
   #bytes = 0;
+  #reservedBytes = 0;
   #watcher: Deno.FsWatcher | undefined;
   #watching: Promise<void> | undefined;
   #poll: ReturnType<typeof setInterval> | undefined;
@@ -162,6 +203,7 @@ export class DiskCache implements CacheView {
     this.maxBytes = options.maxBytes;
     this.#log = options.log;
     this.#onEvict = options.onEvict;
+    this.#staleMs = options.staleMs ?? 30000;
   }
 
   /** Opens (creating if needed) a cache directory and starts watching it. */
@@ -175,7 +217,9 @@ export class DiskCache implements CacheView {
         { cache: dir },
       );
     }
-    await cache.#scan(dir, "");
+    // Every directory exists before the watch starts, so none is ever new to it.
+    await Promise.all(FAN_OUT.map((name) => Deno.mkdir(join(dir, name), { recursive: true })));
+    await cache.#scan();
     cache.#watcher = Deno.watchFs(dir, { recursive: true });
     cache.#watching = cache.#watch(cache.#watcher);
     cache.#poll = setInterval(() => cache.#pollWaiters(), options.pollMs ?? POLL_MS);
@@ -193,21 +237,22 @@ export class DiskCache implements CacheView {
     return this.#index.size;
   }
 
-  /** The absolute path of an entry's body. */
-  pathOf(key: string): string {
-    return join(this.dir, key);
+  /** The absolute paths of the files of the entry of `key`. */
+  files(key: string): EntryFiles {
+    return filesOf(entryId(key), this.dir);
   }
 
   /** Whether this process knows `key` as a complete entry (no I/O). */
   knows(key: string): boolean {
-    return this.#index.has(key);
+    return this.#index.has(entryId(key));
   }
 
   /** Whether a complete entry exists (on disk, whoever stored it). */
   async has(key: string): Promise<boolean> {
-    if (this.#index.has(key)) return true;
+    const id = entryId(key);
+    if (this.#index.has(id)) return true;
     try {
-      return (await Deno.stat(this.pathOf(key))).isFile;
+      return (await Deno.stat(filesOf(id, this.dir).body)).isFile;
     } catch {
       return false;
     }
@@ -215,25 +260,40 @@ export class DiskCache implements CacheView {
 
   /**
    * Opens a complete entry for serving, or `null` if there is none. The
-   * entry is pinned until its body has been read or cancelled.
+   * entry is pinned until its body has been read or cancelled. An entry
+   * whose metadata is missing or does not match it is removed.
    */
   async open(key: string): Promise<OpenEntry | null> {
-    this.#pin(key);
+    const id = entryId(key);
+    this.#pin(id);
     let released = false;
     const release = () => {
       if (!released) {
         released = true;
-        this.#unpin(key);
+        this.#unpin(id);
       }
     };
-    const path = this.pathOf(key);
+    const files = filesOf(id, this.dir);
     let file: Deno.FsFile | undefined;
     try {
-      file = await Deno.open(path);
+      file = await Deno.open(files.body);
+    } catch (error) {
+      release();
+      this.#forget(id);
+      if (!(error instanceof Deno.errors.NotFound)) {
+        this.#log.warn("cache entry unreadable; treated as a miss", { key, error: String(error) });
+      }
+      return null;
+    }
+    try {
       const size = (await file.stat()).size;
-      const meta = JSON.parse(await Deno.readTextFile(path + HEADERS)) as EntryMeta;
-      if (meta.size !== size) throw new Error(`size ${size} differs from the stored ${meta.size}`);
-      this.#remember(key, size);
+      const meta = JSON.parse(await Deno.readTextFile(files.meta)) as EntryMeta;
+      if (meta.url !== key || meta.size !== size || meta.status !== 200) {
+        throw new Error(
+          `metadata for ${JSON.stringify(meta.url)}, ${meta.size} bytes; body ${size} bytes`,
+        );
+      }
+      this.#remember(id, size);
       if (size <= SMALL_BODY) {
         const bytes = new Uint8Array(size);
         let at = 0;
@@ -246,70 +306,52 @@ export class DiskCache implements CacheView {
         release();
         return { meta, size, body: bytes };
       }
-      const handle = file;
-      const body = new ReadableStream<Uint8Array>({
-        async pull(controller) {
-          try {
-            const buffer = new Uint8Array(64 * 1024);
-            const n = await handle.read(buffer);
-            if (n === null) {
-              handle.close();
-              release();
-              controller.close();
-            } else {
-              controller.enqueue(buffer.subarray(0, n));
-            }
-          } catch (error) {
-            release();
-            controller.error(error);
-          }
-        },
-        cancel() {
-          try {
-            handle.close();
-          } catch { /* already closed */ }
-          release();
-        },
-      });
-      return { meta, size, body };
+      return { meta, size, body: pinnedBody(file, release) };
     } catch (error) {
       try {
-        file?.close();
+        file.close();
       } catch { /* already closed */ }
       release();
-      if (
-        !(error instanceof Deno.errors.NotFound) && !(error instanceof Deno.errors.NotADirectory)
-      ) {
-        this.#log.warn("cache entry unreadable; treated as a miss", {
-          key,
-          error: (error as Error).message,
-        });
-      }
+      // Body first: from then on nobody sees the entry as complete.
+      await Deno.remove(files.body).catch(() => {});
+      await Deno.remove(files.meta).catch(() => {});
+      this.#forget(id);
+      this.#log.warn("cache entry inconsistent; removed", { key, error: String(error) });
       return null;
     }
   }
 
   /**
-   * Claims the download of `key` by creating `<key>.tmp` exclusively.
+   * Claims the download of `key` by creating its `.tmp` exclusively.
    * Returns the open file, `"busy"` if another download (this process or
-   * another) holds it, or `"uncacheable"` if the path cannot be created
-   * (e.g. a file where a directory is needed).
+   * another) holds it, or `"uncacheable"` if the file cannot be created.
    */
-  async claim(key: string, staleMs: number): Promise<Deno.FsFile | "busy" | "uncacheable"> {
-    const tmp = this.pathOf(key) + TMP;
-    for (let attempt = 0; attempt < 2; attempt++) {
+  async claim(key: string): Promise<Deno.FsFile | "busy" | "uncacheable"> {
+    const id = entryId(key);
+    const { tmp } = filesOf(id, this.dir);
+    for (let attempt = 0; attempt < 3; attempt++) {
       try {
-        await Deno.mkdir(dirname(tmp), { recursive: true });
         const file = await Deno.open(tmp, { write: true, createNew: true });
-        this.#pin(key);
+        this.#pin(id);
         return file;
       } catch (error) {
-        if (!(error instanceof Deno.errors.AlreadyExists)) return "uncacheable";
+        if (error instanceof Deno.errors.NotFound) {
+          // Someone removed a fan-out directory: it is one of the 256, so make it again.
+          await Deno.mkdir(join(this.dir, id.slice(0, 2)), { recursive: true }).catch(() => {});
+          continue;
+        }
+        if (!(error instanceof Deno.errors.AlreadyExists)) {
+          this.#log.warn("cannot create a cache file; passing through", {
+            key,
+            error: String(error),
+          });
+          return "uncacheable";
+        }
         // A .tmp nobody has written to for long belongs to a dead process.
         try {
           const info = await Deno.stat(tmp);
           const age = Date.now() - (info.mtime?.getTime() ?? Date.now());
-          if (age < staleMs) return "busy";
+          if (age < this.#staleMs) return "busy";
           this.#log.warn("removing a stale download", { key, ageMs: age });
           await Deno.remove(tmp);
         } catch {
@@ -321,32 +363,59 @@ export class DiskCache implements CacheView {
   }
 
   /**
-   * Completes a download: closes `file`, writes the headers, renames the body
-   * into place. Eviction runs after the current tasks, so waiters that
-   * resolve now can pin the entry first.
+   * Asks for room for a claimed download of `size` bytes. Least recently
+   * used entries that nobody reads are evicted to make it; returns false
+   * (nothing evicted) if they cannot make enough, and then the body must not
+   * be stored.
+   */
+  reserve(key: string, size: number): boolean {
+    const id = entryId(key);
+    if (this.#reserved.has(id)) return true;
+    if (!Number.isSafeInteger(size) || size < 0 || size > this.maxBytes) return false;
+    const excess = this.#bytes + this.#reservedBytes + size - this.maxBytes;
+    if (excess > 0) {
+      let evictable = 0;
+      for (const [other, bytes] of this.#index) if (!this.#pins.has(other)) evictable += bytes;
+      if (evictable < excess) return false;
+      this.#evictDownTo(this.maxBytes - size);
+    }
+    this.#reserved.set(id, size);
+    this.#reservedBytes += size;
+    return true;
+  }
+
+  /**
+   * Completes a download: closes `file`, writes the metadata, renames the
+   * body into place. The entry stays pinned until the current tasks ran, so
+   * waiters that resolve now can open it before anything evicts it.
    */
   async commit(key: string, file: Deno.FsFile, meta: EntryMeta): Promise<void> {
-    const path = this.pathOf(key);
+    const id = entryId(key);
+    const files = filesOf(id, this.dir);
     try {
       file.close();
-      await Deno.writeTextFile(path + HEADERS, JSON.stringify(meta));
-      await Deno.rename(path + TMP, path);
-      this.#remember(key, meta.size);
+      await Deno.writeTextFile(files.meta, JSON.stringify(meta));
+      await Deno.rename(files.tmp, files.body);
+      this.#unreserve(id);
+      this.#remember(id, meta.size);
     } catch (error) {
-      await Deno.remove(path + TMP).catch(() => {});
+      this.#unreserve(id);
+      await Deno.remove(files.tmp).catch(() => {});
       throw error;
     } finally {
-      this.#unpin(key);
+      setTimeout(() => this.#unpin(id), 0);
     }
   }
 
   /** Abandons a download: its partial body is removed, never served. */
   async abandon(key: string, file: Deno.FsFile): Promise<void> {
+    const id = entryId(key);
     try {
       file.close();
     } catch { /* already closed */ }
-    await Deno.remove(this.pathOf(key) + TMP).catch(() => {});
-    this.#unpin(key);
+    await Deno.remove(filesOf(id, this.dir).tmp).catch(() => {});
+    this.#unreserve(id);
+    this.#unpin(id);
   }
 
   /**
@@ -354,20 +423,21 @@ export class DiskCache implements CacheView {
    * (`"failed"`), or `timeoutMs` passed.
    */
   async waitFor(key: string, timeoutMs: number): Promise<WaitResult> {
+    const id = entryId(key);
     const { promise, resolve } = Promise.withResolvers<WaitResult>();
     const waiter = (result: "done" | "failed") => resolve(result);
-    let set = this.#waiters.get(key);
-    if (!set) this.#waiters.set(key, set = new Set());
+    let set = this.#waiters.get(id);
+    if (!set) this.#waiters.set(id, set = new Set());
     set.add(waiter);
     const timer = setTimeout(() => resolve("timeout"), timeoutMs);
     // It may have completed before the waiter was registered.
-    this.#check(key);
+    this.#check(id);
     try {
       return await promise;
     } finally {
       clearTimeout(timer);
       set.delete(waiter);
-      if (set.size === 0 && this.#waiters.get(key) === set) this.#waiters.delete(key);
+      if (set.size === 0 && this.#waiters.get(id) === set) this.#waiters.delete(id);
     }
   }
 
@@ -379,30 +449,40 @@ export class DiskCache implements CacheView {
     for (const set of this.#waiters.values()) for (const waiter of set) waiter("failed");
   }
 
-  #pin(key: string) {
-    this.#pins.set(key, (this.#pins.get(key) ?? 0) + 1);
+  #pin(id: string) {
+    this.#pins.set(id, (this.#pins.get(id) ?? 0) + 1);
   }
 
-  #unpin(key: string) {
-    const n = (this.#pins.get(key) ?? 1) - 1;
-    if (n <= 0) this.#pins.delete(key);
-    else this.#pins.set(key, n);
+  #unpin(id: string) {
+    const n = (this.#pins.get(id) ?? 1) - 1;
+    if (n <= 0) this.#pins.delete(id);
+    else this.#pins.set(id, n);
     this.#scheduleEvict();
   }
 
-  #remember(key: string, size: number) {
-    const old = this.#index.get(key);
-    if (old !== undefined) {
-      this.#bytes -= old;
-      this.#index.delete(key);
-    }
-    this.#index.set(key, size);
+  #unreserve(id: string) {
+    const size = this.#reserved.get(id);
+    if (size === undefined) return;
+    this.#reserved.delete(id);
+    this.#reservedBytes -= size;
+  }
+
+  #remember(id: string, size: number) {
+    this.#forget(id);
+    this.#index.set(id, size);
     this.#bytes += size;
     this.#scheduleEvict();
   }
 
+  #forget(id: string) {
+    const old = this.#index.get(id);
+    if (old === undefined) return;
+    this.#bytes -= old;
+    this.#index.delete(id);
+  }
+
   #scheduleEvict() {
-    if (this.#evictScheduled || this.#bytes <= this.maxBytes) return;
+    if (this.#evictScheduled || this.#bytes + this.#reservedBytes <= this.maxBytes) return;
     this.#evictScheduled = true;
     setTimeout(() => {
       this.#evictScheduled = false;
@@ -411,32 +491,68 @@ export class DiskCache implements CacheView {
   }
 
   #evict() {
-    if (this.#bytes <= this.maxBytes) return;
-    for (const [key, size] of this.#index) {
-      if (this.#bytes <= this.maxBytes) break;
-      if (this.#pins.has(key)) continue;
-      this.#index.delete(key);
-      this.#bytes -= size;
-      const path = this.pathOf(key);
+    this.#evictDownTo(this.maxBytes);
+  }
+
+  /** Evicts unpinned entries, least recently used first, until the total is at most `limit`. */
+  #evictDownTo(limit: number) {
+    for (const [id, size] of this.#index) {
+      if (this.#bytes + this.#reservedBytes <= limit) break;
+      if (this.#pins.has(id)) continue;
+      this.#forget(id);
+      const files = filesOf(id, this.dir);
       // Body first: from then on nobody sees the entry as complete.
       try {
-        Deno.removeSync(path);
-        Deno.removeSync(path + HEADERS);
+        Deno.removeSync(files.body);
+        Deno.removeSync(files.meta);
       } catch { /* another process evicted it */ }
-      this.#log.debug("evicted", { key, size });
-      this.#onEvict?.(key);
+      this.#log.debug("evicted", { entry: id, size });
+      this.#onEvict?.();
     }
   }
 
-  async #scan(dir: string, prefix: string) {
-    for await (const entry of Deno.readDir(dir)) {
-      const key = prefix ? `${prefix}/${entry.name}` : entry.name;
-      if (entry.isDirectory) await this.#scan(join(dir, entry.name), key);
-      else if (entry.isFile && !entry.name.endsWith(TMP) && !entry.name.endsWith(HEADERS)) {
+  /**
+   * Indexes the complete entries on disk, removes what dead processes left
+   * (stale `.tmp`, metadata without a body), and warns once about files that
+   * are not part of the layout (they are neither counted nor touched).
+   */
+  async #scan() {
+    const fanOut = new Set(FAN_OUT);
+    let foreign = 0;
+    for await (const top of Deno.readDir(this.dir)) {
+      if (!top.isDirectory || !fanOut.has(top.name)) foreign++;
+    }
+    for (const name of FAN_OUT) {
+      const names = new Set<string>();
+      for await (const entry of Deno.readDir(join(this.dir, name))) {
+        const match = ENTRY_NAME.exec(entry.name);
+        if (!entry.isFile || !match || !match[1].startsWith(name)) foreign++;
+        else names.add(entry.name);
+      }
+      for (const file of names) {
+        const [, id, suffix] = ENTRY_NAME.exec(file)!;
+        const files = filesOf(id, this.dir);
         try {
-          this.#remember(key, (await Deno.stat(join(dir, entry.name))).size);
+          if (suffix === BODY) {
+            this.#remember(id, (await Deno.stat(files.body)).size);
+          } else if (suffix === TMP) {
+            const mtime = (await Deno.stat(files.tmp)).mtime?.getTime() ?? 0;
+            if (Date.now() - mtime >= this.#staleMs) await Deno.remove(files.tmp);
+          } else if (!names.has(id + BODY) && !names.has(id + TMP)) {
+            // Metadata alone: an eviction or a crash stopped half way. A
+            // download may have renamed its body meanwhile: look once more.
+            if (!(await exists(files.body)) && !(await exists(files.tmp))) {
+              await Deno.remove(files.meta);
+            }
+          }
         } catch { /* removed meanwhile */ }
       }
+    }
+    if (foreign > 0) {
+      this.#log.warn(
+        `cache directory ${this.dir} holds ${foreign} names that are not cache entries (an older proxy's layout?); they are not counted against the size limit: remove them`,
+        { cache: this.dir, foreign },
+      );
     }
   }
 
@@ -445,44 +561,74 @@ export class DiskCache implements CacheView {
       for await (const event of watcher) {
         if (this.#waiters.size === 0) continue;
         for (const path of event.paths) {
-          if (!path.startsWith(this.dir + "/")) continue;
-          let key = path.slice(this.dir.length + 1);
-          if (key.endsWith(HEADERS)) continue;
-          if (key.endsWith(TMP)) {
-            key = key.slice(0, -TMP.length);
-            // `remove [x.tmp]` comes first on success too: look at x, not at the event.
-            if (event.kind === "remove" && this.#waiters.has(key)) this.#check(key);
-            continue;
-          }
-          if (!this.#waiters.has(key)) continue;
-          if (event.kind === "rename" || event.kind === "create" || event.kind === "modify") {
-            this.#settle(key, "done");
-          }
+          const match = ENTRY_NAME.exec(path.slice(path.lastIndexOf("/") + 1));
+          if (!match || !this.#waiters.has(match[1])) continue;
+          const [, id, suffix] = match;
+          // `remove [h.tmp]` comes first on success too: look at the body, not at the event.
+          if (suffix === TMP && event.kind === "remove") this.#check(id);
+          else if (
+            suffix === BODY &&
+            (event.kind === "rename" || event.kind === "create" || event.kind === "modify")
+          ) this.#settle(id, "done");
         }
       }
     } catch (error) {
-      this.#log.warn("cache watcher stopped", { error: (error as Error).message });
+      this.#log.warn("cache watcher stopped", { error: String(error) });
     }
   }
 
-  /** Settles the waiters of `key` from what is on disk now. */
-  async #check(key: string) {
-    const path = this.pathOf(key);
-    const exists = (p: string) => Deno.stat(p).then(() => true, () => false);
-    if (await exists(path)) return this.#settle(key, "done");
-    if (!(await exists(path + TMP))) {
+  /** Settles the waiters of entry `id` from what is on disk now. */
+  async #check(id: string) {
+    const files = filesOf(id, this.dir);
+    if (await exists(files.body)) return this.#settle(id, "done");
+    if (!(await exists(files.tmp))) {
       // Renamed in between? Look once more before calling it a failure.
-      this.#settle(key, (await exists(path)) ? "done" : "failed");
+      this.#settle(id, (await exists(files.body)) ? "done" : "failed");
     }
   }
 
-  #settle(key: string, result: "done" | "failed") {
-    const set = this.#waiters.get(key);
+  #settle(id: string, result: "done" | "failed") {
+    const set = this.#waiters.get(id);
     if (!set) return;
     for (const waiter of [...set]) waiter(result);
   }
 
   #pollWaiters() {
-    for (const key of this.#waiters.keys()) this.#check(key);
+    for (const id of this.#waiters.keys()) this.#check(id);
   }
+}
+
+function exists(path: string): Promise<boolean> {
+  return Deno.stat(path).then(() => true, () => false);
+}
+
+/** A body streamed from `file`; `release` runs once when it is read, fails or is cancelled. */
+function pinnedBody(file: Deno.FsFile, release: () => void): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const buffer = new Uint8Array(64 * 1024);
+        const n = await file.read(buffer);
+        if (n === null) {
+          file.close();
+          release();
+          controller.close();
+        } else {
+          controller.enqueue(buffer.subarray(0, n));
+        }
+      } catch (error) {
+        try {
+          file.close();
+        } catch { /* already closed */ }
+        release();
+        controller.error(error);
+      }
+    },
+    cancel() {
+      try {
+        file.close();
+      } catch { /* already closed */ }
+      release();
+    },
+  });
 }

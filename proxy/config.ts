@@ -6,6 +6,7 @@
 
 import type { OptionTable } from "../cli/options.ts";
 import { LOG_LEVELS } from "../cli/log.ts";
+import { STATS_ACCESS, STATS_PATH } from "./stats.ts";
 
 /** Proxy option table. */
 export const PROXY_OPTIONS = {
@@ -45,7 +46,8 @@ export const PROXY_OPTIONS = {
     kind: "integer",
     default: 256 * 1024 * 1024,
     min: 0,
-    help: "cache size limit in bytes (least recently used entries are evicted)",
+    help:
+      "cache size limit in body bytes, entries being read included (least recently used ones are evicted; a body that does not fit is passed on, not stored)",
   },
   noPrefetch: {
     kind: "boolean",
@@ -75,6 +77,12 @@ export const PROXY_OPTIONS = {
     default: 10000,
     min: 10,
     help: "ms a probe request may take before the server counts as hung (above SCTP RTO stalls)",
+  },
+  statsAccess: {
+    kind: "string",
+    default: "loopback",
+    choices: STATS_ACCESS,
+    help: `who may read GET ${STATS_PATH} (it names the upstream and its last error)`,
   },
   logLevel: { kind: "string", default: "info", choices: LOG_LEVELS, help: "log level" },
 } as const satisfies OptionTable;

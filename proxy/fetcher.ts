@@ -1,13 +1,16 @@
 /**
  * Getting an entry into the cache: one upstream request per path however
  * many ask at once (coalescing within a process, the `.tmp` claim across
- * processes), bodies written as they arrive, failures cleaned up.
+ * processes), bodies written as they arrive, failures cleaned up. A body the
+ * cache has no room for is handed to the client that asked, as it arrives,
+ * and not stored.
  *
  * @module
  */
 
 import type { Logger } from "../cli/log.ts";
 import type { DiskCache, EntryMeta } from "./cache.ts";
+import { guardBody } from "./guard.ts";
 import type { ProxyStats } from "./stats.ts";
 import { type Upstream, UpstreamError, UpstreamTimeout } from "./upstream.ts";
 
@@ -30,9 +33,15 @@ export type FillResult =
   | { kind: "cached"; shared?: boolean }
   /** Not cacheable (status other than 200): the whole answer, to pass on. */
   | { kind: "response"; status: number; headers: Headers; body: Uint8Array<ArrayBuffer> }
-  /** The path cannot be stored (e.g. a file sits where a directory is needed). */
+  /**
+   * A 200 the cache has no room for (larger than the cache, or entries being
+   * read hold the room): its body as it arrives, for the caller that started
+   * the download only; the others get `uncacheable`.
+   */
+  | { kind: "stream"; headers: Headers; body: ReadableStream<Uint8Array> }
+  /** Not stored: the caller passes the request through itself. */
   | { kind: "uncacheable" }
-  /** Upstream failed (502) or took too long (504). */
+  /** Upstream failed (502) or took too long (504); `message` is for the log, not the client. */
   | { kind: "error"; status: 502 | 504; message: string };
 
 /** A fill as one caller sees it. */
@@ -86,14 +95,11 @@ export class Fetcher {
   }
 
   /**
-   * Makes sure `key` is in the cache, downloading `path` if needed. Joins a
+   * Makes sure `key` (a cache key: the normalised path, which is also what is
+   * requested upstream) is in the cache, downloading it if needed. Joins a
    * download in flight instead of starting another.
    */
-  async fill(
-    key: string,
-    path: string,
-    options: { prefetch?: boolean; depth?: number } = {},
-  ): Promise<Fill> {
+  async fill(key: string, options: { prefetch?: boolean; depth?: number } = {}): Promise<Fill> {
     const running = this.#inFlight.get(key);
     if (running) {
       let prefetched = false;
@@ -101,10 +107,15 @@ export class Fetcher {
         running.claimed = true;
         prefetched = true;
       }
-      return { result: await running.promise, joined: true, prefetched };
+      const result = await running.promise;
+      return {
+        result: result.kind === "stream" ? { kind: "uncacheable" } : result,
+        joined: true,
+        prefetched,
+      };
     }
     const record: InFlight = {
-      promise: this.#download(key, path, options.depth ?? 0, options.prefetch ?? false),
+      promise: this.#download(key, options.depth ?? 0, options.prefetch ?? false),
       prefetch: options.prefetch ?? false,
       claimed: false,
     };
@@ -114,22 +125,22 @@ export class Fetcher {
       if (record.prefetch && !record.claimed && result.kind === "cached") {
         this.#prefetched.add(key);
       }
+      if (result.kind === "stream" && record.prefetch) {
+        // Nobody to hand it to: a client asking later passes it through.
+        result.body.cancel().catch(() => {});
+        return { result: { kind: "uncacheable" }, joined: false, prefetched: false };
+      }
       return { result, joined: false, prefetched: false };
     } finally {
       this.#inFlight.delete(key);
     }
   }
 
-  async #download(
-    key: string,
-    path: string,
-    depth: number,
-    prefetch: boolean,
-  ): Promise<FillResult> {
+  async #download(key: string, depth: number, prefetch: boolean): Promise<FillResult> {
     const { cache, log } = this.#options;
     for (let attempt = 0; attempt < 2; attempt++) {
       if (await cache.has(key)) return { kind: "cached" };
-      const claim = await cache.claim(key, this.#options.timeoutMs);
+      const claim = await cache.claim(key);
       if (claim === "uncacheable") return { kind: "uncacheable" };
       if (claim === "busy") {
         // Another process downloads it: wait for its rename (or its failure, then retry).
@@ -143,26 +154,27 @@ export class Fetcher {
             kind: "error",
             status: 504,
             message:
-              `${path}: another proxy's download did not finish in ${this.#options.timeoutMs} ms`,
+              `${key}: another proxy's download did not finish in ${this.#options.timeoutMs} ms`,
           };
         }
-        log.info("a shared download failed; retrying", { path });
+        log.info("a shared download failed; retrying", { path: key });
         continue;
       }
       if (prefetch) this.#options.stats.prefetched++;
-      return await this.#own(key, path, depth, claim);
+      return await this.#own(key, depth, claim);
     }
-    return { kind: "error", status: 502, message: `${path}: the download failed twice` };
+    return { kind: "error", status: 502, message: `${key}: the download failed twice` };
   }
 
-  async #own(key: string, path: string, depth: number, file: Deno.FsFile): Promise<FillResult> {
-    const { cache, upstream, stats, log } = this.#options;
+  async #own(key: string, depth: number, file: Deno.FsFile): Promise<FillResult> {
+    const { cache, upstream, stats, log, timeoutMs } = this.#options;
     const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), this.#options.timeoutMs);
+    const timer = setTimeout(() => controller.abort(), timeoutMs);
     let sink: BodySink | undefined;
     let owned = true;
+    let streamed = false;
     try {
-      const response = await upstream.request(path, { signal: controller.signal });
+      const response = await upstream.request(key, { signal: controller.signal });
       if (response.status !== 200) {
         owned = false;
         await cache.abandon(key, file);
@@ -170,47 +182,75 @@ export class Fetcher {
         return { kind: "response", status: response.status, headers: response.headers, body };
       }
       const contentType = response.headers.get("content-type") ?? "";
-      sink = this.#options.inspector?.(path, contentType, depth);
+      sink = this.#options.inspector?.(key, contentType, depth);
+      const expected = Number(response.headers.get("content-length") ?? 0);
+      if (!cache.reserve(key, expected)) {
+        owned = false;
+        await cache.abandon(key, file);
+        stats.notStored++;
+        log.info("not stored: the cache has no room for it", {
+          path: key,
+          size: expected,
+          cacheSize: cache.maxBytes,
+        });
+        streamed = true;
+        const parser = sink;
+        const body = guardBody(response.body, {
+          idleMs: timeoutMs,
+          abort: () => controller.abort(),
+          onChunk: (chunk) => {
+            stats.bytesFetched += chunk.byteLength;
+            feed(parser, chunk);
+          },
+          onEnd: () => feed(parser, null),
+        });
+        return { kind: "stream", headers: response.headers, body };
+      }
       let size = 0;
       for await (const chunk of response.body) {
-        sink?.write(chunk);
+        feed(sink, chunk);
         await writeAll(file, chunk);
         size += chunk.byteLength;
         stats.bytesFetched += chunk.byteLength;
       }
-      const expected = Number(response.headers.get("content-length") ?? size);
-      if (size !== expected) throw new UpstreamError(`${path}: got ${size} of ${expected} bytes`);
+      if (size !== expected) throw new UpstreamError(`${key}: got ${size} of ${expected} bytes`);
       const meta: EntryMeta = {
         status: 200,
         headers: [...response.headers],
         size,
-        url: path,
+        url: key,
         storedAt: new Date().toISOString(),
       };
       owned = false;
       await cache.commit(key, file, meta);
-      log.debug("stored", { path, size, depth });
+      log.debug("stored", { path: key, size, depth });
       return { kind: "cached" };
     } catch (error) {
       if (owned) await cache.abandon(key, file);
       stats.failedDownloads++;
       const timeout = error instanceof UpstreamTimeout || controller.signal.aborted;
       const message = error instanceof Error ? error.message : String(error);
-      log.warn("download failed; partial body removed", { path, error: message });
+      log.warn("download failed; partial body removed", { path: key, error: message });
       return {
         kind: "error",
         status: timeout ? 504 : 502,
         message: timeout
-          ? `${path}: no complete answer from upstream within ${this.#options.timeoutMs} ms`
+          ? `${key}: no complete answer from upstream within ${timeoutMs} ms`
           : message,
       };
     } finally {
       clearTimeout(timer);
-      try {
-        sink?.end();
-      } catch { /* a parser error must not fail the download */ }
+      if (!streamed) feed(sink, null);
     }
   }
+}
+
+/** Gives a parser a chunk (`null`: the end); a parser error must not fail the body. */
+function feed(sink: BodySink | undefined, chunk: Uint8Array | null) {
+  try {
+    if (chunk) sink?.write(chunk);
+    else sink?.end();
+  } catch { /* ignored */ }
 }
 
 async function writeAll(file: Deno.FsFile, data: Uint8Array) {

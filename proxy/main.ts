@@ -8,14 +8,15 @@
 import { ConfigError, helpText, parseOptions } from "../cli/options.ts";
 import type { LogLevel } from "../cli/log.ts";
 import { PROXY_OPTIONS } from "./config.ts";
-import { startProxy } from "./proxy.ts";
+import { type ProxyOptions, startProxy } from "./proxy.ts";
 
 const USAGE = `Usage: deno task proxy [options]
 
 Accepts HTTP/1.1 over TCP and forwards requests over one SCTP association with
 N streams to a flowsched server. Bodies are cached in a directory (a tmpfs by
 default; several proxies may share it), and the embedded resources of every
-HTML page are prefetched as one batch. GET /_flowsched/stats answers counters.
+HTML page are prefetched as one batch. GET /_flowsched/stats answers counters
+(to loopback clients unless --stats-access says otherwise).
 
 Example:
   deno task proxy --listen 127.0.0.1:8080 --upstream usrsctp://127.0.0.1:9000 \\
@@ -33,6 +34,7 @@ if (import.meta.main) {
       ...values,
       prefetch: !values.noPrefetch,
       logLevel: values.logLevel as LogLevel,
+      statsAccess: values.statsAccess as ProxyOptions["statsAccess"],
     });
     const stop = async () => {
       await proxy.close();

@@ -212,20 +212,20 @@ export class Prefetcher {
   #batch(from: string, urls: URL[], depth: number) {
     const fetcher = this.#fetcher;
     if (!fetcher) return;
-    const keys = new Map<string, string>();
+    const keys = new Set<string>();
     for (const url of urls) {
       // Same origin only, and only what the cache can hold.
       if (url.origin !== Prefetcher.ORIGIN || url.search) continue;
       const key = cacheKey(url.pathname);
       if (!key || keys.has(key)) continue;
       if (this.#options.cached(key) || fetcher.busy(key)) continue;
-      keys.set(key, url.pathname);
+      keys.add(key);
     }
     if (keys.size === 0) return;
     this.#options.log.debug("prefetch batch", { from, depth, count: keys.size });
-    for (const [key, path] of keys) {
-      fetcher.fill(key, path, { prefetch: true, depth }).catch((error) => {
-        this.#options.log.warn("prefetch failed", { path, error: (error as Error).message });
+    for (const key of keys) {
+      fetcher.fill(key, { prefetch: true, depth }).catch((error) => {
+        this.#options.log.warn("prefetch failed", { path: key, error: String(error) });
       });
     }
   }

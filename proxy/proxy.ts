@@ -6,10 +6,14 @@
  * - A hit is answered from the cache at once.
  * - A miss is downloaded into the cache (concurrent misses share one upstream
  *   request) and then served from it; a failed download gives 502, a slow
- *   one 504, and is never served in part.
- * - Requests with a query string, and paths the cache cannot hold safely,
- *   are passed through uncached.
- * - `GET /_flowsched/stats` answers the counters as JSON.
+ *   one 504, and is never served in part. A body the cache has no room for
+ *   is handed on as it arrives, not stored.
+ * - Requests with a query string, HEAD requests for entries not in the cache,
+ *   and paths the cache does not store are passed through uncached.
+ * - Errors are answered with plain status texts; what went wrong (upstream
+ *   address, errno texts, cache paths) goes to the log only.
+ * - `GET /_flowsched/stats` answers the counters as JSON, to loopback clients
+ *   unless `statsAccess` says otherwise.
  *
  * @example
  * ```ts
@@ -22,14 +26,16 @@
  */
 
 import { createLogger, type Logger, type LogLevel } from "../cli/log.ts";
+import { reasonPhrase } from "../protocol/http1.ts";
 import { cacheKey, type CacheView, DiskCache, type OpenEntry } from "./cache.ts";
 import { Fetcher, type Inspector } from "./fetcher.ts";
+import { guardBody } from "./guard.ts";
 import { Prefetcher } from "./prefetch.ts";
-import { ProxyStats, type StatsSnapshot } from "./stats.ts";
+import { ProxyStats, STATS_PATH, type StatsSnapshot } from "./stats.ts";
 import { Upstream, UpstreamTimeout } from "./upstream.ts";
 
-/** The path of the stats endpoint. */
-export const STATS_PATH = "/_flowsched/stats";
+/** Longest request target (path and query) passed on; longer ones get 414. */
+const MAX_TARGET = 8192;
 
 /** Proxy options; every field has a default. */
 export interface ProxyOptions {
@@ -57,6 +63,12 @@ export interface ProxyOptions {
   probeTimeout?: number;
   /** Entries below this level are not logged (`silent`: none are). @default "info" */
   logLevel?: LogLevel;
+  /**
+   * Who may read `GET /_flowsched/stats` (it names the upstream and its last
+   * error): loopback clients, anyone, or nobody.
+   * @default "loopback"
+   */
+  statsAccess?: "loopback" | "public" | "off";
 }
 
 /** A running proxy. */
@@ -104,6 +116,7 @@ export async function startProxy(options: ProxyOptions = {}): Promise<FlowProxy>
     maxBytes: options.cacheSize ?? 256 * 1024 * 1024,
     log,
     onEvict: () => stats.evictions++,
+    staleMs: timeoutMs,
   });
   const upstream = new Upstream({
     url: options.upstream ?? "usrsctp://127.0.0.1:9000",
@@ -139,6 +152,7 @@ export async function startProxy(options: ProxyOptions = {}): Promise<FlowProxy>
     prefetchHits: stats.prefetchHits,
     bypassed: stats.bypassed,
     evictions: stats.evictions,
+    notStored: stats.notStored,
     failedDownloads: stats.failedDownloads,
     bytes: {
       served: stats.bytesServed,
@@ -160,6 +174,7 @@ export async function startProxy(options: ProxyOptions = {}): Promise<FlowProxy>
     timeoutMs,
     snapshot,
     inspector,
+    statsAccess: options.statsAccess ?? "loopback",
   });
   const listening = Promise.withResolvers<Deno.NetAddr>();
   const server = Deno.serve({
@@ -167,10 +182,10 @@ export async function startProxy(options: ProxyOptions = {}): Promise<FlowProxy>
     port,
     onListen: (addr) => listening.resolve(addr as Deno.NetAddr),
     onError: (error) => {
-      log.error("handler failed", { error: (error as Error).message });
-      return textResponse(500, "the proxy could not answer this request");
+      log.error("handler failed", { error: String(error) });
+      return textResponse(500);
     },
-  }, (request) => handler.handle(request));
+  }, (request, info) => handler.handle(request, info.remoteAddr));
   const addr = await listening.promise;
   log.info("listening", {
     listen: `${addr.hostname}:${addr.port}`,
@@ -210,6 +225,7 @@ interface HandlerContext {
   timeoutMs: number;
   snapshot: () => StatsSnapshot;
   inspector?: Inspector;
+  statsAccess: "loopback" | "public" | "off";
 }
 
 class RequestHandler {
@@ -219,9 +235,9 @@ class RequestHandler {
     this.#c = context;
   }
 
-  async handle(request: Request): Promise<Response> {
+  async handle(request: Request, client: Deno.Addr): Promise<Response> {
     const started = performance.now();
-    const response = await this.#handle(request);
+    const response = await this.#handle(request, client);
     this.#c.log.debug("request", {
       method: request.method,
       url: request.url,
@@ -232,13 +248,18 @@ class RequestHandler {
     return response;
   }
 
-  async #handle(request: Request): Promise<Response> {
+  async #handle(request: Request, client: Deno.Addr): Promise<Response> {
     const url = new URL(request.url);
-    if (url.pathname === STATS_PATH) {
-      return Response.json(this.#c.snapshot(), { headers: { "cache-control": "no-store" } });
-    }
+    if (url.pathname === STATS_PATH) return this.#stats(client);
     if (request.method !== "GET" && request.method !== "HEAD") {
-      return textResponse(405, `method ${request.method} is not allowed`, { Allow: "GET, HEAD" });
+      return textResponse(405, { Allow: "GET, HEAD" });
+    }
+    if (url.pathname.length + url.search.length > MAX_TARGET) {
+      this.#c.log.info("request target too long; answered 414", {
+        length: url.pathname.length + url.search.length,
+        limit: MAX_TARGET,
+      });
+      return textResponse(414);
     }
     const key = url.search ? null : cacheKey(url.pathname);
     if (!key) return await this.#passThrough(url.pathname + url.search, request);
@@ -248,10 +269,13 @@ class RequestHandler {
         this.#c.stats.hits++;
         const prefetched = this.#c.fetcher.takePrefetched(key);
         if (prefetched) this.#c.stats.prefetchHits++;
-        this.#reinspect(url.pathname, entry);
+        this.#reinspect(key, entry);
         return this.#serve(entry, prefetched ? "prefetched" : "hit", request.method);
       }
-      const fill = await this.#c.fetcher.fill(key, url.pathname);
+      // Only the head is wanted: downloading the body for it would cost the whole
+      // transfer on the association, and a HEAD says nothing about a later GET.
+      if (request.method === "HEAD") return await this.#passThrough(key, request);
+      const fill = await this.#c.fetcher.fill(key);
       if (fill.joined) this.#c.stats.coalesced++;
       else this.#c.stats.misses++;
       if (fill.prefetched) this.#c.stats.prefetchHits++;
@@ -272,18 +296,50 @@ class RequestHandler {
           continue; // evicted by another process meanwhile: once more
         }
         case "response":
+          this.#noteStatus(key, result.status);
           this.#c.stats.bytesServed += result.body.byteLength;
           return new Response(result.body, {
             status: result.status,
             headers: forwardHeaders(result.headers, "miss"),
           });
+        case "stream":
+          return new Response(this.#counted(result.body), {
+            status: 200,
+            headers: forwardHeaders(result.headers, "bypass"),
+          });
         case "uncacheable":
-          return await this.#passThrough(url.pathname, request);
+          return await this.#passThrough(key, request);
         case "error":
-          return this.#gatewayError(result.status, result.message);
+          return this.#gatewayError(result.status, key, result.message);
       }
     }
-    return this.#gatewayError(502, `${url.pathname}: the cache entry vanished twice`);
+    // Evicted twice between download and reading: hand it on without the cache.
+    return await this.#passThrough(key, request);
+  }
+
+  #stats(client: Deno.Addr): Response {
+    const access = this.#c.statsAccess;
+    if (access === "public" || (access === "loopback" && isLoopback(client))) {
+      return Response.json(this.#c.snapshot(), { headers: { "cache-control": "no-store" } });
+    }
+    return textResponse(403);
+  }
+
+  /** Upstream errors are passed on as they are; the log names them. */
+  #noteStatus(path: string, status: number) {
+    if (status >= 500) this.#c.log.warn("upstream answered an error", { path, status });
+  }
+
+  #counted(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+    const stats = this.#c.stats;
+    return body.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, out) {
+          stats.bytesServed += chunk.byteLength;
+          out.enqueue(chunk);
+        },
+      }),
+    );
   }
 
   /**
@@ -314,42 +370,56 @@ class RequestHandler {
     return new Response(entry.body as BodyInit, { status: 200, headers });
   }
 
+  /**
+   * Asks upstream without the cache. The answer's head must come within the
+   * request timeout (else 504); after that its body is handed on as it
+   * arrives and dropped if it does not move for as long.
+   */
   async #passThrough(target: string, request: Request): Promise<Response> {
     this.#c.stats.bypassed++;
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), this.#c.timeoutMs);
+    const head = request.method === "HEAD";
     try {
       const response = await this.#c.upstream.request(target, {
-        method: request.method === "HEAD" ? "HEAD" : "GET",
+        method: head ? "HEAD" : "GET",
         signal: controller.signal,
       });
-      const stats = this.#c.stats;
-      const counted = response.body.pipeThrough(
-        new TransformStream<Uint8Array, Uint8Array>({
-          transform(chunk, out) {
-            stats.bytesServed += chunk.byteLength;
-            out.enqueue(chunk);
-          },
-          flush: () => clearTimeout(timer),
-        }),
-      );
-      return new Response(request.method === "HEAD" ? null : counted, {
-        status: response.status,
-        headers: forwardHeaders(response.headers, "bypass"),
+      clearTimeout(timer);
+      this.#noteStatus(target, response.status);
+      const headers = forwardHeaders(response.headers, "bypass");
+      if (head) {
+        await response.body.cancel();
+        return new Response(null, { status: response.status, headers });
+      }
+      const body = guardBody(response.body, {
+        idleMs: this.#c.timeoutMs,
+        abort: () => controller.abort(),
       });
+      return new Response(this.#counted(body), { status: response.status, headers });
     } catch (error) {
       clearTimeout(timer);
-      const message = (error as Error).message;
-      return this.#gatewayError(error instanceof UpstreamTimeout ? 504 : 502, message);
+      return this.#gatewayError(error instanceof UpstreamTimeout ? 504 : 502, target, error);
     }
   }
 
-  #gatewayError(status: 502 | 504, message: string): Response {
+  #gatewayError(status: 502 | 504, path: string, error: unknown): Response {
     if (status === 502) this.#c.stats.badGateway++;
     else this.#c.stats.gatewayTimeout++;
-    this.#c.log.warn(status === 502 ? "bad gateway" : "gateway timeout", { status, message });
-    return textResponse(status, message);
+    this.#c.log.warn(status === 502 ? "bad gateway" : "gateway timeout", {
+      status,
+      path,
+      error: error instanceof Error ? error.message : String(error),
+    });
+    return textResponse(status);
   }
+}
+
+/** Whether a client address is a loopback one (127.0.0.0/8, ::1, or IPv4-mapped 127.x). */
+function isLoopback(addr: Deno.Addr): boolean {
+  if (addr.transport !== "tcp" && addr.transport !== "udp") return false;
+  const host = addr.hostname.toLowerCase();
+  return host === "::1" || /^(?:::ffff:)?127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 function forwardHeaders(from: Headers, how: string): Headers {
@@ -359,15 +429,9 @@ function forwardHeaders(from: Headers, how: string): Headers {
   return headers;
 }
 
-function textResponse(status: number, message: string, extra: Record<string, string> = {}) {
-  const reason = status === 502
-    ? "Bad Gateway"
-    : status === 504
-    ? "Gateway Timeout"
-    : status === 405
-    ? "Method Not Allowed"
-    : "Error";
-  return new Response(`${status} ${reason}: ${message}\n`, {
+/** A plain status answer: its text says nothing about the proxy's insides. */
+function textResponse(status: number, extra: Record<string, string> = {}) {
+  return new Response(`${status} ${reasonPhrase(status)}\n`, {
     status,
     headers: { "content-type": "text/plain; charset=utf-8", ...extra },
   });

@@ -4,6 +4,12 @@
  * @module
  */
 
+/** The path of the stats endpoint. */
+export const STATS_PATH = "/_flowsched/stats";
+
+/** Who may read the stats endpoint: loopback clients, anyone, nobody. */
+export const STATS_ACCESS = ["loopback", "public", "off"] as const;
+
 /** Counters of one proxy process. Plain fields: the proxy increments them. */
 export class ProxyStats {
   /** Client requests answered from a complete cache entry. */
@@ -22,6 +28,8 @@ export class ProxyStats {
   bypassed = 0;
   /** Entries evicted by this process. */
   evictions = 0;
+  /** 200 answers handed on as they arrived, not stored: larger than the cache, or no room. */
+  notStored = 0;
   /** Body bytes sent to clients. */
   bytesServed = 0;
   /** Body bytes received from upstream. */
@@ -52,6 +60,8 @@ export interface StatsSnapshot {
   bypassed: number;
   /** Entries evicted by this process. */
   evictions: number;
+  /** 200 answers handed on as they arrived, not stored: larger than the cache, or no room. */
+  notStored: number;
   /** Upstream downloads whose body failed or was cut short. */
   failedDownloads: number;
   /**

@@ -1,7 +1,8 @@
 /** The disk cache alone: keys, waiting through Deno.watchFs, claims. */
 
 import assert from "node:assert/strict";
-import { cacheKey, DiskCache } from "../../proxy/cache.ts";
+import { join } from "node:path";
+import { cacheKey, DiskCache, entryFiles } from "../../proxy/cache.ts";
 import { createLogger } from "../../cli/log.ts";
 import { needs } from "../_permissions.ts";
 
@@ -10,8 +11,12 @@ const ignore = needs("read", "write");
 
 const log = createLogger("error", "test");
 
-async function withCache(body: (cache: DiskCache) => Promise<void>) {
+async function withCache(
+  body: (cache: DiskCache) => Promise<void>,
+  prepare?: (dir: string) => Promise<void>,
+) {
   const dir = await Deno.makeTempDir({ prefix: "flowsched-cache-test-" });
+  await prepare?.(dir);
   // No polling: only Deno.watchFs can settle a waiter.
   const cache = await DiskCache.open({ dir, maxBytes: 1 << 20, log, pollMs: 1e9 });
   try {
@@ -22,23 +27,44 @@ async function withCache(body: (cache: DiskCache) => Promise<void>) {
   }
 }
 
-Deno.test("cacheKey() confines paths and refuses names the cache uses itself", () => {
-  assert.equal(cacheKey("/a/b.css"), "a/b.css");
-  assert.equal(cacheKey("/a%20b/c"), "a b/c");
-  assert.equal(cacheKey("/"), ".index");
-  assert.equal(cacheKey("/dir/"), "dir/.index");
+function exists(path: string): Promise<boolean> {
+  return Deno.stat(path).then(() => true, () => false);
+}
+
+/** Downloads `size` bytes of `key` into the cache the way the fetcher does. */
+async function store(cache: DiskCache, key: string, size: number): Promise<void> {
+  const file = await cache.claim(key);
+  assert.ok(file instanceof Deno.FsFile);
+  assert.ok(cache.reserve(key, size), `room for ${key}`);
+  await file.write(new Uint8Array(size).fill(7));
+  await cache.commit(key, file, {
+    status: 200,
+    headers: [],
+    size,
+    url: key,
+    storedAt: new Date().toISOString(),
+  });
+}
+
+Deno.test("cacheKey() normalises percent-encodings and refuses what a request line cannot carry", () => {
+  assert.equal(cacheKey("/a/b.css"), "/a/b.css");
+  assert.equal(cacheKey("/a%20b/c"), "/a%20b/c");
+  assert.equal(cacheKey("/%7e/%61%62"), "/~/ab", "unreserved characters are decoded");
+  assert.equal(cacheKey("/a%2fb%3F"), "/a%2Fb%3F", "reserved ones stay encoded, hex upper case");
+  assert.equal(cacheKey("/"), "/");
+  assert.equal(cacheKey("/dir/"), "/dir/");
+  assert.equal(cacheKey("/.env"), "/.env");
+  assert.equal(cacheKey("/x.tmp"), "/x.tmp");
   for (
     const bad of [
-      "/../etc/passwd",
-      "/a/%2e%2e/b",
-      "/a%2F..%2Fb",
-      "/.hidden",
-      "/x.tmp",
-      "/x.headers.json",
-      "/a//b",
-      "/%00",
-      "/%zz",
       "relative",
+      "/a/../b",
+      "/a/%2E%2E/b",
+      "/a/./b",
+      "/a b",
+      "/\u00e9",
+      "/\0",
+      "/" + "a".repeat(9000),
     ]
   ) {
     assert.equal(cacheKey(bad), null, bad);
@@ -50,13 +76,14 @@ Deno.test(
   { ignore },
   async () => {
     await withCache(async (cache) => {
-      const file = await cache.claim("d/x.bin", 60000);
+      const file = await cache.claim("/d/x.bin");
       assert.ok(file instanceof Deno.FsFile);
-      assert.equal(await cache.claim("d/x.bin", 60000), "busy", "the .tmp is owned");
-      const waiting = cache.waitFor("d/x.bin", 5000);
+      assert.equal(await cache.claim("/d/x.bin"), "busy", "the .tmp is owned");
+      const waiting = cache.waitFor("/d/x.bin", 5000);
       await file.write(new Uint8Array([1, 2, 3]));
+      assert.ok(cache.reserve("/d/x.bin", 3));
       const started = performance.now();
-      await cache.commit("d/x.bin", file, {
+      await cache.commit("/d/x.bin", file, {
         status: 200,
         headers: [["content-type", "application/octet-stream"]],
         size: 3,
@@ -65,7 +92,7 @@ Deno.test(
       });
       assert.equal(await waiting, "done");
       assert.ok(performance.now() - started < 1000);
-      const entry = await cache.open("d/x.bin");
+      const entry = await cache.open("/d/x.bin");
       assert.deepEqual(entry?.body, new Uint8Array([1, 2, 3]));
     });
   },
@@ -76,24 +103,103 @@ Deno.test(
   { ignore },
   async () => {
     await withCache(async (cache) => {
-      const file = await cache.claim("y.bin", 60000);
+      const file = await cache.claim("/y.bin");
       assert.ok(file instanceof Deno.FsFile);
-      const waiting = cache.waitFor("y.bin", 5000);
+      const waiting = cache.waitFor("/y.bin", 5000);
       await file.write(new Uint8Array(1000));
-      await cache.abandon("y.bin", file);
+      await cache.abandon("/y.bin", file);
       assert.equal(await waiting, "failed");
-      assert.equal(await cache.has("y.bin"), false);
-      assert.equal(await cache.open("y.bin"), null);
+      assert.equal(await cache.has("/y.bin"), false);
+      assert.equal(await cache.open("/y.bin"), null);
+      assert.equal(await exists(cache.files("/y.bin").tmp), false);
     });
   },
 );
 
 Deno.test("a stale .tmp left by a dead process is taken over", { ignore }, async () => {
   await withCache(async (cache) => {
-    await Deno.writeFile(cache.pathOf("z.bin.tmp"), new Uint8Array(10));
-    assert.equal(await cache.claim("z.bin", 60000), "busy");
-    const file = await cache.claim("z.bin", 0);
+    const { tmp } = cache.files("/z.bin");
+    await Deno.writeFile(tmp, new Uint8Array(10));
+    assert.equal(await cache.claim("/z.bin"), "busy", "a fresh .tmp is someone's download");
+    const hourAgo = new Date(Date.now() - 3600_000);
+    await Deno.utime(tmp, hourAgo, hourAgo);
+    const file = await cache.claim("/z.bin");
     assert.ok(file instanceof Deno.FsFile);
-    await cache.abandon("z.bin", file);
+    await cache.abandon("/z.bin", file);
   });
 });
+
+Deno.test(
+  "reserve() evicts entries nobody reads, and refuses room that entries being read hold",
+  { ignore },
+  async () => {
+    await withCache(async (cache) => {
+      const size = 600 * 1024; // above the size read into memory at once: opening pins it
+      await store(cache, "/a.bin", size);
+      const a = await cache.open("/a.bin");
+      assert.ok(a?.body instanceof ReadableStream);
+      const b = await cache.claim("/b.bin");
+      assert.ok(b instanceof Deno.FsFile);
+      assert.equal(cache.reserve("/b.bin", size), false, "a is being read: no room");
+      assert.ok(await exists(cache.files("/a.bin").body), "nothing was evicted for nothing");
+      assert.equal(cache.reserve("/b.bin", (1 << 20) + 1), false, "larger than the whole cache");
+      await new Response(a.body).arrayBuffer();
+      assert.ok(cache.reserve("/b.bin", size), "a is read: it makes room");
+      assert.equal(await exists(cache.files("/a.bin").body), false, "a was evicted");
+      assert.equal(await exists(cache.files("/a.bin").meta), false);
+      await cache.abandon("/b.bin", b);
+      assert.equal(cache.bytes, 0);
+    });
+  },
+);
+
+Deno.test(
+  "an entry whose metadata names another URL is never served, and is removed",
+  { ignore },
+  async () => {
+    await withCache(async (cache) => {
+      await store(cache, "/m.bin", 3);
+      const { meta, body } = cache.files("/m.bin");
+      const stored = JSON.parse(await Deno.readTextFile(meta));
+      await Deno.writeTextFile(meta, JSON.stringify({ ...stored, url: "/other.bin" }));
+      assert.equal(await cache.open("/m.bin"), null);
+      assert.equal(await exists(body), false);
+      assert.equal(await cache.has("/m.bin"), false);
+      assert.equal(cache.entries, 0);
+    });
+  },
+);
+
+Deno.test(
+  "opening a cache indexes complete entries and removes what a dead process left",
+  { ignore },
+  async () => {
+    const kept = entryFiles("/kept.bin");
+    const stale = entryFiles("/stale.bin");
+    const lone = entryFiles("/lone.bin");
+    await withCache(async (cache) => {
+      assert.ok(cache.knows("/kept.bin"));
+      assert.equal(cache.entries, 1);
+      assert.equal(cache.bytes, 5);
+      assert.equal(await exists(join(cache.dir, stale.tmp)), false, "stale .tmp removed");
+      assert.equal(await exists(join(cache.dir, lone.meta)), false, "metadata alone removed");
+      const dirs = [];
+      for await (const entry of Deno.readDir(cache.dir)) if (entry.isDirectory) dirs.push(entry);
+      assert.equal(dirs.length, 256);
+      assert.deepEqual((await cache.open("/kept.bin"))?.body, new Uint8Array(5).fill(1));
+    }, async (dir) => {
+      for (const files of [kept, stale, lone]) {
+        await Deno.mkdir(join(dir, files.body, ".."), { recursive: true });
+      }
+      await Deno.writeFile(join(dir, kept.body), new Uint8Array(5).fill(1));
+      await Deno.writeTextFile(
+        join(dir, kept.meta),
+        JSON.stringify({ status: 200, headers: [], size: 5, url: "/kept.bin", storedAt: "" }),
+      );
+      await Deno.writeFile(join(dir, stale.tmp), new Uint8Array(5));
+      const hourAgo = new Date(Date.now() - 3600_000);
+      await Deno.utime(join(dir, stale.tmp), hourAgo, hourAgo);
+      await Deno.writeTextFile(join(dir, lone.meta), "{}");
+    });
+  },
+);

@@ -57,6 +57,9 @@ async function withStack(
       cache,
       "--streams",
       "4",
+      // The stats are read from the client namespace, not from loopback.
+      "--stats-access",
+      "public",
       ...(prefetch ? [] : ["--no-prefetch"]),
     ], "proxy");
     const base = `http://${PROXY_IP}:${proxy.port}`;

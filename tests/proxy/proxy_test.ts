@@ -5,110 +5,28 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type FlowServer, localUdpPort, startServer } from "../../mod.ts";
-import { type FlowProxy, startProxy } from "../../proxy/proxy.ts";
-import type { ProxyOptions } from "../../proxy/proxy.ts";
+import { startProxy } from "../../proxy/proxy.ts";
 import { makeSite, type Site } from "./_site.ts";
 import { curl, freeUdpPort, sha256, spawnProxy, spawnServer, waitUntil } from "./_helpers.ts";
+import {
+  bigFile,
+  cacheDir,
+  curlMany,
+  exists,
+  listFiles,
+  testUdpPort as udpPort,
+  withProxy,
+} from "./_fixture.ts";
 import { needs } from "../_permissions.ts";
 
 // A server, proxies and curl run as real processes.
 const ignore = needs("read", "write", "net", "env", "sys", "run");
 
-const udpPort = localUdpPort();
 let sharedSite: Site | undefined;
 const site = async () => sharedSite ??= await makeSite(6);
 globalThis.addEventListener("unload", () => {
   if (sharedSite) Deno.removeSync(sharedSite.root, { recursive: true });
 });
-
-// Deno grants access below /dev (so /dev/shm) only with --allow-all, which the test
-// permission set does not have: the tests' caches live in ordinary temp directories.
-
-/** A big file (pattern-filled, so writing it is quick) for slow downloads. */
-async function bigFile(root: string, name: string, size: number) {
-  const data = new Uint8Array(size);
-  for (let i = 0; i < size; i += 4096) data[i] = (i / 4096) & 0xff;
-  await Deno.writeFile(join(root, name), data);
-  return { path: `/${name}`, size, sha256: sha256(data) };
-}
-
-async function cacheDir(): Promise<string> {
-  return await Deno.makeTempDir({ prefix: "flowsched-proxy-test-" });
-}
-
-/** Runs `body` against a fresh server and proxy; removes `tempDirs` afterwards, pass or fail. */
-async function withProxy(
-  root: string,
-  options: ProxyOptions,
-  body: (proxy: FlowProxy, base: string, server: FlowServer) => Promise<void>,
-  tempDirs: string[] = [],
-) {
-  const server = await startServer({
-    transport: "usrsctp",
-    port: 0,
-    root,
-    udpPort,
-    logLevel: "warn",
-    streams: 4,
-  });
-  const cache = options.cache ?? await cacheDir();
-  const proxy = await startProxy({
-    listen: "127.0.0.1:0",
-    upstream: `usrsctp://127.0.0.1:${server.port}`,
-    udpPort,
-    streams: 4,
-    logLevel: "error",
-    ...options,
-    cache,
-  });
-  try {
-    await body(proxy, `http://127.0.0.1:${proxy.port}`, server);
-  } finally {
-    await proxy.close();
-    await server.close();
-    if (!options.cache) await Deno.remove(cache, { recursive: true });
-    for (const dir of tempDirs) await Deno.remove(dir, { recursive: true }).catch(() => {});
-  }
-}
-
-/** Fetches `paths` with one parallel curl (like a browser); returns status and body hash per path. */
-async function curlMany(base: string, paths: string[]) {
-  const out = await Deno.makeTempDir({ prefix: "flowsched-curl-" });
-  try {
-    const args = ["-s", "-Z", "--parallel-max", "16", "-w", "%{http_code} %{url_effective}\\n"];
-    paths.forEach((path, i) => args.push("-o", join(out, String(i)), base + path));
-    const result = await curl(args);
-    assert.equal(result.code, 0, result.stderr);
-    const status = new Map<string, number>();
-    for (const line of result.stdout.trim().split("\n")) {
-      const [code, url] = line.split(" ");
-      status.set(new URL(url).pathname, Number(code));
-    }
-    return await Promise.all(paths.map(async (path, i) => ({
-      path,
-      status: status.get(path),
-      sha256: sha256(await Deno.readFile(join(out, String(i)))),
-    })));
-  } finally {
-    await Deno.remove(out, { recursive: true });
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  return await Deno.stat(path).then(() => true, () => false);
-}
-
-/** Every file below `dir` (relative paths). */
-async function listFiles(dir: string, prefix = ""): Promise<string[]> {
-  const out: string[] = [];
-  for await (const entry of Deno.readDir(join(dir, prefix))) {
-    const rel = prefix ? `${prefix}/${entry.name}` : entry.name;
-    if (entry.isDirectory) out.push(...await listFiles(dir, rel));
-    else out.push(rel);
-  }
-  return out;
-}
 
 Deno.test(
   "a site of pages with 10 to 40 resources each, fetched through the proxy with curl, arrives byte-identical",
@@ -149,7 +67,7 @@ Deno.test(
       assert.equal(html.status, 200);
       await waitUntil(
         async () =>
-          (await Promise.all(page.resources.map((p) => exists(proxy.cache.pathOf(p.slice(1))))))
+          (await Promise.all(page.resources.map((p) => exists(proxy.cache.files(p).body))))
             .every(Boolean),
         5000,
         "every embedded resource in the cache",
@@ -175,7 +93,7 @@ Deno.test("with prefetch off nothing is fetched ahead of the client", { ignore }
     await curlMany(base, [page.path]);
     await new Promise((resolve) => setTimeout(resolve, 300));
     for (const resource of page.resources) {
-      assert.equal(await exists(proxy.cache.pathOf(resource.slice(1))), false, resource);
+      assert.equal(await exists(proxy.cache.files(resource).body), false, resource);
     }
     await curlMany(base, page.resources);
     const stats = proxy.stats();
@@ -225,7 +143,7 @@ Deno.test("eviction keeps the cache under its byte limit and never evicts an ent
     await new Promise((resolve) => setTimeout(resolve, 50));
     const stats = proxy.stats();
     assert.ok(stats.evictions > 0, "something was evicted");
-    assert.ok(await exists(proxy.cache.pathOf("large.bin")), "the entry being read is kept");
+    assert.ok(await exists(proxy.cache.files("/large.bin").body), "the entry being read is kept");
     // Finish reading: byte-identical.
     const parts = [first.value!];
     for (let r = await reader.read(); !r.done; r = await reader.read()) parts.push(r.value);
@@ -233,8 +151,9 @@ Deno.test("eviction keeps the cache under its byte limit and never evicts an ent
     await new Promise((resolve) => setTimeout(resolve, 50));
     assert.ok(proxy.stats().bytes.cached <= limit, JSON.stringify(proxy.stats().bytes));
     // What is on disk matches the index, and only whole entries are there.
-    const onDisk = (await listFiles(proxy.cache.dir)).filter((f) => !f.endsWith(".headers.json"));
-    assert.equal(onDisk.length, proxy.stats().cacheEntries);
+    const onDisk = await listFiles(proxy.cache.dir);
+    assert.equal(onDisk.filter((f) => f.endsWith(".body")).length, proxy.stats().cacheEntries);
+    assert.equal(onDisk.filter((f) => f.endsWith(".meta")).length, proxy.stats().cacheEntries);
     assert.ok(onDisk.every((f) => !f.endsWith(".tmp")));
     // An evicted entry is fetched again, intact.
     const again = await (await fetch(base + small[0].path)).bytes();
@@ -300,7 +219,7 @@ Deno.test("a 404 is passed on and not cached", { ignore }, async () => {
       assert.equal(response.status, 404);
       await response.body?.cancel();
     }
-    assert.equal(await exists(proxy.cache.pathOf("no/such/file.png")), false);
+    assert.deepEqual(await listFiles(proxy.cache.dir), [], "no file is left");
     assert.equal(proxy.stats().misses, 2);
   });
 });
@@ -316,17 +235,14 @@ Deno.test(
       const response = await fetch(base + file.path);
       const text = await response.text();
       assert.equal(response.status, 504);
-      assert.match(
-        text,
-        /^504 Gateway Timeout: \/huge\.bin: no complete answer from upstream within 200 ms/,
-      );
+      assert.equal(text, "504 Gateway Timeout\n");
       assert.ok(performance.now() - started < 2000);
       await waitUntil(
-        async () => !(await exists(proxy.cache.pathOf("huge.bin.tmp"))),
+        async () => !(await exists(proxy.cache.files("/huge.bin").tmp)),
         2000,
         "no .tmp",
       );
-      assert.equal(await exists(proxy.cache.pathOf("huge.bin")), false);
+      assert.equal(await exists(proxy.cache.files("/huge.bin").body), false);
     }, [root]);
   },
 );
@@ -359,7 +275,7 @@ Deno.test(
           at: performance.now(),
         }))
       );
-      const tmp = proxy.cache.pathOf("big.bin.tmp");
+      const tmp = proxy.cache.files("/big.bin").tmp;
       await waitUntil(
         async () => ((await Deno.stat(tmp).catch(() => null))?.size ?? 0) > 8 * 1024 * 1024,
         10000,
@@ -377,8 +293,12 @@ Deno.test(
         );
       }
       assert.equal(await exists(tmp), false, "the partial body is removed");
-      assert.equal(await exists(proxy.cache.pathOf("big.bin")), false, "nothing partial is served");
-      assert.deepEqual((await listFiles(cache)).filter((f) => f.startsWith("big.bin")), []);
+      assert.equal(
+        await exists(proxy.cache.files("/big.bin").body),
+        false,
+        "nothing partial is served",
+      );
+      assert.deepEqual(await listFiles(cache), [], "no file of the download is left");
 
       server = await spawnServer({ root, port, udpPort: serverUdp });
       let status = "";
@@ -439,7 +359,7 @@ Deno.test("two proxy processes sharing one cache directory each serve what the o
       // B is downloading z when A is asked for it: A waits for B's rename (watchFs), fetching nothing.
       const fetchedBefore = a.stats().bytes.fetched;
       const zFromB = fetch(baseB + z.path).then((r) => r.bytes());
-      await waitUntil(() => exists(a.cache.pathOf("z.bin.tmp")), 10000, "B's download under way");
+      await waitUntil(() => exists(a.cache.files("/z.bin").tmp), 10000, "B's download under way");
       const zFromA = await fetch(baseA + z.path);
       assert.equal(zFromA.headers.get("x-flowsched-cache"), "shared");
       assert.equal(sha256(await zFromA.bytes()), z.sha256);
