@@ -6,7 +6,11 @@
  * by the first two hex digits. For a key hashing to `ab12…` in directory `C`:
  *
  * - `C/ab/ab12….tmp` — the body while it downloads. Created with O_EXCL:
- *   whoever creates it owns the download; everyone else waits.
+ *   whoever creates it owns the download; everyone else waits. The owner
+ *   holds an exclusive `flock` on it, which the kernel drops if the owner
+ *   dies: a `.tmp` whose lock can be taken is removed at once (by the next
+ *   claim, by waiters polling, when the cache opens), so a restarted or
+ *   surviving proxy never waits on, or keeps, a dead process's download.
  * - `C/ab/ab12….meta` — `{status, headers, size, url, storedAt}`, written
  *   before the body is renamed into place. `url` is the key; opening an entry
  *   checks it, and the size, against what was asked for and what is there.
@@ -152,12 +156,6 @@ export interface DiskCacheOptions {
    * @default 250
    */
   pollMs?: number;
-  /**
-   * A `.tmp` untouched for this many ms belongs to a dead process: a claim
-   * takes it over, and opening the cache removes it.
-   * @default 30000
-   */
-  staleMs?: number;
 }
 
 type WaitResult = "done" | "failed" | "timeout";
@@ -184,7 +182,6 @@ export class DiskCache implements CacheView {
   readonly maxBytes: number;
   readonly #log: Logger;
   readonly #onEvict?: () => void;
-  readonly #staleMs: number;
   /** Known complete entries by id, least recently used first. */
   readonly #index = new Map<string, number>();
   readonly #pins = new Map<string, number>();
@@ -203,7 +200,6 @@ export class DiskCache implements CacheView {
     this.maxBytes = options.maxBytes;
     this.#log = options.log;
     this.#onEvict = options.onEvict;
-    this.#staleMs = options.staleMs ?? 30000;
   }
 
   /** Opens (creating if needed) a cache directory and starts watching it. */
@@ -332,6 +328,8 @@ export class DiskCache implements CacheView {
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
         const file = await Deno.open(tmp, { write: true, createNew: true });
+        // The lock says "its owner lives": the kernel drops it when the owner dies.
+        await file.lock(true);
         this.#pin(id);
         return file;
       } catch (error) {
@@ -347,12 +345,9 @@ export class DiskCache implements CacheView {
           });
           return "uncacheable";
         }
-        // A .tmp nobody has written to for long belongs to a dead process.
+        if (!(await ownerIsDead(tmp))) return "busy";
+        this.#log.warn("removing the download of a dead process", { key });
         try {
-          const info = await Deno.stat(tmp);
-          const age = Date.now() - (info.mtime?.getTime() ?? Date.now());
-          if (age < this.#staleMs) return "busy";
-          this.#log.warn("removing a stale download", { key, ageMs: age });
           await Deno.remove(tmp);
         } catch {
           // Gone meanwhile: try again.
@@ -536,8 +531,7 @@ export class DiskCache implements CacheView {
           if (suffix === BODY) {
             this.#remember(id, (await Deno.stat(files.body)).size);
           } else if (suffix === TMP) {
-            const mtime = (await Deno.stat(files.tmp)).mtime?.getTime() ?? 0;
-            if (Date.now() - mtime >= this.#staleMs) await Deno.remove(files.tmp);
+            if (await ownerIsDead(files.tmp)) await Deno.remove(files.tmp);
           } else if (!names.has(id + BODY) && !names.has(id + TMP)) {
             // Metadata alone: an eviction or a crash stopped half way. A
             // download may have renamed its body meanwhile: look once more.
@@ -581,6 +575,8 @@ export class DiskCache implements CacheView {
   async #check(id: string) {
     const files = filesOf(id, this.dir);
     if (await exists(files.body)) return this.#settle(id, "done");
+    // A download whose process died (another proxy sharing the directory) ends now.
+    if (await ownerIsDead(files.tmp)) await Deno.remove(files.tmp).catch(() => {});
     if (!(await exists(files.tmp))) {
       // Renamed in between? Look once more before calling it a failure.
       this.#settle(id, (await exists(files.body)) ? "done" : "failed");
@@ -631,4 +627,28 @@ function pinnedBody(file: Deno.FsFile, release: () => void): ReadableStream<Uint
       release();
     },
   });
+}
+
+/**
+ * Whether the `.tmp` at `path` was left by a process that died. Its owner
+ * holds an exclusive `flock` on it from just after creating it until it is
+ * renamed or removed, and the kernel releases that lock when the owner dies.
+ * So a lock we can take means a dead owner, except in the moment between
+ * create and lock: the owner writes nothing before it locks, so a non-empty
+ * file, or an empty one older than a second, is dead. False if it is gone.
+ */
+async function ownerIsDead(path: string): Promise<boolean> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch {
+    return false;
+  }
+  try {
+    if (!(await file.tryLock(true))) return false;
+    const info = await file.stat();
+    return info.size > 0 || Date.now() - (info.mtime?.getTime() ?? 0) > 1000;
+  } finally {
+    file.close();
+  }
 }

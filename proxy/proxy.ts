@@ -116,7 +116,6 @@ export async function startProxy(options: ProxyOptions = {}): Promise<FlowProxy>
     maxBytes: options.cacheSize ?? 256 * 1024 * 1024,
     log,
     onEvict: () => stats.evictions++,
-    staleMs: timeoutMs,
   });
   const upstream = new Upstream({
     url: options.upstream ?? "usrsctp://127.0.0.1:9000",

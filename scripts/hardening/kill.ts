@@ -10,8 +10,8 @@
  *   whole body, an error status (502), or a body cut short that the client can
  *   tell from Content-Length;
  * - when the proxy dies and starts again on the same cache directory, that
- *   directory holds no `.tmp` left from the dead process, and every file
- *   fetched afterwards is right.
+ *   directory holds no `.tmp` left from the dead process once the new one
+ *   listens, and every file fetched afterwards is right.
  *
  * @module
  */
@@ -22,7 +22,6 @@ import {
   fetchChecked,
   freeTcpPort,
   freeUdpPort,
-  leftoverTmpFiles,
   makeFiles,
   type Outcome,
   type RunningProxy,
@@ -30,6 +29,7 @@ import {
   type SiteFile,
   startProxy,
   startServer,
+  tmpFiles,
 } from "./stack.ts";
 
 const OPTIONS = {
@@ -98,7 +98,15 @@ export async function runKill(values: Values): Promise<KillReport> {
   const port = freeTcpPort();
   const udpPort = await freeUdpPort();
   const proxyPort = freeTcpPort();
-  const serverSpec = { root, transport: values.transport, host: "127.0.0.1", port, udpPort };
+  const serverSpec = {
+    root,
+    transport: values.transport,
+    host: "127.0.0.1",
+    port,
+    udpPort,
+    // A paced server keeps transfers in flight long enough to be cut by the kill.
+    args: ["--pace=80mbit"],
+  };
   const proxySpec = {
     listen: `127.0.0.1:${proxyPort}`,
     upstream: `${values.transport}://127.0.0.1:${port}`,
@@ -127,8 +135,11 @@ export async function runKill(values: Values): Promise<KillReport> {
         server = await startServer(serverSpec);
       } else {
         await proxy.service.stop();
+        const orphans = await tmpFiles(cache);
         proxy = await startProxy(proxySpec);
-        staleTmp = (await leftoverTmpFiles(cache)).length;
+        // The new process's own downloads are new files: count the dead one's that remain.
+        const now = await tmpFiles(cache);
+        staleTmp = [...orphans].filter(([path, ino]) => now.get(path) === ino).length;
       }
       await sleep(1000);
       load.abort();

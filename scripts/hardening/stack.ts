@@ -261,14 +261,17 @@ export async function fetchChecked(
   return { kind: "ok", ms: ms() };
 }
 
-/** Files whose names end in `.tmp` below `dir`: downloads nobody finished. */
-export async function leftoverTmpFiles(dir: string): Promise<string[]> {
-  const found: string[] = [];
+/** The `.tmp` files below `dir` (downloads in progress or abandoned), as path → inode. */
+export async function tmpFiles(dir: string): Promise<Map<string, number>> {
+  const found = new Map<string, number>();
   const walk = async (at: string) => {
     for await (const entry of Deno.readDir(at)) {
       const path = join(at, entry.name);
       if (entry.isDirectory) await walk(path);
-      else if (entry.name.endsWith(".tmp")) found.push(path);
+      else if (entry.name.endsWith(".tmp")) {
+        const ino = await Deno.stat(path).then((info) => info.ino ?? 0, () => -1);
+        if (ino >= 0) found.set(path, ino);
+      }
     }
   };
   await walk(dir);
