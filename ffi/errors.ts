@@ -25,6 +25,10 @@ export class NativeError extends Error {
 /** errno values the transports react to by name. */
 export const Errno = {
   ENOENT: 2,
+  EACCES: 13,
+  ENOTDIR: 20,
+  ENAMETOOLONG: 36,
+  ELOOP: 40,
   EINTR: 4,
   EAGAIN: 11,
   EBADF: 9,

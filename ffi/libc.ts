@@ -10,7 +10,7 @@
  * @module
  */
 
-import { NativeError } from "./errors.ts";
+import { Errno, NativeError } from "./errors.ts";
 import { defineStruct, StructBuffer } from "./struct.ts";
 
 /** libc's symbols, each commented with its C prototype. */
@@ -41,6 +41,22 @@ export const libcSymbols = {
   recv: { parameters: ["i32", "pointer", "usize", "i32"], result: "isize" },
   // int open(const char *path, int flags)
   open: { parameters: ["buffer", "i32"], result: "i32" },
+  // int openat(int dirfd, const char *path, int flags)
+  openat: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  // ssize_t readlink(const char *path, char *buf, size_t size): no NUL is appended
+  readlink: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
+  // int statx(int dirfd, const char *path, int flags, unsigned mask, struct statx *buf)
+  statx: { parameters: ["i32", "buffer", "i32", "u32", "buffer"], result: "i32" },
+  // ssize_t pread(int fd, void *buf, size_t count, off_t offset)
+  pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  // ssize_t process_vm_readv(pid_t pid, const struct iovec *local, unsigned long nlocal,
+  //                          const struct iovec *remote, unsigned long nremote, unsigned long flags)
+  // On this process's own pid it is a memcpy that fails (EFAULT, or a short count) where
+  // reading the source would fault, e.g. past the end of a truncated file's mapping.
+  process_vm_readv: {
+    parameters: ["i32", "buffer", "u64", "buffer", "u64", "u64"],
+    result: "isize",
+  },
   // off_t lseek(int fd, off_t offset, int whence)
   lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
   // void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
@@ -93,6 +109,13 @@ export const C = {
   O_RDONLY: 0,
   SEEK_END: 2,
   O_CLOEXEC: 0x80000,
+  O_NONBLOCK: 0x800,
+  O_PATH: 0x200000,
+  AT_EMPTY_PATH: 0x1000,
+  STATX_BASIC_STATS: 0x7ff,
+  S_IFMT: 0xf000,
+  S_IFREG: 0x8000,
+  S_IFDIR: 0x4000,
   PROT_READ: 1,
   MAP_SHARED: 1,
 } as const;
@@ -111,6 +134,26 @@ export const sockaddr_in6 = defineStruct("sockaddr_in6", 28, {
   sin6_flowinfo: { offset: 4, type: "u32" },
   sin6_addr: { offset: 8, type: "bytes", length: 16 },
   sin6_scope_id: { offset: 24, type: "u32" },
+});
+
+/** `struct statx` (the same on every Linux architecture); only the fields the file layer reads. */
+export const statx = defineStruct("statx", 256, {
+  stx_mask: { offset: 0, type: "u32" },
+  stx_nlink: { offset: 16, type: "u32" },
+  stx_mode: { offset: 28, type: "u16" },
+  stx_ino: { offset: 32, type: "u64" },
+  stx_size: { offset: 40, type: "u64" },
+  // A signed 64-bit count of seconds: read it with getBigInt64.
+  "stx_mtime.tv_sec": { offset: 112, type: "u64" },
+  "stx_mtime.tv_nsec": { offset: 120, type: "u32" },
+  stx_dev_major: { offset: 136, type: "u32" },
+  stx_dev_minor: { offset: 140, type: "u32" },
+});
+
+/** `struct iovec` (one buffer of a vectored call). */
+export const iovec = defineStruct("iovec", 16, {
+  iov_base: { offset: 0, type: "u64" },
+  iov_len: { offset: 8, type: "u64" },
 });
 
 /** `struct timeval` as SO_RCVTIMEO reads and writes it on 64-bit Linux. */
@@ -144,6 +187,42 @@ export function lastError(call: string): NativeError {
   const code = errno();
   const text = Deno.UnsafePointerView.getCString(libc().strerror(code)!);
   return new NativeError(call, code, text);
+}
+
+/** Per-thread `struct iovec[2]` of `copyFromAddress`: the local, then the remote buffer. */
+const copyVectors = new BigUint64Array(4);
+const localVector = new Uint8Array(copyVectors.buffer, 0, iovec.size);
+const remoteVector = new Uint8Array(copyVectors.buffer, iovec.size, iovec.size);
+
+/**
+ * Copies `length` bytes from `source`, an address in this process, into
+ * `target`. Where reading `source` would fault (an unmapped address, or a
+ * file mapping past the end of its truncated file, which raises SIGBUS and
+ * ends the process) it throws a `NativeError` with EFAULT instead.
+ */
+export function copyFromAddress(
+  target: Uint8Array<ArrayBuffer>,
+  source: Deno.PointerValue,
+  length: number,
+): void {
+  if (length > target.byteLength) {
+    throw new RangeError(`${length} bytes do not fit into ${target.byteLength}`);
+  }
+  copyVectors[0] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(target)));
+  copyVectors[1] = BigInt(length);
+  copyVectors[2] = BigInt(Deno.UnsafePointer.value(source));
+  copyVectors[3] = BigInt(length);
+  const copied = check(
+    "process_vm_readv",
+    libc().process_vm_readv(Deno.pid, localVector, 1n, remoteVector, 1n, 0n),
+  );
+  if (Number(copied) !== length) {
+    throw new NativeError(
+      "process_vm_readv",
+      Errno.EFAULT,
+      `the source became unreadable after ${copied} of ${length} bytes`,
+    );
+  }
 }
 
 const intOption = new Int32Array(1);

@@ -1,13 +1,19 @@
 /**
  * A read-only `mmap` of a whole file: the one owner of the mapping's
- * lifetime. A file must not shrink while mapped (reading past its new end
- * raises SIGBUS): replace served files by rename, never rewrite them in place. Send calls take `pointerAt(offset)` directly, so file bytes go
+ * lifetime. Send calls take `pointerAt(offset)` directly, so file bytes go
  * from the page cache to the socket without a copy into JS memory.
+ *
+ * A file may shrink while mapped (truncated or rewritten in place): its
+ * pages past the new end then raise SIGBUS when read, which ends the process.
+ * So nothing in this process reads a mapping with plain loads: the kernel's
+ * send calls fail with EFAULT instead, and the userspace stack (usrsctp) gets
+ * its copy through `copyFromAddress`, which fails the same way.
  *
  * @module
  */
 
 import { C, check, libc } from "./libc.ts";
+import { FileDescriptor } from "./file_descriptor.ts";
 
 /** A file mapped read-only into memory. Unmapped by `close()` (idempotent). */
 export class MappedFile implements Disposable {
@@ -22,23 +28,25 @@ export class MappedFile implements Disposable {
 
   /** Maps `path`. An empty file is valid and has no mapping (size 0). */
   static open(path: string): MappedFile {
-    const fd = check(
-      "open",
-      libc().open(new TextEncoder().encode(`${path}\0`), C.O_RDONLY | C.O_CLOEXEC),
-    );
-    try {
-      // The size of what was opened, not of whatever the path names by now.
-      const size = Number(check("lseek", libc().lseek(fd, 0n, C.SEEK_END)));
-      if (size === 0) return new MappedFile(null, 0);
-      const base = libc().mmap(null, BigInt(size), C.PROT_READ, C.MAP_SHARED, fd, 0n);
-      // mmap reports failure as MAP_FAILED, (void *)-1, not as null.
-      if (base === null || Deno.UnsafePointer.value(base) === MAP_FAILED) {
-        check("mmap", -1);
-      }
-      return new MappedFile(base, size);
-    } finally {
-      libc().close(fd);
+    using descriptor = FileDescriptor.open(path, C.O_RDONLY);
+    return MappedFile.map(descriptor);
+  }
+
+  /**
+   * Maps the file open on `descriptor` (opened for reading); the mapping
+   * does not need the descriptor afterwards, which stays the caller's.
+   */
+  static map(descriptor: FileDescriptor): MappedFile {
+    const fd = descriptor.fd;
+    // The size of what was opened, not of whatever the path names by now.
+    const size = Number(check("lseek", libc().lseek(fd, 0n, C.SEEK_END)));
+    if (size === 0) return new MappedFile(null, 0);
+    const base = libc().mmap(null, BigInt(size), C.PROT_READ, C.MAP_SHARED, fd, 0n);
+    // mmap reports failure as MAP_FAILED, (void *)-1, not as null.
+    if (base === null || Deno.UnsafePointer.value(base) === MAP_FAILED) {
+      check("mmap", -1);
     }
+    return new MappedFile(base, size);
   }
 
   /** The address of byte `offset`; valid until `close()`. */

@@ -1,8 +1,10 @@
 /**
  * Reference-counted `mmap`s of served files, with a bounded LRU of idle ones
  * for hot files. A mapping is unmapped only when no response uses it and it
- * falls out of the LRU (or its file changed), so the writer never holds
- * the address of an unmapped region.
+ * falls out of the LRU, so the writer never holds the address of an unmapped
+ * region. Mappings are shared by file version (device, inode, size, mtime):
+ * a changed or replaced file gets a fresh mapping. A held mapping keeps its
+ * inode alive, so the inode number cannot be reused by another file meanwhile.
  *
  * @module
  */
@@ -40,16 +42,23 @@ export class MappingCache implements MappingCacheView {
     this.#maxIdle = maxIdle;
   }
 
-  /** Maps `entry` (or reuses its mapping) and takes a reference. */
+  /**
+   * Maps `entry`'s file (or reuses the mapping of the same version) and takes
+   * a reference. Takes the entry too: it is closed when this returns or throws.
+   */
   acquire(entry: FileEntry): Mapping {
-    // Size and mtime in the key: a changed file gets a fresh mapping.
-    const key = `${entry.path}\0${entry.size}\0${entry.mtime.getTime()}`;
+    const key = entry.version;
     let slot = this.#slots.get(key);
     if (slot) {
       if (slot.refs === 0) this.#idle--;
       this.#slots.delete(key); // re-inserted below: Map order is the LRU order
+      entry.close();
     } else {
-      slot = { mapping: { file: MappedFile.open(entry.path), key }, refs: 0 };
+      try {
+        slot = { mapping: { file: MappedFile.map(entry.descriptor), key }, refs: 0 };
+      } finally {
+        entry.close();
+      }
     }
     slot.refs++;
     this.#slots.set(key, slot);

@@ -12,7 +12,11 @@ import { formatResponseHead, HttpError, reasonPhrase } from "../protocol/http1.t
 import type { RequestHead } from "../protocol/http1.ts";
 import { type FileEntry, resolveFile } from "./files.ts";
 
-/** A decided response. `file` is set for a 200 GET; `text` for error bodies. */
+/**
+ * A decided response. `file` is set for a 200 GET with a body, `text` for
+ * error bodies. The plan owns `file` until its consumer takes it: whoever
+ * sends the body closes the entry (`MappingCache.acquire` does).
+ */
 export interface ResponsePlan {
   readonly status: number;
   readonly headers: Headers;
@@ -25,25 +29,32 @@ export interface ResponsePlan {
 const encoder = new TextEncoder();
 
 /** Plans the answer to `request` for the files below `root` (a real path). */
-export async function planResponse(root: string, request: RequestHead): Promise<ResponsePlan> {
+export function planResponse(root: string, request: RequestHead): ResponsePlan {
   try {
     if (request.method !== "GET" && request.method !== "HEAD") {
       throw new HttpError(405, `method ${request.method} is not allowed`, { Allow: "GET, HEAD" });
     }
-    const file = await resolveFile(root, request.target);
-    const headers = new Headers({
-      "Content-Type": file.contentType,
-      "Content-Length": String(file.size),
-      "Last-Modified": file.mtime.toUTCString(),
-      "ETag": file.etag,
-      "Accept-Ranges": "none",
-    });
-    if (notModified(request.headers, file)) {
-      headers.delete("Content-Length");
-      return { status: 304, headers, bodyLength: 0 };
+    const file = resolveFile(root, request.target);
+    let body = false;
+    try {
+      const headers = new Headers({
+        "Content-Type": file.contentType,
+        "Content-Length": String(file.size),
+        "Last-Modified": file.mtime.toUTCString(),
+        "ETag": file.etag,
+        "Accept-Ranges": "none",
+      });
+      if (notModified(request.headers, file)) {
+        headers.delete("Content-Length");
+        return { status: 304, headers, bodyLength: 0 };
+      }
+      const bodyLength = request.method === "HEAD" ? 0 : file.size;
+      body = bodyLength > 0;
+      return { status: 200, headers, bodyLength, file: body ? file : undefined };
+    } finally {
+      // Without a body to send, nobody else will need the file.
+      if (!body) file.close();
     }
-    const bodyLength = request.method === "HEAD" ? 0 : file.size;
-    return { status: 200, headers, bodyLength, file: bodyLength > 0 ? file : undefined };
   } catch (error) {
     return errorPlan(error, request.method === "HEAD");
   }

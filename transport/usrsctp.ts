@@ -36,6 +36,7 @@
 import {
   C,
   check,
+  copyFromAddress,
   encodeSockaddr,
   lastError,
   libc,
@@ -77,6 +78,16 @@ const optionLength = new Uint32Array(1);
 const optionLengthBytes = new Uint8Array(optionLength.buffer);
 const intOption = new Int32Array(1);
 const intOptionBytes = new Uint8Array(intOption.buffer);
+
+/**
+ * Per-thread copy of the message being sent. usrsctp reads the message with
+ * plain loads in this process, so a file mapping that shrank under it (a
+ * file truncated or rewritten in place) would raise SIGBUS and end the
+ * process; `copyFromAddress` fails that one send with EFAULT instead, as the
+ * kernel's send calls do. Grown to the largest message sent, never shrunk.
+ */
+let sendCopy = new Uint8Array(0);
+let sendCopyPointer: Deno.PointerValue = null;
 
 /** Listening sockets of this isolate (the main thread's), which `shutdown` stops differently. */
 const listening = new Set<bigint>();
@@ -373,13 +384,18 @@ export const usrsctpDriver: SocketDriver = {
   send(handle, stream, pointer, length) {
     if (length === 0) throw new RangeError("usrsctp cannot send an empty message");
     const socket = so(handle.socket);
+    if (sendCopy.byteLength < length) {
+      sendCopy = new Uint8Array(length);
+      sendCopyPointer = Deno.UnsafePointer.of(sendCopy);
+    }
+    copyFromAddress(sendCopy, pointer, length);
     sendInfo.set("snd_sid", stream);
     for (;;) {
       // Blocks until the whole message fits in the send buffer, then queues
-      // it at once: it returns the full length or fails, never a part.
+      // it at once (a copy): it returns the full length or fails, never a part.
       const n = libusrsctp().usrsctp_sendv(
         socket,
-        pointer,
+        sendCopyPointer,
         BigInt(length),
         null,
         0,

@@ -1,4 +1,4 @@
-import { C, linger, sockaddr_in, sockaddr_in6, tcp_info } from "../../ffi/libc.ts";
+import { C, iovec, linger, sockaddr_in, sockaddr_in6, statx, tcp_info } from "../../ffi/libc.ts";
 import { assertLayoutsMatchHeaders } from "./_c_layout.ts";
 import { needs } from "../_permissions.ts";
 
@@ -11,10 +11,12 @@ Deno.test("libc struct layouts and constants match the C headers", { ignore }, a
       "<sys/socket.h>",
       "<sys/mman.h>",
       "<fcntl.h>",
+      "<sys/stat.h>",
+      "<sys/uio.h>",
       "<netinet/in.h>",
       "<netinet/tcp.h>",
     ],
-    layouts: [sockaddr_in, sockaddr_in6, linger, tcp_info],
+    layouts: [sockaddr_in, sockaddr_in6, linger, tcp_info, statx, iovec],
     constants: C,
   });
 });
