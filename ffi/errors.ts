@@ -24,6 +24,7 @@ export class NativeError extends Error {
 
 /** errno values the transports react to by name. */
 export const Errno = {
+  EPERM: 1,
   ENOENT: 2,
   EACCES: 13,
   ENOTDIR: 20,
@@ -43,4 +44,5 @@ export const Errno = {
   ETIMEDOUT: 110,
   EMSGSIZE: 90,
   EPROTONOSUPPORT: 93,
+  ENOSYS: 38,
 } as const;

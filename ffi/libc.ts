@@ -208,14 +208,23 @@ export function copyFromAddress(
   if (length > target.byteLength) {
     throw new RangeError(`${length} bytes do not fit into ${target.byteLength}`);
   }
+  if (plainCopy) return copyPlainly(target, source, length);
   copyVectors[0] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(target)));
   copyVectors[1] = BigInt(length);
   copyVectors[2] = BigInt(Deno.UnsafePointer.value(source));
   copyVectors[3] = BigInt(length);
-  const copied = check(
-    "process_vm_readv",
-    libc().process_vm_readv(Deno.pid, localVector, 1n, remoteVector, 1n, 0n),
-  );
+  const copied = libc().process_vm_readv(Deno.pid, localVector, 1n, remoteVector, 1n, 0n);
+  if (copied < 0n) {
+    const error = lastError("process_vm_readv");
+    if (error.errno !== Errno.ENOSYS && error.errno !== Errno.EPERM) throw error;
+    // A seccomp policy or an emulator (qemu-user) that lacks the call: copy
+    // as before, and say once what that costs.
+    plainCopy = true;
+    console.error(
+      `flowsched: process_vm_readv is unavailable (${error.message}); a file truncated while it is sent over usrsctp can now end the process (SIGBUS): replace served files by rename`,
+    );
+    return copyPlainly(target, source, length);
+  }
   if (Number(copied) !== length) {
     throw new NativeError(
       "process_vm_readv",
@@ -223,6 +232,12 @@ export function copyFromAddress(
       `the source became unreadable after ${copied} of ${length} bytes`,
     );
   }
+}
+
+let plainCopy = false;
+
+function copyPlainly(target: Uint8Array<ArrayBuffer>, source: Deno.PointerValue, length: number) {
+  if (length > 0) new Deno.UnsafePointerView(source!).copyInto(target.subarray(0, length));
 }
 
 const intOption = new Int32Array(1);
