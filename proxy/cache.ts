@@ -55,6 +55,8 @@ const MAX_KEY = 8192;
 /** Bodies up to this size are read into memory at once when served. */
 const SMALL_BODY = 256 * 1024;
 const POLL_MS = 250;
+/** Longer than any gap between creating a `.tmp` and locking it. */
+const CLAIM_GRACE_MS = 1000;
 /** The fan-out directories, `00` … `ff`. */
 const FAN_OUT = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 const ENTRY_NAME = /^([0-9a-f]{64})(\.tmp|\.meta|\.body)$/;
@@ -345,7 +347,7 @@ export class DiskCache implements CacheView {
           });
           return "uncacheable";
         }
-        if (!(await ownerIsDead(tmp))) return "busy";
+        if ((await ownerIsDead(tmp)) !== true) return "busy";
         this.#log.warn("removing the download of a dead process", { key });
         try {
           await Deno.remove(tmp);
@@ -513,6 +515,7 @@ export class DiskCache implements CacheView {
    */
   async #scan() {
     const fanOut = new Set(FAN_OUT);
+    const unsure: string[] = [];
     let foreign = 0;
     for await (const top of Deno.readDir(this.dir)) {
       if (!top.isDirectory || !fanOut.has(top.name)) foreign++;
@@ -531,7 +534,9 @@ export class DiskCache implements CacheView {
           if (suffix === BODY) {
             this.#remember(id, (await Deno.stat(files.body)).size);
           } else if (suffix === TMP) {
-            if (await ownerIsDead(files.tmp)) await Deno.remove(files.tmp);
+            const dead = await ownerIsDead(files.tmp);
+            if (dead === true) await Deno.remove(files.tmp);
+            else if (dead === "unsure") unsure.push(files.tmp);
           } else if (!names.has(id + BODY) && !names.has(id + TMP)) {
             // Metadata alone: an eviction or a crash stopped half way. A
             // download may have renamed its body meanwhile: look once more.
@@ -540,6 +545,14 @@ export class DiskCache implements CacheView {
             }
           }
         } catch { /* removed meanwhile */ }
+      }
+    }
+    if (unsure.length > 0) {
+      // Empty, unlocked and brand new: claimed just now, or by a process that
+      // died just after claiming. Past the grace time it is one or the other.
+      await new Promise((resolve) => setTimeout(resolve, CLAIM_GRACE_MS));
+      for (const tmp of unsure) {
+        if ((await ownerIsDead(tmp)) === true) await Deno.remove(tmp).catch(() => {});
       }
     }
     if (foreign > 0) {
@@ -576,7 +589,7 @@ export class DiskCache implements CacheView {
     const files = filesOf(id, this.dir);
     if (await exists(files.body)) return this.#settle(id, "done");
     // A download whose process died (another proxy sharing the directory) ends now.
-    if (await ownerIsDead(files.tmp)) await Deno.remove(files.tmp).catch(() => {});
+    if ((await ownerIsDead(files.tmp)) === true) await Deno.remove(files.tmp).catch(() => {});
     if (!(await exists(files.tmp))) {
       // Renamed in between? Look once more before calling it a failure.
       this.#settle(id, (await exists(files.body)) ? "done" : "failed");
@@ -635,9 +648,10 @@ function pinnedBody(file: Deno.FsFile, release: () => void): ReadableStream<Uint
  * renamed or removed, and the kernel releases that lock when the owner dies.
  * So a lock we can take means a dead owner, except in the moment between
  * create and lock: the owner writes nothing before it locks, so a non-empty
- * file, or an empty one older than a second, is dead. False if it is gone.
+ * file, or an empty one older than `CLAIM_GRACE_MS`, is dead; a younger empty
+ * one is `"unsure"`. False if it is gone.
  */
-async function ownerIsDead(path: string): Promise<boolean> {
+async function ownerIsDead(path: string): Promise<boolean | "unsure"> {
   let file: Deno.FsFile;
   try {
     file = await Deno.open(path, { read: true });
@@ -647,7 +661,8 @@ async function ownerIsDead(path: string): Promise<boolean> {
   try {
     if (!(await file.tryLock(true))) return false;
     const info = await file.stat();
-    return info.size > 0 || Date.now() - (info.mtime?.getTime() ?? 0) > 1000;
+    if (info.size > 0) return true;
+    return Date.now() - (info.mtime?.getTime() ?? 0) > CLAIM_GRACE_MS || "unsure";
   } finally {
     file.close();
   }
