@@ -33,12 +33,18 @@ export async function pinnedDeno(target: Target): Promise<{ version: string; int
 }
 
 /**
- * The path of the target's Deno binary, the version package-lock.json pins,
- * fetched with `npm pack` on first use and checked against the lock's
+ * The path of the target's Deno binary, the version package-lock.json pins:
+ * the one `npm ci` installed when the target is this machine's architecture,
+ * else fetched with `npm pack` on first use and checked against the lock's
  * integrity.
  */
 export async function denoBinary(target: Target, progress: Progress): Promise<string> {
   const { version, integrity } = await pinnedDeno(target);
+  const installed = join(REPO_ROOT, "node_modules", target.denoPackage);
+  if (await exists(join(installed, "deno"))) {
+    const manifest = JSON.parse(await Deno.readTextFile(join(installed, "package.json")));
+    if (manifest.version === version) return join(installed, "deno");
+  }
   const dir = join(CACHE_DIR, "deno", version, target.arch);
   const binary = join(dir, "deno");
   if (await exists(binary)) return binary;

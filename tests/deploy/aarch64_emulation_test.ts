@@ -110,6 +110,26 @@ Deno.test({
   },
 });
 
+Deno.test(
+  "the aarch64 bundle's launchers refuse to start on x86_64 without FLOWSCHED_RUNNER and say how",
+  { ignore: ignore || Deno.build.arch !== "x86_64" },
+  async () => {
+    const bundle = await unpack((await buildBundle("aarch64")).archive);
+    for (const command of ["server", "proxy", "get"]) {
+      const result = await new Deno.Command(join(bundle, `bin/flowsched-${command}`), {
+        args: ["--help"],
+        env: { FLOWSCHED_RUNNER: "" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(result.code, 1);
+      const stderr = new TextDecoder().decode(result.stderr);
+      assert.match(stderr, new RegExp(`flowsched-${command}: this bundle is for aarch64, but `));
+      assert.match(stderr, /FLOWSCHED_RUNNER="qemu-aarch64 -L \/usr\/aarch64-linux-gnu"/);
+    }
+  },
+);
+
 /** Fetches every file with the x86_64 client (`deno task get`'s code) and compares hashes. */
 async function fetchAll(url: string, files: SiteFile[], udpPort: number): Promise<void> {
   const out = await tempDir("get");
