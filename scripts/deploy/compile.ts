@@ -85,7 +85,7 @@ export interface CompileOptions {
 }
 
 /** Where `deno compile` keeps the denort archive of `target` once downloaded. */
-export function cachedDenortPath(target: Target): string {
+function cachedDenortPath(target: Target): string {
   const home = Deno.env.get("HOME") ?? "";
   const denoDir = Deno.env.get("DENO_DIR") ||
     join(Deno.env.get("XDG_CACHE_HOME") || join(home, ".cache"), "deno");

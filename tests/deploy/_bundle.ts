@@ -27,6 +27,10 @@ export async function tempDir(prefix: string): Promise<string> {
   return dir;
 }
 
+/** The version in deno.json, which names the archives. */
+export const VERSION: string =
+  JSON.parse(Deno.readTextFileSync(join(REPO_ROOT, "deno.json"))).version;
+
 const built = new Map<TargetName, Promise<{ archive: string; stderr: string }>>();
 
 /** Runs `deno task bundle --target <target>` into a temp dir (once per target); the archive. */
@@ -44,7 +48,11 @@ export function buildBundle(target: TargetName): Promise<{ archive: string; stde
       const text = new TextDecoder().decode(stderr);
       assert.equal(code, 0, `deno task bundle --target ${target} failed:\n${text}`);
       const files = [...Deno.readDirSync(out)].map((entry) => entry.name);
-      assert.deepEqual(files, [`flowsched-0.1.0-${target}.tar.gz`], "one archive, nothing else");
+      assert.deepEqual(
+        files,
+        [`flowsched-${VERSION}-${target}.tar.gz`],
+        "one archive, nothing else",
+      );
       return { archive: join(out, files[0]), stderr: text };
     })();
     built.set(target, promise);
