@@ -6,7 +6,11 @@ set -eu
 cd "$(dirname "$0")/.."
 
 DEBIAN_PACKAGES="lksctp-tools libsctp1 libsctp-dev libusrsctp2 libusrsctp-dev \
-user-mode-linux kmod iproute2 procps util-linux python3 gcc libc6-dev curl wrk chromium nginx-light"
+user-mode-linux kmod iproute2 procps util-linux python3 gcc libc6-dev curl wrk chromium nginx-light \
+qemu-user libc6-arm64-cross libgcc-s1-arm64-cross gcc-aarch64-linux-gnu libc6-dev-arm64-cross"
+# qemu-user and the arm64 cross packages run the Raspberry Pi (aarch64) build
+# and its struct-layout probes here (tests/deploy, tests/ffi). The Pi bundle
+# takes arm64 .debs from apt-get download, so apt must know arm64 too.
 
 # node_modules/.package-lock.json is what npm last installed; reinstall when the lock is newer.
 # `npm ci` installs exactly what package-lock.json pins and never rewrites it
@@ -23,14 +27,24 @@ for pkg in $DEBIAN_PACKAGES; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" ||
     missing="$missing $pkg"
 done
-if [ -n "$missing" ]; then
-  echo "bootstrap: installing Debian packages:$missing"
+add_arm64=""
+dpkg --print-foreign-architectures | grep -qx arm64 || add_arm64=yes
+if [ -n "$missing" ] || [ -n "$add_arm64" ]; then
   if [ "$(id -u)" -ne 0 ]; then
-    echo "bootstrap: need root to install Debian packages; run: sudo apt-get install -y$missing" >&2
+    fix="sudo apt-get install -y$missing"
+    [ -z "$add_arm64" ] || fix="sudo dpkg --add-architecture arm64 && sudo apt-get update && $fix"
+    echo "bootstrap: need root to install Debian packages; run: $fix" >&2
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
+  if [ -n "$add_arm64" ]; then
+    echo "bootstrap: adding the Debian architecture arm64 (for the Raspberry Pi bundle's .debs)"
+    dpkg --add-architecture arm64
+  fi
   apt-get update -qq
-  # shellcheck disable=SC2086
-  apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  if [ -n "$missing" ]; then
+    echo "bootstrap: installing Debian packages:$missing"
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  fi
 fi
