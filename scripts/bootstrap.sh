@@ -17,7 +17,11 @@ qemu-user libc6-arm64-cross libgcc-s1-arm64-cross gcc-aarch64-linux-gnu libc6-de
 # (`npm install` would, leaving a test run with a dirty work tree). The lock
 # lists every platform's optional @deno/* binary, which `npm ci` requires.
 # .npmrc turns off node_modules/.bin, so Deno is node_modules/deno/deno.
-if [ ! -x node_modules/deno/deno ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+# A node_modules that is a symlink (a git worktree sharing another checkout's)
+# is left alone: `npm ci` would empty the directory it points to.
+if [ -L node_modules ]; then
+  echo "bootstrap: node_modules is a symlink to $(readlink node_modules); not reinstalling through it"
+elif [ ! -x node_modules/deno/deno ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "bootstrap: installing Deno and npm packages (versions pinned in package-lock.json)"
   npm ci --no-audit --no-fund --loglevel=error
 fi
