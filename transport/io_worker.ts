@@ -14,9 +14,9 @@
 
 import { driverFor } from "./drivers.ts";
 import type { Established, SocketDriver } from "./driver.ts";
-import { isClosing, TransportError } from "./types.ts";
+import { HandshakeError, isClosing, SHARED_BYTES, SHARED_SENT, TransportError } from "./types.ts";
 import type { AssociationOptions, SocketHandle, TransportName } from "./types.ts";
-import { serializeError } from "./worker_protocol.ts";
+import { creditOf, serializeError } from "./worker_protocol.ts";
 import type {
   ReadCredit,
   SerializedError,
@@ -38,7 +38,7 @@ self.onmessage = (e: MessageEvent<WorkerCommand | WriteRequest>) => {
     case "accept":
       return acceptLoop(driver, command.socket, command.options);
     case "read":
-      return readLoop(driver, command.socket, command.credit);
+      return readLoop(driver, command.socket, command.credit, command.maxMessageSize);
     case "write":
       writer = { driver, handle: command.handle };
       return;
@@ -62,7 +62,7 @@ function connect(
   }
   writer = {
     driver,
-    handle: { transport, socket: established.socket, shared: new SharedArrayBuffer(8) },
+    handle: { transport, socket: established.socket, shared: new SharedArrayBuffer(SHARED_BYTES) },
   };
   post({ type: "established", established, shared: writer.handle.shared });
 }
@@ -77,28 +77,34 @@ function acceptLoop(driver: SocketDriver, socket: bigint, options: Required<Asso
       // A failed handshake of one peer must not stop the listener; a
       // persistent failure (EMFILE) must not spin either.
       post({ type: "accept-failed", error: serializeError(error) });
-      Atomics.wait(pause, 0, 0, 100);
+      if (!(error instanceof HandshakeError)) Atomics.wait(pause, 0, 0, 100);
       continue;
     }
     if (established === null) return post({ type: "end" });
-    post({ type: "established", established, shared: new SharedArrayBuffer(8) });
+    post({ type: "established", established, shared: new SharedArrayBuffer(SHARED_BYTES) });
   }
 }
 
-function readLoop(driver: SocketDriver, socket: bigint, credit: ReadCredit) {
+function readLoop(
+  driver: SocketDriver,
+  socket: bigint,
+  credit: ReadCredit,
+  maxMessageSize: number,
+) {
   const unconsumed = new Int32Array(credit.buffer);
   for (;;) {
     let message;
     try {
-      message = driver.receive(socket);
+      message = driver.receive(socket, maxMessageSize);
     } catch (error) {
       return post({ type: "error", error: serializeError(error) });
     }
     if (message === null) return post({ type: "end" });
     // Count before posting: the transfer detaches the buffer (byteLength 0).
-    const bytes = message.data.byteLength;
-    let pending = Atomics.add(unconsumed, 0, bytes) + bytes;
-    post({ type: "message", stream: message.stream, data: message.data }, [message.data.buffer]);
+    const cost = creditOf(message.data.byteLength);
+    let pending = Atomics.add(unconsumed, 0, cost) + cost;
+    const { stream, data, truncated } = message;
+    post({ type: "message", stream, data, truncated }, [data.buffer]);
     // Backpressure: stop reading (so the peer's window closes) while the
     // main thread has more than `credit.limit` bytes it has not consumed.
     while (pending > credit.limit) {
@@ -113,6 +119,7 @@ let writeFailure: SerializedError | undefined;
 
 function write(request: WriteRequest) {
   if (!writer) throw new Error("write request before the writer was set up");
+  const sent = new Int32Array(writer.handle.shared);
   for (const { id, messages } of request.batches) {
     try {
       if (writeFailure) throw new TransportError(writeFailure.message);
@@ -131,6 +138,7 @@ function write(request: WriteRequest) {
           const pointer = Deno.UnsafePointer.create(message.address);
           writer.driver.send(writer.handle, message.stream, pointer, message.length);
         }
+        Atomics.add(sent, SHARED_SENT, 1);
       }
       post({ type: "sent", id });
     } catch (error) {

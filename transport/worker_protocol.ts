@@ -13,8 +13,17 @@ import type { AssociationOptions, OutgoingMessage, SocketHandle, TransportName }
 /** Shared counter of received bytes the main thread has not consumed yet. */
 export interface ReadCredit {
   readonly buffer: SharedArrayBuffer;
-  /** Reading pauses above this many unconsumed bytes. */
+  /** Reading pauses above this many unconsumed bytes (see `creditOf`). */
   readonly limit: number;
+}
+
+/**
+ * What a received message of `bytes` counts against the read credit: its
+ * bytes plus the memory of its objects, so that a flood of tiny messages is
+ * bounded by the credit as well as a few large ones.
+ */
+export function creditOf(bytes: number): number {
+  return bytes + 512;
 }
 
 /** The first message a Worker gets: its role. */
@@ -32,7 +41,13 @@ export type WorkerCommand =
     socket: bigint;
     options: Required<AssociationOptions>;
   }
-  | { role: "read"; transport: TransportName; socket: bigint; credit: ReadCredit }
+  | {
+    role: "read";
+    transport: TransportName;
+    socket: bigint;
+    credit: ReadCredit;
+    maxMessageSize: number;
+  }
   | { role: "write"; transport: TransportName; handle: SocketHandle };
 
 /**
@@ -58,7 +73,7 @@ export interface SerializedError {
 export type WorkerEvent =
   | { type: "established"; established: Established; shared: SharedArrayBuffer }
   | { type: "accept-failed"; error: SerializedError }
-  | { type: "message"; stream: number; data: Uint8Array<ArrayBuffer> }
+  | { type: "message"; stream: number; data: Uint8Array<ArrayBuffer>; truncated?: true }
   | { type: "end" }
   | { type: "error"; error: SerializedError }
   | { type: "sent"; id: number; error?: SerializedError };

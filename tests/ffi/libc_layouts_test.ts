@@ -1,4 +1,4 @@
-import { C, linger, sockaddr_in, sockaddr_in6, tcp_info } from "../../ffi/libc.ts";
+import { C, linger, pollfd, sockaddr_in, sockaddr_in6, tcp_info } from "../../ffi/libc.ts";
 import { assertLayoutsMatchHeaders } from "./_c_layout.ts";
 import { needs } from "../_permissions.ts";
 
@@ -13,8 +13,9 @@ Deno.test("libc struct layouts and constants match the C headers", { ignore }, a
       "<fcntl.h>",
       "<netinet/in.h>",
       "<netinet/tcp.h>",
+      "<poll.h>",
     ],
-    layouts: [sockaddr_in, sockaddr_in6, linger, tcp_info],
+    layouts: [sockaddr_in, sockaddr_in6, linger, pollfd, tcp_info],
     constants: C,
   });
 });
