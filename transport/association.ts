@@ -212,7 +212,9 @@ class WorkerAssociation implements SharedAssociation {
   }
 
   sendBatch(messages: readonly OutgoingMessage[]): Promise<void> {
-    if (this.#closing) return Promise.reject(new TransportError("association is closed"));
+    if (this.#closing) {
+      return Promise.reject(this.#abortReason ?? new TransportError("association is closed"));
+    }
     for (const { stream } of messages) {
       if (!Number.isInteger(stream) || stream < 0 || stream >= this.outboundStreams) {
         return Promise.reject(
