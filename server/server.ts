@@ -20,7 +20,7 @@ import { createLogger, type LogLevel } from "../cli/log.ts";
 import { MappingCache, type MappingCacheView } from "./mapping_cache.ts";
 import { POLICIES, type PolicyName } from "./policies/mod.ts";
 import { Scheduler, type SchedulerView } from "./scheduler.ts";
-import { refuse, type Response, Session, type SessionView } from "./session.ts";
+import { closeWithReason, type Response, Session, type SessionView } from "./session.ts";
 
 /** Server options; every field has a default. */
 export interface ServerOptions extends Omit<AssociationOptions, "maxMessageSize"> {
@@ -147,7 +147,7 @@ export async function startServer(options: ServerOptions = {}): Promise<FlowServ
         log.warn("association refused", {
           reason: `${sessions.size} associations are being served (maxAssociations)`,
         });
-        const refusing = refuse(
+        const refusing = closeWithReason(
           association,
           503,
           `too many associations (limit ${maxAssociations})`,

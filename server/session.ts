@@ -45,7 +45,7 @@ export interface SessionOptions {
  * Tells the peer why its association ends (RESET with id 0, which no request
  * has) and closes it.
  */
-export async function refuse(association: Association, status: number, reason: string) {
+export async function closeWithReason(association: Association, status: number, reason: string) {
   await association.send(0, encodeReset(0, status, reason)).catch(() => {});
   await association.close();
 }
@@ -153,7 +153,7 @@ export class Session implements SessionView {
           return this.#reset(id, 503, `too many requests in flight (limit ${maxInFlight})`);
         }
         const response = truncated
-          ? this.#refused(
+          ? this.#errorResponse(
             new HttpError(
               431,
               `request message larger than ${this.#options.maxRequestSize} bytes`,
@@ -188,7 +188,7 @@ export class Session implements SessionView {
   }
 
   /** The answer to a request refused before it was parsed. */
-  #refused(error: HttpError): Response {
+  #errorResponse(error: HttpError): Response {
     const plan = errorPlan(error);
     return { plan, head: planHead(plan) };
   }
@@ -290,7 +290,7 @@ export class Session implements SessionView {
       }
       this.#idleTimer = undefined;
       this.#options.log.info("association idle; closing", { idleSeconds: idleMs / 1000 });
-      void refuse(this.#association, 408, `idle for ${idleMs / 1000} s`);
+      void closeWithReason(this.#association, 408, `idle for ${idleMs / 1000} s`);
     };
     this.#idleTimer = setTimeout(check, idleMs);
   }
