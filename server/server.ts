@@ -20,7 +20,8 @@ import { createLogger, type LogLevel } from "../cli/log.ts";
 import { MappingCache, type MappingCacheView } from "./mapping_cache.ts";
 import { POLICIES, type PolicyName } from "./policies/mod.ts";
 import { Scheduler, type SchedulerView } from "./scheduler.ts";
-import { closeWithReason, type Response, Session, type SessionView } from "./session.ts";
+import { type Response, Session, type SessionView } from "./session.ts";
+import { encodeReset } from "../protocol/wire.ts";
 
 /** Server options; every field has a default. */
 export interface ServerOptions extends Omit<AssociationOptions, "maxMessageSize"> {
@@ -118,6 +119,7 @@ export async function startServer(options: ServerOptions = {}): Promise<FlowServ
     held: options.held,
   });
   const maxRequestSize = options.maxRequestSize ?? 64 * 1024;
+  const maxAssociations = options.maxAssociations ?? 32;
   const listener: Listener = listen(
     transport,
     options.host ?? "127.0.0.1",
@@ -127,12 +129,12 @@ export async function startServer(options: ServerOptions = {}): Promise<FlowServ
       sendBufferSize: options.sendBufferSize ?? 256 * 1024,
       maxMessageSize: maxRequestSize,
       sendTimeout: options.sendTimeout ?? 60,
+      maxAssociations,
+      refusal: encodeReset(0, 503, `too many associations (limit ${maxAssociations})`),
       onAcceptError: (error) => log.warn("peer refused", { reason: error.message }),
     },
   );
-  const maxAssociations = options.maxAssociations ?? 32;
   const sessions = new Set<Session>();
-  const refusals = new Set<Promise<void>>();
   log.info("listening", {
     transport,
     host: options.host ?? "127.0.0.1",
@@ -143,19 +145,6 @@ export async function startServer(options: ServerOptions = {}): Promise<FlowServ
 
   const accepting = (async () => {
     for await (const association of listener) {
-      if (sessions.size >= maxAssociations) {
-        log.warn("association refused", {
-          reason: `${sessions.size} associations are being served (maxAssociations)`,
-        });
-        const refusing = closeWithReason(
-          association,
-          503,
-          `too many associations (limit ${maxAssociations})`,
-        )
-          .finally(() => refusals.delete(refusing));
-        refusals.add(refusing);
-        continue;
-      }
       const session = new Session(association, {
         root,
         chunkSize: options.chunkSize ?? 65536,
@@ -186,7 +175,6 @@ export async function startServer(options: ServerOptions = {}): Promise<FlowServ
         await accepting;
         scheduler.dispose();
         await Promise.all([...sessions].map((session) => session.abort()));
-        await Promise.all(refusals);
         mappings.clear();
       })();
       return closing;

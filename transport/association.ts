@@ -29,6 +29,8 @@ const IO_WORKER = new URL("./io_worker.ts", import.meta.url);
 const READ_CREDIT_BYTES = 16 * 1024 * 1024;
 /** How long a graceful close waits for the peer before aborting. */
 const CLOSE_GRACE_MS = 3000;
+/** How long a refused association stays open for its refusal to be read. */
+const REFUSED_CLOSE_DELAY_MS = 1000;
 
 /** Whether `promise` is still pending after `ms` milliseconds. */
 async function timedOut(promise: Promise<unknown>, ms: number): Promise<boolean> {
@@ -133,14 +135,11 @@ export function listen(
   const driver = driverWith(transport, resolved);
   driver.prepare(resolved, port);
   const bound = driver.listen(host, port, resolved);
-  return new WorkerListener(
-    transport,
-    driver,
-    bound.socket,
-    bound.port,
-    resolved,
-    options?.onAcceptError,
-  );
+  return new WorkerListener(transport, driver, bound.socket, bound.port, resolved, {
+    onAcceptError: options?.onAcceptError,
+    maxAssociations: checked("maxAssociations", options?.maxAssociations ?? 0, 0),
+    refusal: options?.refusal,
+  });
 }
 
 class WorkerAssociation implements SharedAssociation {
@@ -169,6 +168,8 @@ class WorkerAssociation implements SharedAssociation {
   /** Why this side aborted on its own (a stalled peer), reported instead of a plain close. */
   #abortReason: Error | undefined;
   #sendWatch: ReturnType<typeof setInterval> | undefined;
+  /** Called once the socket is released. */
+  readonly #onClosed: (() => void) | undefined;
 
   constructor(
     transport: TransportName,
@@ -177,6 +178,7 @@ class WorkerAssociation implements SharedAssociation {
     established: Established,
     shared: SharedArrayBuffer,
     writer?: Worker,
+    onClosed?: () => void,
   ) {
     this.transport = transport;
     this.outboundStreams = established.outboundStreams;
@@ -184,6 +186,7 @@ class WorkerAssociation implements SharedAssociation {
     this.#driver = driver;
     this.#handle = { transport, socket: established.socket, shared };
     this.#closingFlag = new Int32Array(shared);
+    this.#onClosed = onClosed;
     if (options.sendTimeout > 0) this.#watchSends(options.sendTimeout);
     this.#writer = writer ?? spawn(`${transport}-writer`, {
       role: "write",
@@ -307,6 +310,7 @@ class WorkerAssociation implements SharedAssociation {
       this.#pendingSends.clear();
       this.#finish(undefined);
       this.#driver.close(this.#handle.socket);
+      this.#onClosed?.();
     }
   }
 
@@ -408,6 +412,11 @@ class WorkerListener implements Listener {
   readonly #ready: Association[] = [];
   readonly #waiters: PromiseWithResolvers<Association>[] = [];
   readonly #stopped = Promise.withResolvers<void>();
+  /** Refused associations waiting to be closed. */
+  readonly #refused = new Map<
+    bigint,
+    { timer: ReturnType<typeof setTimeout>; close: () => void }
+  >();
   #closed = false;
 
   constructor(
@@ -416,13 +425,21 @@ class WorkerListener implements Listener {
     socket: bigint,
     port: number,
     options: Required<AssociationOptions>,
-    onAcceptError: ((error: Error) => void) | undefined,
+    { onAcceptError, maxAssociations, refusal }: ListenOptions,
   ) {
     this.transport = transport;
     this.port = port;
     this.#driver = driver;
     this.#socket = socket;
-    this.#acceptor = spawn(`${transport}-acceptor`, { role: "accept", transport, socket, options });
+    const open = new SharedArrayBuffer(4);
+    const opened = new Int32Array(open);
+    this.#acceptor = spawn(`${transport}-acceptor`, {
+      role: "accept",
+      transport,
+      socket,
+      options,
+      admission: { open, limit: maxAssociations ?? 0, refusal },
+    });
     this.#acceptor.onmessage = (e: MessageEvent<WorkerEvent>) => {
       const event = e.data;
       if (event.type === "established") {
@@ -432,16 +449,39 @@ class WorkerListener implements Listener {
           options,
           event.established,
           event.shared,
+          undefined,
+          () => Atomics.sub(opened, 0, 1),
         );
         const waiter = this.#waiters.shift();
         if (waiter) waiter.resolve(association);
         else this.#ready.push(association);
       } else if (event.type === "accept-failed") {
         onAcceptError?.(deserializeError(event.error));
+      } else if (event.type === "refused") {
+        this.#closeRefused(event.socket);
+        onAcceptError?.(deserializeError(event.error));
       } else if (event.type === "end") {
         this.#stopped.resolve();
       }
     };
+  }
+
+  /**
+   * Closes a refused association after a while: at once, an SCTP peer could
+   * find its association gone before it has read its stream counts, and see
+   * a failed connect instead of the refusal.
+   */
+  #closeRefused(socket: bigint) {
+    const close = () => {
+      this.#refused.delete(socket);
+      try {
+        this.#driver.shutdown(socket);
+      } catch {
+        // The peer went first.
+      }
+      this.#driver.close(socket);
+    };
+    this.#refused.set(socket, { timer: setTimeout(close, REFUSED_CLOSE_DELAY_MS), close });
   }
 
   accept(): Promise<Association> {
@@ -470,6 +510,10 @@ class WorkerListener implements Listener {
     this.#driver.shutdown(this.#socket);
     await this.#stopped.promise;
     this.#acceptor.terminate();
+    for (const { timer, close } of this.#refused.values()) {
+      clearTimeout(timer);
+      close();
+    }
     this.#driver.close(this.#socket);
     const closed = new TransportError("listener is closed");
     for (const waiter of this.#waiters.splice(0)) waiter.reject(closed);

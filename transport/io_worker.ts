@@ -14,10 +14,18 @@
 
 import { driverFor } from "./drivers.ts";
 import type { Established, SocketDriver } from "./driver.ts";
-import { HandshakeError, isClosing, SHARED_BYTES, SHARED_SENT, TransportError } from "./types.ts";
+import {
+  HandshakeError,
+  isClosing,
+  SHARED_BYTES,
+  SHARED_CLOSING,
+  SHARED_SENT,
+  TransportError,
+} from "./types.ts";
 import type { AssociationOptions, SocketHandle, TransportName } from "./types.ts";
 import { creditOf, serializeError } from "./worker_protocol.ts";
 import type {
+  Admission,
   ReadCredit,
   SerializedError,
   WorkerCommand,
@@ -36,7 +44,13 @@ self.onmessage = (e: MessageEvent<WorkerCommand | WriteRequest>) => {
     case "connect":
       return connect(driver, command.transport, command.host, command.port, command.options);
     case "accept":
-      return acceptLoop(driver, command.socket, command.options);
+      return acceptLoop(
+        driver,
+        command.transport,
+        command.socket,
+        command.options,
+        command.admission,
+      );
     case "read":
       return readLoop(driver, command.socket, command.credit, command.maxMessageSize);
     case "write":
@@ -67,8 +81,15 @@ function connect(
   post({ type: "established", established, shared: writer.handle.shared });
 }
 
-function acceptLoop(driver: SocketDriver, socket: bigint, options: Required<AssociationOptions>) {
+function acceptLoop(
+  driver: SocketDriver,
+  transport: TransportName,
+  socket: bigint,
+  options: Required<AssociationOptions>,
+  admission: Admission,
+) {
   const pause = new Int32Array(new SharedArrayBuffer(4));
+  const open = new Int32Array(admission.open);
   for (;;) {
     let established: Established | null;
     try {
@@ -81,7 +102,41 @@ function acceptLoop(driver: SocketDriver, socket: bigint, options: Required<Asso
       continue;
     }
     if (established === null) return post({ type: "end" });
+    if (admission.limit > 0 && Atomics.load(open, 0) >= admission.limit) {
+      const { socket: refused } = established;
+      sendRefusal(driver, transport, refused, admission.refusal);
+      const reason = `association refused: ${admission.limit} are open (maxAssociations)`;
+      post({ type: "refused", socket: refused, error: serializeError(new TransportError(reason)) });
+      continue;
+    }
+    Atomics.add(open, 0, 1);
     post({ type: "established", established, shared: new SharedArrayBuffer(SHARED_BYTES) });
+  }
+}
+
+/**
+ * Sends `refusal` on stream 0 of a just accepted association. The send goes
+ * into an empty socket buffer, so it does not wait; marked as closing, a
+ * send that would wait gives up instead.
+ */
+function sendRefusal(
+  driver: SocketDriver,
+  transport: TransportName,
+  socket: bigint,
+  refusal: Uint8Array<ArrayBuffer> | undefined,
+) {
+  if (!refusal) return;
+  const shared = new SharedArrayBuffer(SHARED_BYTES);
+  new Int32Array(shared)[SHARED_CLOSING] = 1;
+  try {
+    driver.send(
+      { transport, socket, shared },
+      0,
+      Deno.UnsafePointer.of(refusal),
+      refusal.byteLength,
+    );
+  } catch {
+    // Gone already: closing it is all that is left to do.
   }
 }
 

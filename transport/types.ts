@@ -96,6 +96,16 @@ export interface ListenOptions extends AssociationOptions {
    * bad one); the listener goes on accepting. Errors are dropped without it.
    */
   onAcceptError?: (error: Error) => void;
+  /**
+   * Associations of this listener open at once (accepted and not yet
+   * closed). One more is refused where it is accepted, before any of its
+   * I/O Workers start: it is sent `refusal` on stream 0 (if given), closed
+   * a second later, and reported to `onAcceptError`. 0: no limit.
+   * @default 0
+   */
+  maxAssociations?: number;
+  /** What a refused association is sent on stream 0 before it is closed. */
+  refusal?: Uint8Array<ArrayBuffer>;
 }
 
 /** Stream schedulers of the Linux SCTP stack (`SCTP_STREAM_SCHEDULER`). */

@@ -10,6 +10,17 @@ import type { Established } from "./driver.ts";
 import { TransportError } from "./types.ts";
 import type { AssociationOptions, OutgoingMessage, SocketHandle, TransportName } from "./types.ts";
 
+/**
+ * What an acceptor admits: `open` (an Int32 the acceptor increments and the
+ * main thread decrements once an association is closed) stays below `limit`
+ * (0: no limit); the one more is sent `refusal` on stream 0 and closed.
+ */
+export interface Admission {
+  readonly open: SharedArrayBuffer;
+  readonly limit: number;
+  readonly refusal?: Uint8Array<ArrayBuffer>;
+}
+
 /** Shared counter of received bytes the main thread has not consumed yet. */
 export interface ReadCredit {
   readonly buffer: SharedArrayBuffer;
@@ -40,6 +51,7 @@ export type WorkerCommand =
     transport: TransportName;
     socket: bigint;
     options: Required<AssociationOptions>;
+    admission: Admission;
   }
   | {
     role: "read";
@@ -73,6 +85,7 @@ export interface SerializedError {
 export type WorkerEvent =
   | { type: "established"; established: Established; shared: SharedArrayBuffer }
   | { type: "accept-failed"; error: SerializedError }
+  | { type: "refused"; socket: bigint; error: SerializedError }
   | { type: "message"; stream: number; data: Uint8Array<ArrayBuffer>; truncated?: true }
   | { type: "end" }
   | { type: "error"; error: SerializedError }

@@ -106,10 +106,13 @@ function limitsSuite(transport: TransportName, options: AssociationOptions = {})
         });
         assert.equal(await extra.receive(), null, "the refused association is closed");
         await extra.close();
-        assert.match(
-          String(log.find("association refused")?.reason),
-          /^2 associations are being served \(maxAssociations\)$/,
+        await eventually(() => log.find("peer refused") !== undefined, "the refusal is logged");
+        assert.equal(log.find("peer refused")?.level, "warn");
+        assert.equal(
+          log.find("peer refused")?.reason,
+          "association refused: 2 are open (maxAssociations)",
         );
+        assert.equal(server.sessions.size, 2);
         assert.equal(await text(first, "/a.txt"), "hello");
 
         // Service comes back when an association ends.

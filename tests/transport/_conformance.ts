@@ -256,6 +256,47 @@ export function conformanceSuite(target: ConformanceTarget): void {
   );
 
   Deno.test(
+    `${name}: a listener at maxAssociations sends one more its refusal and closes it, and admits again once one closes`,
+    { ignore },
+    async () => {
+      const refused: Error[] = [];
+      const host = target.host ?? "127.0.0.1";
+      const listener = listen(target.transport, host, target.port ?? 0, {
+        ...target.options,
+        maxAssociations: 1,
+        refusal: new TextEncoder().encode("go away"),
+        onAcceptError: (error) => refused.push(error),
+      });
+      try {
+        const accepted = listener.accept();
+        const first = await connect(target.transport, host, listener.port, target.options);
+        const server = await accepted;
+        const extra = await connect(target.transport, host, listener.port, target.options);
+        const refusal = await extra.receive();
+        assert.equal(refusal?.stream, 0);
+        assert.equal(new TextDecoder().decode(refusal?.data), "go away");
+        assert.equal(await extra.receive(), null);
+        await extra.close();
+        for (const deadline = Date.now() + 10_000; refused.length === 0;) {
+          assert.ok(Date.now() < deadline, "the refusal was not reported");
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        assert.equal(refused[0].message, "association refused: 1 are open (maxAssociations)");
+
+        await Promise.all([first.close(), server.close()]);
+        const again = listener.accept();
+        const next = await connect(target.transport, host, listener.port, target.options);
+        await next.send(1, new Uint8Array([7]));
+        const admitted = await again;
+        assert.deepEqual((await admitted.receive())?.data, new Uint8Array([7]));
+        await Promise.all([next.close(), admitted.close()]);
+      } finally {
+        await listener.close();
+      }
+    },
+  );
+
+  Deno.test(
     `${name}: connecting to a port nobody listens on fails with a clear error`,
     { ignore },
     async () => {
