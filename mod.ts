@@ -27,6 +27,7 @@ export type {
   Association,
   AssociationOptions,
   Listener,
+  ListenOptions,
   Message,
   OutgoingMessage,
   PathInfo,

@@ -39,6 +39,8 @@ export const libcSymbols = {
   send: { parameters: ["i32", "pointer", "usize", "i32"], result: "isize" },
   // ssize_t recv(int fd, void *buf, size_t len, int flags)
   recv: { parameters: ["i32", "pointer", "usize", "i32"], result: "isize" },
+  // int poll(struct pollfd *fds, nfds_t nfds, int timeout)
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
   // int open(const char *path, int flags)
   open: { parameters: ["buffer", "i32"], result: "i32" },
   // int openat(int dirfd, const char *path, int flags)
@@ -106,6 +108,10 @@ export const C = {
   MSG_DONTWAIT: 0x40,
   MSG_WAITALL: 0x100,
   MSG_MORE: 0x8000,
+  POLLIN: 0x1,
+  POLLERR: 0x8,
+  POLLHUP: 0x10,
+  POLLNVAL: 0x20,
   O_RDONLY: 0,
   SEEK_END: 2,
   O_CLOEXEC: 0x80000,
@@ -166,6 +172,13 @@ export const timeval = defineStruct("timeval", 16, {
 export const linger = defineStruct("linger", 8, {
   l_onoff: { offset: 0, type: "i32" },
   l_linger: { offset: 4, type: "i32" },
+});
+
+/** `struct pollfd` (poll); `events` and `revents` are C shorts of POLL* bits. */
+export const pollfd = defineStruct("pollfd", 8, {
+  fd: { offset: 0, type: "i32" },
+  events: { offset: 4, type: "u16" },
+  revents: { offset: 6, type: "u16" },
 });
 
 /** `struct tcp_info` as glibc declares it (TCP_INFO); only the fields path info reads. */

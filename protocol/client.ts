@@ -208,6 +208,7 @@ export class FlowClient implements AsyncDisposable {
       for (;;) {
         const message = await this.association.receive();
         if (message === null) break;
+        if (message.truncated) throw new ProtocolError("the server sent an oversized message");
         this.#onMessage(message.stream, message.data);
       }
       this.#failAll(new TransportError("the server closed the association"));

@@ -100,6 +100,46 @@ export const SERVER_OPTIONS = {
     max: 65535,
     help: "usrsctp: UDP encapsulation port (RFC 6951)",
   },
+  maxAssociations: {
+    kind: "integer",
+    default: 32,
+    min: 1,
+    help: "associations served at once; one more is refused (RESET 0, 503) and closed",
+  },
+  maxInFlight: {
+    kind: "integer",
+    default: 1024,
+    min: 1,
+    help: "requests in flight per association; one more is answered RESET 503",
+  },
+  maxRequestSize: {
+    kind: "integer",
+    default: 64 * 1024,
+    min: 1024,
+    max: 64 * 1024 * 1024,
+    help: "largest request message in bytes; a larger REQUEST is answered 431, the rest dropped",
+  },
+  idleTimeout: {
+    kind: "integer",
+    default: 300,
+    min: 0,
+    help: "seconds an association with nothing in flight may stay silent before it is closed " +
+      "(0: never)",
+  },
+  sendTimeout: {
+    kind: "integer",
+    default: 60,
+    min: 0,
+    help: "seconds responses may wait on a peer that takes no data before its association " +
+      "is aborted (0: never)",
+  },
+  handshakeTimeout: {
+    kind: "integer",
+    default: 5,
+    min: 1,
+    max: 3600,
+    help: "tcpmux: seconds a connected peer has to send its hello",
+  },
   mappingCacheSize: {
     kind: "integer",
     default: 256,

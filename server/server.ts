@@ -21,9 +21,10 @@ import { MappingCache, type MappingCacheView } from "./mapping_cache.ts";
 import { POLICIES, type PolicyName } from "./policies/mod.ts";
 import { Scheduler, type SchedulerView } from "./scheduler.ts";
 import { type Response, Session, type SessionView } from "./session.ts";
+import { encodeReset } from "../protocol/wire.ts";
 
 /** Server options; every field has a default. */
-export interface ServerOptions extends AssociationOptions {
+export interface ServerOptions extends Omit<AssociationOptions, "maxMessageSize"> {
   /** Transport to listen on. @default "usrsctp" */
   transport?: TransportName;
   /** Address to listen on. @default "127.0.0.1" */
@@ -54,6 +55,31 @@ export interface ServerOptions extends AssociationOptions {
   sendBufferSize?: number;
   /** Idle file mappings kept for reuse. @default 256 */
   mappingCacheSize?: number;
+  /**
+   * Associations served at once; one more is told so (RESET with id 0,
+   * status 503) and closed.
+   * @default 32
+   */
+  maxAssociations?: number;
+  /** Requests in flight per association; one more is answered RESET 503. @default 1024 */
+  maxInFlight?: number;
+  /**
+   * Largest request message in bytes: a larger REQUEST is answered 431 (only
+   * this much of it is ever buffered). @default 65536
+   */
+  maxRequestSize?: number;
+  /**
+   * Seconds an association with no request in flight may stay silent before
+   * it is closed (RESET with id 0, status 408); 0: never.
+   * @default 300
+   */
+  idleTimeout?: number;
+  /**
+   * Seconds responses may wait on a peer that takes no data (it stopped
+   * reading) before its association is aborted; 0: never.
+   * @default 60
+   */
+  sendTimeout?: number;
   /** Entries below this level are not logged (`silent`: none are). @default "info" */
   logLevel?: LogLevel;
   /** Keep the scheduler's event log (tests, analysis). @default false */
@@ -92,11 +118,21 @@ export async function startServer(options: ServerOptions = {}): Promise<FlowServ
     eventLog: options.eventLog,
     held: options.held,
   });
+  const maxRequestSize = options.maxRequestSize ?? 64 * 1024;
+  const maxAssociations = options.maxAssociations ?? 32;
   const listener: Listener = listen(
     transport,
     options.host ?? "127.0.0.1",
     options.port ?? 9000,
-    { ...options, sendBufferSize: options.sendBufferSize ?? 256 * 1024 },
+    {
+      ...options,
+      sendBufferSize: options.sendBufferSize ?? 256 * 1024,
+      maxMessageSize: maxRequestSize,
+      sendTimeout: options.sendTimeout ?? 60,
+      maxAssociations,
+      refusal: encodeReset(0, 503, `too many associations (limit ${maxAssociations})`),
+      onAcceptError: (error) => log.warn("peer refused", { reason: error.message }),
+    },
   );
   const sessions = new Set<Session>();
   log.info("listening", {
@@ -115,6 +151,9 @@ export async function startServer(options: ServerOptions = {}): Promise<FlowServ
         mappings,
         scheduler,
         log,
+        maxInFlight: options.maxInFlight ?? 1024,
+        maxRequestSize,
+        idleTimeout: options.idleTimeout ?? 300,
       });
       sessions.add(session);
       log.debug("association accepted", { streams: association.outboundStreams });

@@ -14,6 +14,7 @@ import {
   encodeHead,
   encodeReset,
   MessageType,
+  ProtocolError,
 } from "../protocol/wire.ts";
 import { HttpError, parseRequestHead } from "../protocol/http1.ts";
 import { errorPlan, planHead, planResponse, type ResponsePlan } from "./respond.ts";
@@ -32,6 +33,21 @@ export interface SessionOptions {
   mappings: MappingCache;
   scheduler: Scheduler<Response>;
   log: Logger;
+  /** Requests in flight at once; one more is answered RESET 503. */
+  maxInFlight: number;
+  /** The association's `maxMessageSize`: a REQUEST cut to it is answered 431. */
+  maxRequestSize: number;
+  /** Seconds without traffic and with nothing in flight before the session closes (0: never). */
+  idleTimeout: number;
+}
+
+/**
+ * Tells the peer why its association ends (RESET with id 0, which no request
+ * has) and closes it.
+ */
+export async function closeWithReason(association: Association, status: number, reason: string) {
+  await association.send(0, encodeReset(0, status, reason)).catch(() => {});
+  await association.close();
 }
 
 /** A response as the session keeps it while the scheduler sends it. */
@@ -62,8 +78,15 @@ export class Session implements SessionView {
   readonly #flows = new Map<number, ScheduledFlow<Response>>();
   /** A run failed: the association is being aborted. */
   #failed = false;
+  /** Why the first send failed. */
+  #sendError: unknown;
   /** Wakes `#shutdown` when a response settles. */
   #settledWaiter?: () => void;
+  /** When a message last came in or a response settled. */
+  #lastActivity = performance.now();
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The in-flight limit was reached (logged once per session). */
+  #saturated = false;
 
   constructor(association: Association, options: SessionOptions) {
     this.#association = association;
@@ -75,6 +98,7 @@ export class Session implements SessionView {
       settled: (flow, outcome) => this.#settled(flow, outcome),
     });
     this.done = this.#serve();
+    this.#watchIdle();
   }
 
   /** Responses of this association not yet settled. */
@@ -83,20 +107,30 @@ export class Session implements SessionView {
   }
 
   async #serve(): Promise<void> {
+    let reason: unknown;
     try {
       for (;;) {
         const message = await this.#association.receive();
-        if (message === null) break;
-        await this.#onMessage(message.data);
+        // Once a send failed, what is still queued is not answered.
+        if (message === null || this.#failed) break;
+        this.#lastActivity = performance.now();
+        await this.#onMessage(message.data, message.truncated ?? false);
       }
     } catch (error) {
-      this.#options.log.info("association ended", { reason: String(error) });
+      reason = error;
+    }
+    reason ??= this.#sendError;
+    if (reason !== undefined) {
+      this.#options.log.info("association ended", { reason: String(reason) });
     }
     await this.#shutdown();
   }
 
-  async #onMessage(data: Uint8Array) {
+  async #onMessage(data: Uint8Array, truncated: boolean) {
     const message = decodeClientMessage(data);
+    if (truncated && message.type !== MessageType.REQUEST) {
+      throw new ProtocolError(`a message longer than ${this.#options.maxRequestSize} bytes`);
+    }
     switch (message.type) {
       case MessageType.REQUEST: {
         const { id } = message;
@@ -106,7 +140,26 @@ export class Session implements SessionView {
         if (this.#flows.has(id)) {
           return this.#reset(id, 400, `request id ${id} is already in flight`);
         }
-        const response = await this.#respond(message.head);
+        const { maxInFlight } = this.#options;
+        if (this.#flows.size >= maxInFlight) {
+          if (!this.#saturated) {
+            this.#saturated = true;
+            this.#options.log.warn("requests in flight at the limit; more are answered 503", {
+              maxInFlight,
+            });
+          }
+          // Awaited like every RESET: a client that sends on without reading
+          // its answers stops being read once they fill the socket buffers.
+          return this.#reset(id, 503, `too many requests in flight (limit ${maxInFlight})`);
+        }
+        const response = truncated
+          ? this.#errorResponse(
+            new HttpError(
+              431,
+              `request message larger than ${this.#options.maxRequestSize} bytes`,
+            ),
+          )
+          : await this.#respond(message.head);
         try {
           const size = response.plan.bodyLength;
           this.#flows.set(id, this.#options.scheduler.enqueue(this.lane, id, size, response));
@@ -132,6 +185,12 @@ export class Session implements SessionView {
         return;
       }
     }
+  }
+
+  /** The answer to a request refused before it was parsed. */
+  #errorResponse(error: HttpError): Response {
+    const plan = errorPlan(error);
+    return { plan, head: planHead(plan) };
   }
 
   /** Plans the answer to a request head and maps its file. */
@@ -184,11 +243,15 @@ export class Session implements SessionView {
           : { stream, data: plan.text!.subarray(at, at + length) },
       );
     }
-    return this.#association.sendBatch(messages);
+    return this.#association.sendBatch(messages).catch((error) => {
+      this.#sendError ??= error;
+      throw error;
+    });
   }
 
   #settled(flow: ScheduledFlow<Response>, outcome: Outcome) {
     if (this.#flows.get(flow.id) === flow) this.#flows.delete(flow.id);
+    this.#lastActivity = performance.now();
     const response = flow.payload;
     if (response.mapping) this.#options.mappings.release(response.mapping);
     response.mapping = undefined;
@@ -198,7 +261,7 @@ export class Session implements SessionView {
       // A run broke off midway: the client would read whatever came next on
       // that stream as the rest of this body. No later message can be
       // trusted, so the association ends here (it is usually dead already).
-      this.#options.log.info("send failed", { id: flow.id });
+      this.#options.log.info("send failed", { id: flow.id, reason: String(this.#sendError) });
       void this.#association.abort();
     }
     this.#settledWaiter?.();
@@ -209,7 +272,31 @@ export class Session implements SessionView {
     return this.#association.send(stream, encodeReset(id, status, reason)).catch(() => {});
   }
 
+  /**
+   * Closes the association once it has had nothing in flight and no traffic
+   * for `idleTimeout` seconds, telling the peer why (RESET 0, 408).
+   */
+  #watchIdle() {
+    const idleMs = this.#options.idleTimeout * 1000;
+    if (idleMs === 0) return;
+    const check = () => {
+      const now = performance.now();
+      // A response in flight is not idleness; a stalled one is the send timeout's.
+      if (this.#flows.size > 0) this.#lastActivity = now;
+      const quiet = now - this.#lastActivity;
+      if (quiet < idleMs) {
+        this.#idleTimer = setTimeout(check, idleMs - quiet);
+        return;
+      }
+      this.#idleTimer = undefined;
+      this.#options.log.info("association idle; closing", { idleSeconds: idleMs / 1000 });
+      void closeWithReason(this.#association, 408, `idle for ${idleMs / 1000} s`);
+    };
+    this.#idleTimer = setTimeout(check, idleMs);
+  }
+
   async #shutdown() {
+    clearTimeout(this.#idleTimer);
     this.#options.scheduler.closeLane(this.lane);
     // Runs in flight go out (close waits a bounded time for them), then settle.
     await this.#association.close();
@@ -220,6 +307,7 @@ export class Session implements SessionView {
 
   /** Ends the session at once: the association is aborted, its responses dropped. */
   async abort(): Promise<void> {
+    clearTimeout(this.#idleTimer);
     this.#options.scheduler.closeLane(this.lane);
     await this.#association.abort();
     await this.done;

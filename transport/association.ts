@@ -8,11 +8,12 @@
 
 import { driverFor } from "./drivers.ts";
 import type { Established, SocketDriver } from "./driver.ts";
-import { SHARED_CLOSING, TransportError } from "./types.ts";
+import { SHARED_CLOSING, SHARED_SENT, TransportError } from "./types.ts";
 import type {
   Association,
   AssociationOptions,
   Listener,
+  ListenOptions,
   Message,
   OutgoingMessage,
   PathInfo,
@@ -20,7 +21,7 @@ import type {
   SocketHandle,
   TransportName,
 } from "./types.ts";
-import { deserializeError } from "./worker_protocol.ts";
+import { creditOf, deserializeError } from "./worker_protocol.ts";
 import type { WorkerCommand, WorkerEvent, WriteRequest } from "./worker_protocol.ts";
 
 const IO_WORKER = new URL("./io_worker.ts", import.meta.url);
@@ -28,6 +29,8 @@ const IO_WORKER = new URL("./io_worker.ts", import.meta.url);
 const READ_CREDIT_BYTES = 16 * 1024 * 1024;
 /** How long a graceful close waits for the peer before aborting. */
 const CLOSE_GRACE_MS = 3000;
+/** How long a refused association stays open for its refusal to be read. */
+const REFUSED_CLOSE_DELAY_MS = 1000;
 
 /** Whether `promise` is still pending after `ms` milliseconds. */
 async function timedOut(promise: Promise<unknown>, ms: number): Promise<boolean> {
@@ -50,7 +53,18 @@ export function withDefaults(options: AssociationOptions = {}): Required<Associa
     receiveBufferSize: options.receiveBufferSize ?? 4 * 1024 * 1024,
     udpPort: options.udpPort ?? 9899,
     streamScheduler: options.streamScheduler ?? "fcfs",
+    maxMessageSize: checked("maxMessageSize", options.maxMessageSize ?? 64 * 1024 * 1024, 1024),
+    handshakeTimeout: checked("handshakeTimeout", options.handshakeTimeout ?? 5, 1),
+    sendTimeout: checked("sendTimeout", options.sendTimeout ?? 0, 0),
   };
+}
+
+/** `value`, after checking it is an integer from `min` to 2^30. */
+function checked(name: string, value: number, min: number): number {
+  if (!Number.isInteger(value) || value < min || value > 2 ** 30) {
+    throw new RangeError(`${name} must be an integer from ${min} to ${2 ** 30}, got ${value}`);
+  }
+  return value;
 }
 
 /** The driver of `transport`, after checking it can do what `options` ask. */
@@ -93,7 +107,14 @@ export function connect(
       const event = e.data;
       if (event.type === "established") {
         resolve(
-          new WorkerAssociation(transport, driver, event.established, event.shared, writer),
+          new WorkerAssociation(
+            transport,
+            driver,
+            resolved,
+            event.established,
+            event.shared,
+            writer,
+          ),
         );
       } else if (event.type === "error") {
         writer.terminate();
@@ -108,13 +129,17 @@ export function listen(
   transport: TransportName,
   host: string,
   port: number,
-  options?: AssociationOptions,
+  options?: ListenOptions,
 ): Listener {
   const resolved = withDefaults(options);
   const driver = driverWith(transport, resolved);
   driver.prepare(resolved, port);
   const bound = driver.listen(host, port, resolved);
-  return new WorkerListener(transport, driver, bound.socket, bound.port, resolved);
+  return new WorkerListener(transport, driver, bound.socket, bound.port, resolved, {
+    onAcceptError: options?.onAcceptError,
+    maxAssociations: checked("maxAssociations", options?.maxAssociations ?? 0, 0),
+    refusal: options?.refusal,
+  });
 }
 
 class WorkerAssociation implements SharedAssociation {
@@ -140,13 +165,20 @@ class WorkerAssociation implements SharedAssociation {
   #ended = false;
   #failure: Error | undefined;
   #closing: Promise<void> | undefined;
+  /** Why this side aborted on its own (a stalled peer), reported instead of a plain close. */
+  #abortReason: Error | undefined;
+  #sendWatch: ReturnType<typeof setInterval> | undefined;
+  /** Called once the socket is released. */
+  readonly #onClosed: (() => void) | undefined;
 
   constructor(
     transport: TransportName,
     driver: SocketDriver,
+    options: Required<AssociationOptions>,
     established: Established,
     shared: SharedArrayBuffer,
     writer?: Worker,
+    onClosed?: () => void,
   ) {
     this.transport = transport;
     this.outboundStreams = established.outboundStreams;
@@ -154,6 +186,8 @@ class WorkerAssociation implements SharedAssociation {
     this.#driver = driver;
     this.#handle = { transport, socket: established.socket, shared };
     this.#closingFlag = new Int32Array(shared);
+    this.#onClosed = onClosed;
+    if (options.sendTimeout > 0) this.#watchSends(options.sendTimeout);
     this.#writer = writer ?? spawn(`${transport}-writer`, {
       role: "write",
       transport,
@@ -167,6 +201,7 @@ class WorkerAssociation implements SharedAssociation {
       transport,
       socket: established.socket,
       credit,
+      maxMessageSize: options.maxMessageSize,
     });
     this.#reader.onmessage = (e: MessageEvent<WorkerEvent>) => this.#onReaderEvent(e.data);
   }
@@ -180,7 +215,9 @@ class WorkerAssociation implements SharedAssociation {
   }
 
   sendBatch(messages: readonly OutgoingMessage[]): Promise<void> {
-    if (this.#closing) return Promise.reject(new TransportError("association is closed"));
+    if (this.#closing) {
+      return Promise.reject(this.#abortReason ?? new TransportError("association is closed"));
+    }
     for (const { stream } of messages) {
       if (!Number.isInteger(stream) || stream < 0 || stream >= this.outboundStreams) {
         return Promise.reject(
@@ -236,17 +273,44 @@ class WorkerAssociation implements SharedAssociation {
     await this.close();
   }
 
+  /**
+   * Aborts the association when sends are waiting and not one message went
+   * out for `seconds`: the peer stopped reading (or half-closed and went
+   * quiet), and would otherwise hold the association and its responses forever.
+   */
+  #watchSends(seconds: number) {
+    const sent = new Int32Array(this.#handle.shared);
+    let count = Atomics.load(sent, SHARED_SENT);
+    let progressAt = performance.now();
+    this.#sendWatch = setInterval(() => {
+      const now = performance.now();
+      const latest = Atomics.load(sent, SHARED_SENT);
+      if (this.#pendingSends.size === 0 || latest !== count) {
+        count = latest;
+        progressAt = now;
+      } else if (now - progressAt >= seconds * 1000) {
+        this.#abortReason = new TransportError(
+          `${this.transport}: the peer took no message for ${seconds} s (sendTimeout); ` +
+            "association aborted",
+        );
+        void this.abort();
+      }
+    }, Math.min(1000, seconds * 250));
+  }
+
   async #close(abort: boolean): Promise<void> {
+    clearInterval(this.#sendWatch);
     try {
       await this.#teardown(abort);
     } finally {
       this.#writer.terminate();
       this.#reader.terminate();
-      const closed = new TransportError("association closed");
+      const closed = this.#abortReason ?? new TransportError("association closed");
       for (const pending of this.#pendingSends.values()) pending.reject(closed);
       this.#pendingSends.clear();
       this.#finish(undefined);
       this.#driver.close(this.#handle.socket);
+      this.#onClosed?.();
     }
   }
 
@@ -296,14 +360,15 @@ class WorkerAssociation implements SharedAssociation {
     if (event.type !== "sent") return;
     const pending = this.#pendingSends.get(event.id);
     this.#pendingSends.delete(event.id);
-    if (event.error) pending?.reject(deserializeError(event.error));
+    if (event.error) pending?.reject(this.#abortReason ?? deserializeError(event.error));
     else pending?.resolve();
   }
 
   #onReaderEvent(event: WorkerEvent) {
     switch (event.type) {
       case "message": {
-        const message = { stream: event.stream, data: event.data };
+        const { stream, data, truncated } = event;
+        const message: Message = truncated ? { stream, data, truncated } : { stream, data };
         const waiter = this.#receivers.shift();
         if (waiter) {
           this.#consumed(message.data.byteLength);
@@ -321,7 +386,7 @@ class WorkerAssociation implements SharedAssociation {
   }
 
   #consumed(bytes: number) {
-    Atomics.sub(this.#unconsumed, 0, bytes);
+    Atomics.sub(this.#unconsumed, 0, creditOf(bytes));
     Atomics.notify(this.#unconsumed, 0);
   }
 
@@ -329,7 +394,7 @@ class WorkerAssociation implements SharedAssociation {
     if (this.#ended) return;
     this.#ended = true;
     // An error after our own close request is the close itself, not a failure.
-    this.#failure = this.#closing ? undefined : failure;
+    this.#failure = this.#abortReason ?? (this.#closing ? undefined : failure);
     this.#readerDone.resolve();
     for (const waiter of this.#receivers.splice(0)) {
       if (this.#failure) waiter.reject(this.#failure);
@@ -347,6 +412,11 @@ class WorkerListener implements Listener {
   readonly #ready: Association[] = [];
   readonly #waiters: PromiseWithResolvers<Association>[] = [];
   readonly #stopped = Promise.withResolvers<void>();
+  /** Refused associations waiting to be closed. */
+  readonly #refused = new Map<
+    bigint,
+    { timer: ReturnType<typeof setTimeout>; close: () => void }
+  >();
   #closed = false;
 
   constructor(
@@ -355,28 +425,63 @@ class WorkerListener implements Listener {
     socket: bigint,
     port: number,
     options: Required<AssociationOptions>,
+    { onAcceptError, maxAssociations, refusal }: ListenOptions,
   ) {
     this.transport = transport;
     this.port = port;
     this.#driver = driver;
     this.#socket = socket;
-    this.#acceptor = spawn(`${transport}-acceptor`, { role: "accept", transport, socket, options });
+    const open = new SharedArrayBuffer(4);
+    const opened = new Int32Array(open);
+    this.#acceptor = spawn(`${transport}-acceptor`, {
+      role: "accept",
+      transport,
+      socket,
+      options,
+      admission: { open, limit: maxAssociations ?? 0, refusal },
+    });
     this.#acceptor.onmessage = (e: MessageEvent<WorkerEvent>) => {
       const event = e.data;
       if (event.type === "established") {
         const association = new WorkerAssociation(
           transport,
           driver,
+          options,
           event.established,
           event.shared,
+          undefined,
+          () => Atomics.sub(opened, 0, 1),
         );
         const waiter = this.#waiters.shift();
         if (waiter) waiter.resolve(association);
         else this.#ready.push(association);
+      } else if (event.type === "accept-failed") {
+        onAcceptError?.(deserializeError(event.error));
+      } else if (event.type === "refused") {
+        this.#closeRefused(event.socket);
+        onAcceptError?.(deserializeError(event.error));
       } else if (event.type === "end") {
         this.#stopped.resolve();
       }
     };
+  }
+
+  /**
+   * Closes a refused association after a while: at once, an SCTP peer could
+   * find its association gone before it has read its stream counts, and see
+   * a failed connect instead of the refusal.
+   */
+  #closeRefused(socket: bigint) {
+    const close = () => {
+      this.#refused.delete(socket);
+      try {
+        this.#driver.shutdown(socket);
+      } catch {
+        // The peer went first.
+      }
+      this.#driver.close(socket);
+    };
+    this.#refused.set(socket, { timer: setTimeout(close, REFUSED_CLOSE_DELAY_MS), close });
   }
 
   accept(): Promise<Association> {
@@ -405,6 +510,10 @@ class WorkerListener implements Listener {
     this.#driver.shutdown(this.#socket);
     await this.#stopped.promise;
     this.#acceptor.terminate();
+    for (const { timer, close } of this.#refused.values()) {
+      clearTimeout(timer);
+      close();
+    }
     this.#driver.close(this.#socket);
     const closed = new TransportError("listener is closed");
     for (const waiter of this.#waiters.splice(0)) waiter.reject(closed);

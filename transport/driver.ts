@@ -39,8 +39,12 @@ export interface SocketDriver {
   connect(host: string, port: number, options: Required<AssociationOptions>): Established;
   /** *Blocking*: sends one whole message. */
   send(handle: SocketHandle, stream: number, pointer: Deno.PointerValue, length: number): void;
-  /** *Blocking*: the next whole message, or `null` at an orderly end. */
-  receive(socket: bigint): Message | null;
+  /**
+   * *Blocking*: the next whole message, or `null` at an orderly end. A
+   * message longer than `maxMessageSize` comes cut to that length, marked
+   * `truncated`; the rest of it is read and dropped.
+   */
+  receive(socket: bigint, maxMessageSize: number): Message | null;
   /** Path information of a live association. */
   pathInfo(socket: bigint): PathInfo;
   /** Graceful shutdown; wakes threads blocked in `receive` or `accept`. */

@@ -14,10 +14,18 @@
 
 import { driverFor } from "./drivers.ts";
 import type { Established, SocketDriver } from "./driver.ts";
-import { isClosing, TransportError } from "./types.ts";
+import {
+  HandshakeError,
+  isClosing,
+  SHARED_BYTES,
+  SHARED_CLOSING,
+  SHARED_SENT,
+  TransportError,
+} from "./types.ts";
 import type { AssociationOptions, SocketHandle, TransportName } from "./types.ts";
-import { serializeError } from "./worker_protocol.ts";
+import { creditOf, serializeError } from "./worker_protocol.ts";
 import type {
+  Admission,
   ReadCredit,
   SerializedError,
   WorkerCommand,
@@ -36,9 +44,15 @@ self.onmessage = (e: MessageEvent<WorkerCommand | WriteRequest>) => {
     case "connect":
       return connect(driver, command.transport, command.host, command.port, command.options);
     case "accept":
-      return acceptLoop(driver, command.socket, command.options);
+      return acceptLoop(
+        driver,
+        command.transport,
+        command.socket,
+        command.options,
+        command.admission,
+      );
     case "read":
-      return readLoop(driver, command.socket, command.credit);
+      return readLoop(driver, command.socket, command.credit, command.maxMessageSize);
     case "write":
       writer = { driver, handle: command.handle };
       return;
@@ -62,13 +76,20 @@ function connect(
   }
   writer = {
     driver,
-    handle: { transport, socket: established.socket, shared: new SharedArrayBuffer(8) },
+    handle: { transport, socket: established.socket, shared: new SharedArrayBuffer(SHARED_BYTES) },
   };
   post({ type: "established", established, shared: writer.handle.shared });
 }
 
-function acceptLoop(driver: SocketDriver, socket: bigint, options: Required<AssociationOptions>) {
+function acceptLoop(
+  driver: SocketDriver,
+  transport: TransportName,
+  socket: bigint,
+  options: Required<AssociationOptions>,
+  admission: Admission,
+) {
   const pause = new Int32Array(new SharedArrayBuffer(4));
+  const open = new Int32Array(admission.open);
   for (;;) {
     let established: Established | null;
     try {
@@ -77,28 +98,68 @@ function acceptLoop(driver: SocketDriver, socket: bigint, options: Required<Asso
       // A failed handshake of one peer must not stop the listener; a
       // persistent failure (EMFILE) must not spin either.
       post({ type: "accept-failed", error: serializeError(error) });
-      Atomics.wait(pause, 0, 0, 100);
+      if (!(error instanceof HandshakeError)) Atomics.wait(pause, 0, 0, 100);
       continue;
     }
     if (established === null) return post({ type: "end" });
-    post({ type: "established", established, shared: new SharedArrayBuffer(8) });
+    if (admission.limit > 0 && Atomics.load(open, 0) >= admission.limit) {
+      const { socket: refused } = established;
+      sendRefusal(driver, transport, refused, admission.refusal);
+      const reason = `association refused: ${admission.limit} are open (maxAssociations)`;
+      post({ type: "refused", socket: refused, error: serializeError(new TransportError(reason)) });
+      continue;
+    }
+    Atomics.add(open, 0, 1);
+    post({ type: "established", established, shared: new SharedArrayBuffer(SHARED_BYTES) });
   }
 }
 
-function readLoop(driver: SocketDriver, socket: bigint, credit: ReadCredit) {
+/**
+ * Sends `refusal` on stream 0 of a just accepted association. The send goes
+ * into an empty socket buffer, so it does not wait; marked as closing, a
+ * send that would wait gives up instead.
+ */
+function sendRefusal(
+  driver: SocketDriver,
+  transport: TransportName,
+  socket: bigint,
+  refusal: Uint8Array<ArrayBuffer> | undefined,
+) {
+  if (!refusal) return;
+  const shared = new SharedArrayBuffer(SHARED_BYTES);
+  new Int32Array(shared)[SHARED_CLOSING] = 1;
+  try {
+    driver.send(
+      { transport, socket, shared },
+      0,
+      Deno.UnsafePointer.of(refusal),
+      refusal.byteLength,
+    );
+  } catch {
+    // Gone already: closing it is all that is left to do.
+  }
+}
+
+function readLoop(
+  driver: SocketDriver,
+  socket: bigint,
+  credit: ReadCredit,
+  maxMessageSize: number,
+) {
   const unconsumed = new Int32Array(credit.buffer);
   for (;;) {
     let message;
     try {
-      message = driver.receive(socket);
+      message = driver.receive(socket, maxMessageSize);
     } catch (error) {
       return post({ type: "error", error: serializeError(error) });
     }
     if (message === null) return post({ type: "end" });
     // Count before posting: the transfer detaches the buffer (byteLength 0).
-    const bytes = message.data.byteLength;
-    let pending = Atomics.add(unconsumed, 0, bytes) + bytes;
-    post({ type: "message", stream: message.stream, data: message.data }, [message.data.buffer]);
+    const cost = creditOf(message.data.byteLength);
+    let pending = Atomics.add(unconsumed, 0, cost) + cost;
+    const { stream, data, truncated } = message;
+    post({ type: "message", stream, data, truncated }, [data.buffer]);
     // Backpressure: stop reading (so the peer's window closes) while the
     // main thread has more than `credit.limit` bytes it has not consumed.
     while (pending > credit.limit) {
@@ -113,6 +174,7 @@ let writeFailure: SerializedError | undefined;
 
 function write(request: WriteRequest) {
   if (!writer) throw new Error("write request before the writer was set up");
+  const sent = new Int32Array(writer.handle.shared);
   for (const { id, messages } of request.batches) {
     try {
       if (writeFailure) throw new TransportError(writeFailure.message);
@@ -131,6 +193,7 @@ function write(request: WriteRequest) {
           const pointer = Deno.UnsafePointer.create(message.address);
           writer.driver.send(writer.handle, message.stream, pointer, message.length);
         }
+        Atomics.add(sent, SHARED_SENT, 1);
       }
       post({ type: "sent", id });
     } catch (error) {

@@ -49,7 +49,7 @@ const sendInfo = new StructBuffer(sctp_sndrcvinfo);
 const recvInfo = new StructBuffer(sctp_sndrcvinfo);
 const recvFlags = new Int32Array(1);
 const recvFlagsBytes = new Uint8Array(recvFlags.buffer);
-const scratch = new ReceiveBuffer("kernel SCTP");
+const scratch = new ReceiveBuffer();
 const optionLength = new Uint32Array(1);
 const optionLengthBytes = new Uint8Array(optionLength.buffer);
 const intOption = new Int32Array(1);
@@ -275,17 +275,16 @@ export const kernelDriver: SocketDriver = {
     }
   },
 
-  receive(socket): Message | null {
+  receive(socket, maxMessageSize): Message | null {
     const s = fd(socket);
-    let length = 0;
+    scratch.start(maxMessageSize);
     for (;;) {
-      scratch.reserve(length);
-      const buffer = scratch.bytes;
+      const space = scratch.space();
       recvFlags[0] = 0;
       const n = libsctp().sctp_recvmsg(
         s,
-        Deno.UnsafePointer.offset(Deno.UnsafePointer.of(buffer)!, length),
-        BigInt(buffer.byteLength - length),
+        Deno.UnsafePointer.of(space),
+        BigInt(space.byteLength),
         null,
         null,
         recvInfo.bytes,
@@ -297,20 +296,17 @@ export const kernelDriver: SocketDriver = {
         throw error;
       }
       if (n === 0) {
-        if (length > 0) throw new TransportError("kernel SCTP: peer closed inside a message");
+        if (scratch.received > 0) {
+          throw new TransportError("kernel SCTP: peer closed inside a message");
+        }
         return null;
       }
       if (recvFlags[0] & SCTP.MSG_NOTIFICATION) {
-        if (
-          onNotification(buffer.subarray(length, length + n)) ===
-            "end"
-        ) return null;
+        if (onNotification(space.subarray(0, n)) === "end") return null;
         continue;
       }
-      length += n;
-      if (recvFlags[0] & SCTP.MSG_EOR) {
-        return { stream: recvInfo.get("sinfo_stream"), data: buffer.slice(0, length) };
-      }
+      scratch.advance(n);
+      if (recvFlags[0] & SCTP.MSG_EOR) return scratch.take(recvInfo.get("sinfo_stream"));
     }
   },
 

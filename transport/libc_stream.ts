@@ -72,16 +72,34 @@ export function listenOn(
 
 /**
  * *Blocking*: the next connection on `listening`, set up by `establish`
- * (closed if that throws); `null` once the listener was shut down, which
- * makes accept fail with EINVAL.
+ * (closed if that throws); `null` once the listener was shut down.
  */
 export function acceptOn(
   listening: bigint,
   establish: (socket: number) => Established,
 ): Established | null {
+  const socket = acceptSocket(listening);
+  return socket === null ? null : closingOnError(socket, () => establish(socket));
+}
+
+/**
+ * *Blocking*: the next connected socket on `listening`, or `null` once the
+ * listener was shut down, which makes accept fail with EINVAL. With `peer`,
+ * the peer's address is written into `peer.address`.
+ */
+export function acceptSocket(
+  listening: bigint,
+  peer?: { address: Uint8Array<ArrayBuffer> },
+): number | null {
+  const length = new Uint32Array(1);
   for (;;) {
-    const socket = libc().accept(Number(listening), null, null);
-    if (socket >= 0) return closingOnError(socket, () => establish(socket));
+    length[0] = peer?.address.byteLength ?? 0;
+    const socket = libc().accept(
+      Number(listening),
+      peer ? Deno.UnsafePointer.of(peer.address) : null,
+      peer ? Deno.UnsafePointer.of(length) : null,
+    );
+    if (socket >= 0) return socket;
     const error = lastError("accept");
     if (error.errno === Errno.EINTR || error.errno === Errno.ECONNABORTED) continue;
     if (error.errno === Errno.EINVAL) return null;

@@ -6,37 +6,91 @@
  * @module
  */
 
-import { TransportError } from "./types.ts";
+import { type Message, TransportError } from "./types.ts";
 
 /** A read never goes into less than this, so a notification always fits whole. */
 const MIN_READ_BYTES = 64 * 1024;
-/** Larger messages are refused rather than buffered: a hostile peer cannot exhaust memory. */
-export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+/** The buffer a thread starts with, and goes back to after a larger message. */
+const INITIAL_BYTES = 256 * 1024;
+/**
+ * A buffer grown past this goes out with its message: one large message must
+ * not pin its size in the reading thread for the life of the association.
+ */
+const KEEP_BYTES = 1024 * 1024;
 
 /**
- * A per-thread buffer a message is read into piece by piece; it grows by
- * doubling up to {@link MAX_MESSAGE_BYTES}, so only the finished message is
- * allocated per receive.
+ * A per-thread buffer a message is reassembled in, read by read. It grows by
+ * doubling up to the message size limit (plus one read), so only the finished
+ * message is allocated per receive. A message over the limit keeps its first
+ * `limit` bytes; later reads overwrite the space after them, so its other
+ * bytes are dropped as they arrive.
  */
 export class ReceiveBuffer {
-  /** The buffer; replaced when it grows. */
-  bytes = new Uint8Array(256 * 1024);
-  readonly #name: string;
+  #bytes = new Uint8Array(INITIAL_BYTES);
+  #limit = 0;
+  /** Bytes of the current message received so far. */
+  #received = 0;
 
-  /** @param name the transport, for the error a too-large message gets */
-  constructor(name: string) {
-    this.#name = name;
+  /** Starts a message that keeps at most `limit` bytes. */
+  start(limit: number): void {
+    this.#limit = limit;
+    this.#received = 0;
   }
 
-  /** Makes room for the next read after `length` bytes already received. */
-  reserve(length: number): void {
-    if (this.bytes.byteLength - length >= MIN_READ_BYTES) return;
-    if (this.bytes.byteLength >= MAX_MESSAGE_BYTES) {
-      throw new TransportError(`${this.#name}: message exceeds ${MAX_MESSAGE_BYTES} bytes`);
+  /** Bytes of the current message received so far. */
+  get received(): number {
+    return this.#received;
+  }
+
+  /** Where the next read goes: at least 64 KiB (a whole notification fits). */
+  space(): Uint8Array<ArrayBuffer> {
+    const kept = this.#kept();
+    if (this.#bytes.byteLength - kept < MIN_READ_BYTES) {
+      const size = Math.min(this.#bytes.byteLength * 2, this.#limit + MIN_READ_BYTES);
+      const grown = new Uint8Array(Math.max(size, kept + MIN_READ_BYTES));
+      grown.set(this.#bytes.subarray(0, kept));
+      this.#bytes = grown;
     }
-    const grown = new Uint8Array(this.bytes.byteLength * 2);
-    grown.set(this.bytes.subarray(0, length));
-    this.bytes = grown;
+    return this.#bytes.subarray(kept);
+  }
+
+  /** Counts `n` bytes just read into `space()`. */
+  advance(n: number): void {
+    this.#received += n;
+  }
+
+  /** The kept bytes of the current message (a view, valid until the next read). */
+  current(): Uint8Array<ArrayBuffer> {
+    return this.#bytes.subarray(0, this.#kept());
+  }
+
+  /**
+   * The finished message. It is copied out of the buffer, unless the buffer
+   * grew past 1 MiB for it: then the buffer itself becomes the message (no
+   * copy; it leaves this thread with the message when that is transferred),
+   * and the next message starts in a fresh small one.
+   */
+  take(stream: number): Message {
+    const kept = this.#kept();
+    let data: Uint8Array<ArrayBuffer>;
+    if (this.#bytes.byteLength > KEEP_BYTES) {
+      data = this.#bytes.subarray(0, kept);
+      this.#bytes = new Uint8Array(INITIAL_BYTES);
+    } else {
+      data = this.#bytes.slice(0, kept);
+    }
+    const truncated = this.#received > this.#limit;
+    this.#received = 0;
+    return truncated ? { stream, data, truncated: true } : { stream, data };
+  }
+
+  /** The size of the buffer now (for tests). */
+  get capacity(): number {
+    return this.#bytes.byteLength;
+  }
+
+  #kept(): number {
+    return Math.min(this.#received, this.#limit);
   }
 }
 

@@ -4,11 +4,14 @@
  *
  * Wire format (all integers big-endian):
  * - hello, each side once after connecting: `"FSM1"`, u16 outgoing streams
- *   wanted, u16 incoming streams allowed. Each direction uses the minimum of
- *   what the sender wants and the receiver allows.
+ *   wanted, u16 incoming streams allowed (each at least 1, or the peer is
+ *   refused). Each direction uses the minimum of what the sender wants and
+ *   the receiver allows. A listener greets every accepted peer at once and
+ *   waits for their hellos together, each for `handshakeTimeout` seconds.
  * - frame: u16 stream, u16 flags (0), u32 length, then `length` bytes: one
  *   whole message. Writers on several threads take `shared` per frame, so
- *   frames never interleave.
+ *   frames never interleave. A receiver keeps at most `maxMessageSize` bytes
+ *   of a frame and drops the rest.
  *
  * Unlike SCTP, one TCP byte stream means head-of-line blocking across streams.
  *
@@ -29,21 +32,25 @@ import {
 import { Errno, type NativeError } from "../ffi/errors.ts";
 import { StructBuffer } from "../ffi/struct.ts";
 import type { Established, SocketDriver } from "./driver.ts";
+import { acceptGreeted, type Greeting } from "./handshakes.ts";
 import { streamEndpoints } from "./libc_stream.ts";
 import { SHARED_CLOSING, SHARED_WRITE_LOCK, TransportError } from "./types.ts";
 import type { AssociationOptions, Message, PathInfo, SocketHandle } from "./types.ts";
 
 const MAGIC = 0x46534d31; // "FSM1"
+const HELLO_BYTES = 8;
 const FRAME_HEADER_BYTES = 8;
-const HELLO_TIMEOUT_SECONDS = 5;
-/** Larger frames are refused rather than allocated: a corrupt or hostile peer cannot exhaust memory. */
+/** The largest frame sent (a receiver takes at most its `maxMessageSize` of any frame). */
 const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+/** Accepted peers that may be waiting to send their hello at once; beyond, the oldest goes. */
+const MAX_WAITING_HANDSHAKES = 256;
 
 /** Per-thread scratch for frame headers: sends and receives allocate only message bodies. */
 const sendHeader = new Uint8Array(FRAME_HEADER_BYTES);
 const sendHeaderView = new DataView(sendHeader.buffer);
 const recvHeader = new Uint8Array(FRAME_HEADER_BYTES);
 const recvHeaderView = new DataView(recvHeader.buffer);
+const discarded = new Uint8Array(64 * 1024);
 
 function fd(socket: bigint): number {
   return Number(socket);
@@ -124,34 +131,90 @@ function receiveAll(socket: number, into: Uint8Array, length: number): number {
   return got;
 }
 
-function exchangeHello(socket: number, options: Required<AssociationOptions>): Established {
-  const hello = new Uint8Array(8);
+function encodeHello(options: Required<AssociationOptions>): Uint8Array<ArrayBuffer> {
+  const hello = new Uint8Array(HELLO_BYTES);
   const view = new DataView(hello.buffer);
   view.setUint32(0, MAGIC);
   view.setUint16(4, options.streams);
   view.setUint16(6, options.streams);
-  sendAll(socket, Deno.UnsafePointer.of(hello), hello.byteLength, 0, () => false);
-  const peer = new Uint8Array(8);
-  // A peer that connects and says nothing must not hold up the accept loop.
-  setTimeoutOption(socket, C.SO_RCVTIMEO, HELLO_TIMEOUT_SECONDS);
-  let got: number;
-  try {
-    got = receiveAll(socket, peer, 8);
-  } catch (error) {
-    if ((error as NativeError).errno !== Errno.EAGAIN) throw error;
-    throw new TransportError(`tcpmux: peer sent no hello within ${HELLO_TIMEOUT_SECONDS} s`);
-  }
-  if (got < 8) throw new TransportError("tcpmux: peer closed before its hello");
-  setTimeoutOption(socket, C.SO_RCVTIMEO, 0);
-  const peerView = new DataView(peer.buffer);
-  if (peerView.getUint32(0) !== MAGIC) {
+  return hello;
+}
+
+/** The association the peer's `hello` makes with our `options`; throws for a bad hello. */
+function negotiate(
+  socket: number,
+  hello: Uint8Array,
+  options: Required<AssociationOptions>,
+): Established {
+  const view = new DataView(hello.buffer, hello.byteOffset, HELLO_BYTES);
+  if (view.getUint32(0) !== MAGIC) {
     throw new TransportError("tcpmux: peer is not a tcpmux endpoint (bad hello)");
+  }
+  const wanted = view.getUint16(4);
+  const allowed = view.getUint16(6);
+  if (wanted === 0 || allowed === 0) {
+    // An association without streams one way could never carry a reply.
+    throw new TransportError(
+      `tcpmux: peer's hello asks for ${wanted} outgoing and allows ${allowed} incoming ` +
+        "streams; each must be at least 1",
+    );
   }
   return {
     socket: BigInt(socket),
-    outboundStreams: Math.min(options.streams, peerView.getUint16(6)),
-    inboundStreams: Math.min(options.streams, peerView.getUint16(4)),
+    outboundStreams: Math.min(options.streams, allowed),
+    inboundStreams: Math.min(options.streams, wanted),
   };
+}
+
+/** *Blocking*: the client side of the handshake, on a connected socket. */
+function exchangeHello(socket: number, options: Required<AssociationOptions>): Established {
+  const hello = encodeHello(options);
+  sendAll(socket, Deno.UnsafePointer.of(hello), hello.byteLength, 0, () => false);
+  const peer = new Uint8Array(HELLO_BYTES);
+  setTimeoutOption(socket, C.SO_RCVTIMEO, options.handshakeTimeout);
+  let got: number;
+  try {
+    got = receiveAll(socket, peer, HELLO_BYTES);
+  } catch (error) {
+    if ((error as NativeError).errno !== Errno.EAGAIN) throw error;
+    throw new TransportError(`tcpmux: peer sent no hello within ${options.handshakeTimeout} s`);
+  }
+  if (got < HELLO_BYTES) throw new TransportError("tcpmux: peer closed before its hello");
+  setTimeoutOption(socket, C.SO_RCVTIMEO, 0);
+  return negotiate(socket, peer, options);
+}
+
+/** The server side of the handshake, run for many peers at once (see `handshakes.ts`). */
+function greeting(options: Required<AssociationOptions>): Greeting {
+  const hello = encodeHello(options);
+  return {
+    name: "tcpmux",
+    helloBytes: HELLO_BYTES,
+    timeoutMs: options.handshakeTimeout * 1000,
+    maxWaiting: MAX_WAITING_HANDSHAKES,
+    greet(socket) {
+      configure(socket, options);
+      // A fresh socket's send buffer is empty: 8 bytes go out at once.
+      const n = libc().send(
+        socket,
+        Deno.UnsafePointer.of(hello),
+        BigInt(hello.byteLength),
+        C.MSG_DONTWAIT | C.MSG_NOSIGNAL,
+      );
+      if (n < 0n) throw lastError("send");
+      if (n < hello.byteLength) throw new TransportError("tcpmux: our hello went out only in part");
+    },
+    complete: (socket, peer) => negotiate(socket, peer, options),
+  };
+}
+
+/** Reads and drops `length` bytes (the part of a message over the size limit). */
+function discard(socket: number, length: number) {
+  for (let left = length; left > 0;) {
+    const n = receiveAll(socket, discarded, Math.min(left, discarded.byteLength));
+    if (n === 0) throw new TransportError("tcpmux: peer closed inside a message");
+    left -= n;
+  }
 }
 
 /** The tcpmux driver. */
@@ -161,6 +224,9 @@ export const tcpmuxDriver: SocketDriver = {
   prepare() {},
 
   ...streamEndpoints({ open: openSocket, configure, establish: exchangeHello }),
+
+  // Peers greet concurrently: a silent one holds up nobody (see `handshakes.ts`).
+  accept: (listening, options) => acceptGreeted(listening, greeting(options)),
 
   send(handle: SocketHandle, stream, pointer, length) {
     if (length > MAX_MESSAGE_BYTES) {
@@ -191,7 +257,7 @@ export const tcpmuxDriver: SocketDriver = {
     }
   },
 
-  receive(socket): Message | null {
+  receive(socket, maxMessageSize): Message | null {
     const s = fd(socket);
     const got = receiveAll(s, recvHeader, FRAME_HEADER_BYTES);
     if (got === 0) return null;
@@ -200,14 +266,13 @@ export const tcpmuxDriver: SocketDriver = {
     }
     const stream = recvHeaderView.getUint16(0);
     const length = recvHeaderView.getUint32(4);
-    if (length > MAX_MESSAGE_BYTES) {
-      throw new TransportError(`tcpmux: frame of ${length} bytes exceeds ${MAX_MESSAGE_BYTES}`);
-    }
-    const data = new Uint8Array(length);
-    if (receiveAll(s, data, length) < length) {
+    const data = new Uint8Array(Math.min(length, maxMessageSize));
+    if (receiveAll(s, data, data.byteLength) < data.byteLength) {
       throw new TransportError("tcpmux: peer closed inside a message");
     }
-    return { stream, data };
+    if (length === data.byteLength) return { stream, data };
+    discard(s, length - data.byteLength);
+    return { stream, data, truncated: true };
   },
 
   pathInfo(socket): PathInfo {

@@ -14,8 +14,17 @@ export type { TransportName };
 export interface Message {
   /** The stream it arrived on. */
   readonly stream: number;
-  /** The message's bytes, whole. */
+  /**
+   * The message's bytes, whole (or cut short: see `truncated`). A large
+   * message may be a view of the start of a larger buffer.
+   */
   readonly data: Uint8Array<ArrayBuffer>;
+  /**
+   * Set when the message was longer than `maxMessageSize`: `data` holds its
+   * first `maxMessageSize` bytes, and the rest was read and dropped, so the
+   * association goes on.
+   */
+  readonly truncated?: true;
 }
 
 /** What the path currently looks like, read from SCTP_STATUS or TCP_INFO. */
@@ -58,6 +67,45 @@ export interface AssociationOptions {
    * @default "fcfs"
    */
   streamScheduler?: StreamScheduler;
+  /**
+   * The longest message received whole, in bytes. A longer one is delivered
+   * cut to this length with `truncated` set (its other bytes are dropped as
+   * they arrive), so a peer cannot make this side buffer more.
+   * @default 67108864
+   */
+  maxMessageSize?: number;
+  /**
+   * tcpmux only: seconds a peer has to send its hello after the TCP
+   * connection is made (accepting goes on for others meanwhile).
+   * @default 5
+   */
+  handshakeTimeout?: number;
+  /**
+   * Seconds sends may wait without a single message going out before the
+   * association is aborted (a peer that stopped reading); 0 waits forever.
+   * @default 0
+   */
+  sendTimeout?: number;
+}
+
+/** Options for listening: association options plus what to do with failed peers. */
+export interface ListenOptions extends AssociationOptions {
+  /**
+   * Called for each incoming connection that failed before it became an
+   * association (for example a tcpmux peer that sent no hello in time, or a
+   * bad one); the listener goes on accepting. Errors are dropped without it.
+   */
+  onAcceptError?: (error: Error) => void;
+  /**
+   * Associations of this listener open at once (accepted and not yet
+   * closed). One more is refused where it is accepted, before any of its
+   * I/O Workers start: it is sent `refusal` on stream 0 (if given), closed
+   * a second later, and reported to `onAcceptError`. 0: no limit.
+   * @default 0
+   */
+  maxAssociations?: number;
+  /** What a refused association is sent on stream 0 before it is closed. */
+  refusal?: Uint8Array<ArrayBuffer>;
 }
 
 /** Stream schedulers of the Linux SCTP stack (`SCTP_STREAM_SCHEDULER`). */
@@ -79,7 +127,8 @@ export interface SocketHandle {
    * State shared by every thread using the socket, as Int32 slots:
    * `SHARED_WRITE_LOCK` serialises whole-message writes on byte-stream
    * transports; `SHARED_CLOSING` turns 1 once close or abort has begun, so
-   * a send waiting for buffer space gives up instead of waiting forever.
+   * a send waiting for buffer space gives up instead of waiting forever;
+   * `SHARED_SENT` counts messages sent, for the send timeout.
    */
   readonly shared: SharedArrayBuffer;
 }
@@ -88,6 +137,10 @@ export interface SocketHandle {
 export const SHARED_WRITE_LOCK = 0;
 /** Int32 slot of `SocketHandle.shared`: 1 once the association is closing. */
 export const SHARED_CLOSING = 1;
+/** Int32 slot of `SocketHandle.shared`: messages the writer has sent (wraps), its progress. */
+export const SHARED_SENT = 2;
+/** Bytes of `SocketHandle.shared`: one Int32 per slot. */
+export const SHARED_BYTES = 12;
 
 /** Whether close or abort has begun on the association of `handle`. */
 export function isClosing(handle: SocketHandle): boolean {
@@ -167,4 +220,10 @@ export interface Listener extends AsyncDisposable, AsyncIterable<Association> {
 export class TransportError extends Error {
   /** Always `"TransportError"`. */
   override name = "TransportError";
+}
+
+/** An incoming peer failed its handshake and was refused; the listener goes on. */
+export class HandshakeError extends TransportError {
+  /** Always `"HandshakeError"`. */
+  override name = "HandshakeError";
 }

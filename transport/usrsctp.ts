@@ -73,7 +73,7 @@ const recvInfoType = new Uint32Array(1);
 const recvInfoTypeBytes = new Uint8Array(recvInfoType.buffer);
 const recvFlags = new Int32Array(1);
 const recvFlagsBytes = new Uint8Array(recvFlags.buffer);
-const scratch = new ReceiveBuffer("usrsctp");
+const scratch = new ReceiveBuffer();
 const optionLength = new Uint32Array(1);
 const optionLengthBytes = new Uint8Array(optionLength.buffer);
 const intOption = new Int32Array(1);
@@ -416,19 +416,18 @@ export const usrsctpDriver: SocketDriver = {
     }
   },
 
-  receive(socket): Message | null {
+  receive(socket, maxMessageSize): Message | null {
     const s = so(socket);
-    let length = 0;
+    scratch.start(maxMessageSize);
     for (;;) {
-      scratch.reserve(length);
-      const buffer = scratch.bytes;
+      const space = scratch.space();
       recvInfoLength[0] = sctp_rcvinfo.size;
       recvFlags[0] = 0;
       const n = Number(
         libusrsctp().usrsctp_recvv(
           s,
-          buffer.subarray(length),
-          BigInt(buffer.byteLength - length),
+          space,
+          BigInt(space.byteLength),
           null,
           null,
           recvInfo.bytes,
@@ -439,20 +438,18 @@ export const usrsctpDriver: SocketDriver = {
       );
       if (n < 0) throw lastError("usrsctp_recvv");
       if (n === 0) {
-        if (length > 0) throw new TransportError("usrsctp: peer closed inside a message");
+        if (scratch.received > 0) throw new TransportError("usrsctp: peer closed inside a message");
         return null;
       }
-      length += n;
+      scratch.advance(n);
       // A large message (or notification) arrives in several reads.
       if ((recvFlags[0] & USRSCTP.MSG_EOR) === 0) continue;
       if (recvFlags[0] & USRSCTP.MSG_NOTIFICATION) {
-        if (onNotification(buffer.subarray(0, length)) === "end") {
-          return null;
-        }
-        length = 0;
+        if (onNotification(scratch.current()) === "end") return null;
+        scratch.start(maxMessageSize);
         continue;
       }
-      return { stream: recvInfo.get("rcv_sid"), data: buffer.slice(0, length) };
+      return scratch.take(recvInfo.get("rcv_sid"));
     }
   },
 

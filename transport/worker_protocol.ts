@@ -10,11 +10,31 @@ import type { Established } from "./driver.ts";
 import { TransportError } from "./types.ts";
 import type { AssociationOptions, OutgoingMessage, SocketHandle, TransportName } from "./types.ts";
 
+/**
+ * What an acceptor admits: `open` (an Int32 the acceptor increments and the
+ * main thread decrements once an association is closed) stays below `limit`
+ * (0: no limit); the one more is sent `refusal` on stream 0 and closed.
+ */
+export interface Admission {
+  readonly open: SharedArrayBuffer;
+  readonly limit: number;
+  readonly refusal?: Uint8Array<ArrayBuffer>;
+}
+
 /** Shared counter of received bytes the main thread has not consumed yet. */
 export interface ReadCredit {
   readonly buffer: SharedArrayBuffer;
-  /** Reading pauses above this many unconsumed bytes. */
+  /** Reading pauses above this many unconsumed bytes (see `creditOf`). */
   readonly limit: number;
+}
+
+/**
+ * What a received message of `bytes` counts against the read credit: its
+ * bytes plus the memory of its objects, so that a flood of tiny messages is
+ * bounded by the credit as well as a few large ones.
+ */
+export function creditOf(bytes: number): number {
+  return bytes + 512;
 }
 
 /** The first message a Worker gets: its role. */
@@ -31,8 +51,15 @@ export type WorkerCommand =
     transport: TransportName;
     socket: bigint;
     options: Required<AssociationOptions>;
+    admission: Admission;
   }
-  | { role: "read"; transport: TransportName; socket: bigint; credit: ReadCredit }
+  | {
+    role: "read";
+    transport: TransportName;
+    socket: bigint;
+    credit: ReadCredit;
+    maxMessageSize: number;
+  }
   | { role: "write"; transport: TransportName; handle: SocketHandle };
 
 /**
@@ -58,7 +85,8 @@ export interface SerializedError {
 export type WorkerEvent =
   | { type: "established"; established: Established; shared: SharedArrayBuffer }
   | { type: "accept-failed"; error: SerializedError }
-  | { type: "message"; stream: number; data: Uint8Array<ArrayBuffer> }
+  | { type: "refused"; socket: bigint; error: SerializedError }
+  | { type: "message"; stream: number; data: Uint8Array<ArrayBuffer>; truncated?: true }
   | { type: "end" }
   | { type: "error"; error: SerializedError }
   | { type: "sent"; id: number; error?: SerializedError };

@@ -1,4 +1,13 @@
-import { C, iovec, linger, sockaddr_in, sockaddr_in6, statx, tcp_info } from "../../ffi/libc.ts";
+import {
+  C,
+  iovec,
+  linger,
+  pollfd,
+  sockaddr_in,
+  sockaddr_in6,
+  statx,
+  tcp_info,
+} from "../../ffi/libc.ts";
 import { aarch64ProbeMissing, assertLayoutsMatchHeaders, type LayoutCheck } from "./_c_layout.ts";
 import { needs } from "../_permissions.ts";
 import { skipWithReason } from "../deploy/_qemu.ts";
@@ -16,8 +25,9 @@ const LIBC: LayoutCheck = {
     "<sys/uio.h>",
     "<netinet/in.h>",
     "<netinet/tcp.h>",
+    "<poll.h>",
   ],
-  layouts: [sockaddr_in, sockaddr_in6, linger, tcp_info, statx, iovec],
+  layouts: [sockaddr_in, sockaddr_in6, linger, pollfd, tcp_info, statx, iovec],
   constants: C,
 };
 

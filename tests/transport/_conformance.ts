@@ -201,6 +201,102 @@ export function conformanceSuite(target: ConformanceTarget): void {
   });
 
   Deno.test(
+    `${name}: a message longer than maxMessageSize arrives cut and marked, and the association goes on`,
+    { ignore },
+    async () => {
+      const limit = 4096;
+      const { listener, client, server } = await pair(target, {
+        ...target.options,
+        maxMessageSize: limit,
+      });
+      try {
+        const sizes = [100_000, 10, MAX_MESSAGE, limit, limit + 1, 2];
+        const sent = sizes.map((size, i) => messageBytes(i, size));
+        for (const [i, data] of sent.entries()) await client.send(i % STREAMS, data);
+        for (const [i, data] of sent.entries()) {
+          const message = await server.receive();
+          assert.ok(message, `association ended before message ${i}`);
+          assert.equal(message.stream, i % STREAMS);
+          assert.equal(message.truncated, data.byteLength > limit ? true : undefined);
+          assert.equal(sha256(message.data), sha256(data.subarray(0, limit)), `message ${i}`);
+        }
+      } finally {
+        await closeAll(listener, client, server);
+      }
+    },
+  );
+
+  Deno.test(
+    `${name}: sends to a peer that stops reading fail after sendTimeout, with the reason`,
+    { ignore },
+    async () => {
+      const { listener, client, server } = await pair(target, {
+        ...target.options,
+        sendTimeout: 1,
+      });
+      try {
+        // The client never calls receive: once its read credit and the socket
+        // buffers are full, nothing the server sends goes out any more.
+        const chunk = new Uint8Array(64 * 1024);
+        const says = (error: Error) => {
+          assert.match(error.message, /the peer took no message for 1 s \(sendTimeout\)/);
+          return true;
+        };
+        await assert.rejects(
+          (async () => {
+            for (;;) await server.send(0, chunk);
+          })(),
+          says,
+        );
+        await assert.rejects(server.receive(), says);
+      } finally {
+        await closeAll(listener, client, server);
+      }
+    },
+  );
+
+  Deno.test(
+    `${name}: a listener at maxAssociations sends one more its refusal and closes it, and admits again once one closes`,
+    { ignore },
+    async () => {
+      const refused: Error[] = [];
+      const host = target.host ?? "127.0.0.1";
+      const listener = listen(target.transport, host, target.port ?? 0, {
+        ...target.options,
+        maxAssociations: 1,
+        refusal: new TextEncoder().encode("go away"),
+        onAcceptError: (error) => refused.push(error),
+      });
+      try {
+        const accepted = listener.accept();
+        const first = await connect(target.transport, host, listener.port, target.options);
+        const server = await accepted;
+        const extra = await connect(target.transport, host, listener.port, target.options);
+        const refusal = await extra.receive();
+        assert.equal(refusal?.stream, 0);
+        assert.equal(new TextDecoder().decode(refusal?.data), "go away");
+        assert.equal(await extra.receive(), null);
+        await extra.close();
+        for (const deadline = Date.now() + 10_000; refused.length === 0;) {
+          assert.ok(Date.now() < deadline, "the refusal was not reported");
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        assert.equal(refused[0].message, "association refused: 1 are open (maxAssociations)");
+
+        await Promise.all([first.close(), server.close()]);
+        const again = listener.accept();
+        const next = await connect(target.transport, host, listener.port, target.options);
+        await next.send(1, new Uint8Array([7]));
+        const admitted = await again;
+        assert.deepEqual((await admitted.receive())?.data, new Uint8Array([7]));
+        await Promise.all([next.close(), admitted.close()]);
+      } finally {
+        await listener.close();
+      }
+    },
+  );
+
+  Deno.test(
     `${name}: connecting to a port nobody listens on fails with a clear error`,
     { ignore },
     async () => {
