@@ -119,7 +119,7 @@ export interface FuzzSummary {
   readonly crashes: readonly Crash[];
   readonly proxy?: Tally;
   readonly wire?: Tally;
-  /** Log lines of the processes other than info and debug: counted by level and message, the first ones kept. */
+  /** Log lines of the processes above info level: counted by level and message, with examples. */
   readonly logs: Record<string, { counts: Record<string, number>; lines: string[] }>;
   /** Where failing cases and summary.json are. */
   readonly out: string;
@@ -202,7 +202,9 @@ export async function runLiveFuzz(
         log.counts[key] = (log.counts[key] ?? 0) + n;
       }
     }
-    log.lines.push(...child.errors.slice(0, 50 - log.lines.length));
+    for (const lines of child.examples.values()) {
+      log.lines.push(...lines.filter((line) => !log.lines.includes(line)));
+    }
   };
   const recent: Record<string, CaseRecord[]> = { proxy: [], wire: [] };
   const wireLanes: WireLane[] = [];
@@ -434,10 +436,8 @@ export function summaryText(summary: FuzzSummary): string {
       );
     }
   }
-  for (const [process, counts] of Object.entries(summary.logs)) {
-    const notable = Object.entries(counts).filter(([key]) =>
-      !key.startsWith("info") && !key.startsWith("debug")
-    );
+  for (const [process, { counts }] of Object.entries(summary.logs)) {
+    const notable = Object.entries(counts).sort((a, b) => b[1] - a[1]).slice(0, 15);
     if (notable.length > 0) {
       lines.push(
         `  ${process} log: ${notable.map(([key, n]) => `${key.slice(0, 120)} ×${n}`).join("; ")}`,

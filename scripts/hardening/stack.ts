@@ -26,8 +26,8 @@ export class Child {
   readonly name: string;
   /** The last log lines (at most 200). */
   readonly tail: string[] = [];
-  /** The first error-level log lines (at most 50). */
-  readonly errors: string[] = [];
+  /** Examples of the log lines above info level: the first 2 of each kind (at most 200 kinds). */
+  readonly examples = new Map<string, string[]>();
   /** Log lines counted by `level message`, e.g. `error request failed`. */
   readonly counts = new Map<string, number>();
   /** Settles when the process has exited. */
@@ -81,8 +81,11 @@ export class Child {
       const entry = JSON.parse(line);
       key = `${entry.level} ${entry.message}`;
     } catch { /* not a log entry: a panic or an uncaught error */ }
-    if (!key.startsWith("info") && !key.startsWith("debug") && this.errors.length < 50) {
-      this.errors.push(line);
+    if (!key.startsWith("info") && !key.startsWith("debug")) {
+      const seen = this.examples.get(key) ?? [];
+      if (seen.length < 2 && (seen.length > 0 || this.examples.size < 200)) {
+        this.examples.set(key, [...seen, line]);
+      }
     }
     this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
     const ready = this.#waiters.filter((waiter) => line.includes(waiter.text));
