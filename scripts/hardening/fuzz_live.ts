@@ -1,5 +1,5 @@
 /**
- * `deno run -P=fuzz scripts/hardening/fuzz_live.ts`: the live fuzzer of issue
+ * `deno task fuzz` (`deno run -P=fuzz scripts/hardening/fuzz_live.ts`): the live fuzzer of issue
  * #12. Starts a server (tcpmux or usrsctp, on a small temporary site) and a
  * proxy in front of it, each in its own process, then sends mutated requests
  * to the proxy's TCP port (mutated HTTP/1.1 heads: bit flips, truncation,
@@ -457,7 +457,8 @@ export function summaryText(summary: FuzzSummary): string {
   return lines.join("\n");
 }
 
-const USAGE = `Usage: deno run -P=fuzz scripts/hardening/fuzz_live.ts [options]
+const USAGE = `Usage: deno task fuzz [options]
+   (or: deno run -P=fuzz scripts/hardening/fuzz_live.ts [options])
 
 Starts a flowsched server and a proxy, sends mutated requests to the proxy's TCP port
 and mutated protocol messages to the server's wire port, and counts crashes, hangs,
