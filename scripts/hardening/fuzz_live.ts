@@ -7,7 +7,8 @@
  * partial sends, abrupt closes) and mutated protocol messages to the server's
  * wire port. It counts crashes (a process exited), hangs (no answer or close
  * within the deadline), invalid answers, and wrong answers to well-formed
- * requests; prints progress and a summary; and exits 1 if any of them occurred.
+ * requests; prints progress and a summary; and exits 1 after a crash, a hang or
+ * an invalid answer (with `--strict`, after a wrong answer too).
  *
  * Cases come from fast-check arbitraries: `--seed S --first I --requests 1`
  * replays case I of a run. Failing cases are saved as files of the bytes sent.
