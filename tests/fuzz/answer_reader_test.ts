@@ -3,7 +3,7 @@ import {
   AnswerReader,
   bytesOf,
   InvalidAnswer,
-  methodsOf,
+  readHeads,
 } from "../../scripts/hardening/fuzz_http.ts";
 
 /** Reads `text` in pieces of `size` bytes, then the end of the connection. */
@@ -51,8 +51,17 @@ Deno.test("the fuzzer's answer reader refuses what is not HTTP/1.1", () => {
   }
 });
 
-Deno.test("the fuzzer counts the heads a server will see, as hyper reads them", () => {
-  assert.deepEqual(methodsOf("GET / HTTP/1.1\r\n\r\nHEAD /a HTTP/1.1\n\n"), ["GET", "HEAD"]);
-  assert.deepEqual(methodsOf("\r\n\r\nGET / HTTP/1.1\r\n\r\n"), ["GET"]);
-  assert.deepEqual(methodsOf("GET / HTTP/1.1\r\nHost: a\r\n"), []);
+Deno.test("the fuzzer counts the heads a server will see, and those it must answer", () => {
+  assert.deepEqual(readHeads("GET / HTTP/1.1\r\n\r\nHEAD /a HTTP/1.1\n\n"), {
+    methods: ["GET", "HEAD"],
+    sure: 1,
+  });
+  assert.deepEqual(readHeads("\r\n\r\nGET / HTTP/1.1\r\n\r\n"), { methods: ["GET"], sure: 1 });
+  assert.deepEqual(readHeads("GET / HTTP/1.1\r\nHost: a\r\n"), { methods: [], sure: 0 });
+  // A bare LF (or CR) in a head makes it and every later one uncertain.
+  assert.deepEqual(
+    readHeads("GET / HTTP/1.1\r\nHost: a\n\r\nGET / HTTP/1.1\r\n\r\n"),
+    { methods: ["GET", "GET"], sure: 0 },
+  );
+  assert.deepEqual(readHeads("GET / HTTP/1.1\r\nX: a\rb\r\n\r\n"), { methods: ["GET"], sure: 0 });
 });
