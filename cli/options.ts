@@ -155,7 +155,8 @@ export async function parseOptions<T extends OptionTable>(
       throw new ConfigError(`config file ${configPath} must hold a JSON object`);
     }
     for (const [key, value] of Object.entries(config)) {
-      const spec = table[key];
+      // Own keys only: "constructor" or "toString" must not find Object.prototype's.
+      const spec = Object.hasOwn(table, key) ? table[key] : undefined;
       if (!spec) {
         throw new ConfigError(
           `config file ${configPath}: unknown key "${key}"; known keys: ${

@@ -237,6 +237,10 @@ export class FlowClient implements AsyncDisposable {
         pending.remaining = bodiless ? 0 : Number(headers.get("content-length") ?? 0);
         const body = new ReadableStream<Uint8Array>({
           start: (c) => void (pending.controller = c),
+          // The reader gave up (e.g. the proxy's client went away): the server stops
+          // sending, and later body messages are dropped instead of enqueued into a
+          // cancelled stream, which would throw and end the association.
+          cancel: () => this.cancel(control.id),
         });
         const response: FlowResponse = {
           id: control.id,

@@ -42,8 +42,21 @@ export class HttpError extends Error {
   }
 }
 
+import { Buffer } from "node:buffer";
+
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const decoder = new TextDecoder("latin1");
+/** A field value (RFC 9110 5.5): visible ASCII and obs-text, spaces and tabs between. */
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+/** Optional whitespace around a field value: spaces and tabs only. */
+const OWS = /^[ \t]+|[ \t]+$/g;
+
+/**
+ * Bytes as text, one char per byte. (`TextDecoder("latin1")` is really
+ * windows-1252: it turns 0x80-0x9F into other code points.)
+ */
+function latin1(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1");
+}
 
 /** Parses a request head (the bytes up to and including the blank line). */
 export function parseRequestHead(bytes: Uint8Array, limits: RequestLimits = {}): RequestHead {
@@ -51,13 +64,19 @@ export function parseRequestHead(bytes: Uint8Array, limits: RequestLimits = {}):
   const maxHead = limits.maxHeadBytes ?? 16384;
   const maxHeaders = limits.maxHeaders ?? 100;
   const firstBreak = bytes.indexOf(0x0a);
-  if ((firstBreak < 0 ? bytes.byteLength : firstBreak) > maxLine) {
+  // The request line without its CRLF.
+  const lineEnd = firstBreak < 0
+    ? bytes.byteLength
+    : firstBreak > 0 && bytes[firstBreak - 1] === 0x0d
+    ? firstBreak - 1
+    : firstBreak;
+  if (lineEnd > maxLine) {
     throw new HttpError(414, `request line longer than ${maxLine} bytes`);
   }
   if (bytes.byteLength > maxHead) {
     throw new HttpError(431, `request head larger than ${maxHead} bytes`);
   }
-  const text = decoder.decode(bytes);
+  const text = latin1(bytes);
   if (!text.endsWith("\r\n\r\n")) {
     throw new HttpError(400, "request head does not end with CRLF CRLF");
   }
@@ -68,6 +87,10 @@ export function parseRequestHead(bytes: Uint8Array, limits: RequestLimits = {}):
   if (!TOKEN.test(method)) throw new HttpError(400, "malformed method");
   if (!/^HTTP\/1\.[01]$/.test(version)) throw new HttpError(400, `unsupported version ${version}`);
   if (!target.startsWith("/")) throw new HttpError(400, "request target must be an absolute path");
+  // A bare LF would otherwise hide the rest of a long line from the line limit.
+  if (/[^\x21-\x7e\x80-\xff]/.test(target)) {
+    throw new HttpError(400, "request target contains a control character");
+  }
   if (lines.length - 1 > maxHeaders) {
     throw new HttpError(431, `more than ${maxHeaders} header fields`);
   }
@@ -76,11 +99,9 @@ export function parseRequestHead(bytes: Uint8Array, limits: RequestLimits = {}):
     const colon = line.indexOf(":");
     const name = line.slice(0, colon);
     if (colon <= 0 || !TOKEN.test(name)) throw new HttpError(400, "malformed header field");
-    try {
-      headers.append(name, line.slice(colon + 1).trim());
-    } catch {
-      throw new HttpError(400, `invalid value for header ${name}`);
-    }
+    const value = line.slice(colon + 1).replace(OWS, "");
+    if (!FIELD_VALUE.test(value)) throw new HttpError(400, `invalid value for header ${name}`);
+    headers.append(name, value);
   }
   if (version === "HTTP/1.1" && !headers.has("host")) {
     throw new HttpError(400, "missing Host header");
@@ -123,7 +144,7 @@ export interface ResponseHead {
 
 /** Parses a response head written by `formatResponseHead`. */
 export function parseResponseHead(bytes: Uint8Array): ResponseHead {
-  const lines = decoder.decode(bytes).replace(/\r\n\r\n$/, "").split("\r\n");
+  const lines = latin1(bytes).replace(/\r\n\r\n$/, "").split("\r\n");
   const status = Number(lines[0].split(" ")[1]);
   if (!lines[0].startsWith("HTTP/1.") || !Number.isInteger(status)) {
     throw new HttpError(502, `malformed response status line: ${lines[0].slice(0, 80)}`);

@@ -1,6 +1,8 @@
 /**
  * The association protocol of docs/PROTOCOL.md: message types and their
- * encoding. Both the server and every client use this module.
+ * encoding. Both the server and every client use this module. An encoder
+ * throws RangeError for a number its field cannot hold (ids and run lengths
+ * are u32, priorities i32, statuses u16).
  *
  * @module
  */
@@ -39,6 +41,19 @@ export class ProtocolError extends Error {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/**
+ * `value`, if the field can hold it. A DataView would store another number
+ * without a word (2^31 as priority becomes -2^31, the most urgent).
+ */
+function fits(field: string, value: number, min: number, max: number): number {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(`${field} ${value} is outside ${min}..${max}`);
+  }
+  return value;
+}
+
+const U32 = 0xffffffff;
+
 function withHeader(
   type: number,
   id: number,
@@ -48,7 +63,7 @@ function withHeader(
   const out = new Uint8Array(5 + extra + tail.byteLength);
   const view = new DataView(out.buffer);
   view.setUint8(0, type);
-  view.setUint32(1, id);
+  view.setUint32(1, fits("id", id, 0, U32));
   out.set(tail, 5 + extra);
   return out;
 }
@@ -71,28 +86,28 @@ export function encodeCancel(id: number): Uint8Array<ArrayBuffer> {
 /** PRIORITY of request `id` (lower is more urgent). */
 export function encodePriority(id: number, priority: number): Uint8Array<ArrayBuffer> {
   const out = withHeader(MessageType.PRIORITY, id, 4, new Uint8Array(0));
-  new DataView(out.buffer).setInt32(5, priority);
+  new DataView(out.buffer).setInt32(5, fits("priority", priority, -0x80000000, 0x7fffffff));
   return out;
 }
 
 /** HEAD: starts response `id`; `run` body bytes follow on the same stream. */
 export function encodeHead(id: number, run: number, head: string): Uint8Array<ArrayBuffer> {
   const out = withHeader(MessageType.HEAD, id, 4, encoder.encode(head));
-  new DataView(out.buffer).setUint32(5, run);
+  new DataView(out.buffer).setUint32(5, fits("run", run, 0, U32));
   return out;
 }
 
 /** CONTINUE: the next `run` body bytes of response `id` follow on this stream. */
 export function encodeContinue(id: number, run: number): Uint8Array<ArrayBuffer> {
   const out = withHeader(MessageType.CONTINUE, id, 4, new Uint8Array(0));
-  new DataView(out.buffer).setUint32(5, run);
+  new DataView(out.buffer).setUint32(5, fits("run", run, 0, U32));
   return out;
 }
 
 /** RESET: response `id` ends incomplete. */
 export function encodeReset(id: number, status: number, reason: string): Uint8Array<ArrayBuffer> {
   const out = withHeader(MessageType.RESET, id, 2, encoder.encode(reason));
-  new DataView(out.buffer).setUint16(5, status);
+  new DataView(out.buffer).setUint16(5, fits("status", status, 0, 0xffff));
   return out;
 }
 

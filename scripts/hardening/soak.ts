@@ -117,7 +117,9 @@ export async function runSoak(values: Values): Promise<SoakReport> {
       const kind = pickStep(random());
       requests[kind] = (requests[kind] ?? 0) + 1;
       try {
-        if (!(await STEPS[kind](proxy!.base, upstream, files, random, udpPort, http))) wrong++;
+        if (!(await STEPS[kind](proxy!.base, upstream, files, random, udpPort, http))) {
+          if (++wrong <= 5) progress("soak", `a ${kind} step got a wrong answer`);
+        }
       } catch (error) {
         failed++;
         const cause = (error as Error).cause ?? error;
@@ -210,7 +212,8 @@ const STEPS: Record<string, Step> = {
   },
   missing: async (base, _upstream, _files, random, _udpPort, client) => {
     const response = await fetch(`${base}/no/such/file-${random()}`, { client });
-    await response.body?.cancel();
+    const text = await response.text();
+    if (response.status !== 404) progress("soak", `missing: ${response.status} ${text.trim()}`);
     return response.status === 404;
   },
   abandon: async (base, _upstream, files, random, _udpPort, client) => {
