@@ -270,14 +270,31 @@ export class FlowClient implements AsyncDisposable {
   #body(id: number, data: Uint8Array<ArrayBuffer>) {
     const pending = this.#pending.get(id);
     if (!pending?.controller) return; // cancelled: the rest of the run is discarded
-    pending.controller.enqueue(data);
+    if (!this.#deliver(id, () => pending.controller!.enqueue(data))) return;
     pending.remaining -= data.byteLength;
     if (pending.remaining <= 0) this.#complete(id);
   }
 
   #complete(id: number) {
-    this.#pending.get(id)?.controller?.close();
+    const controller = this.#pending.get(id)?.controller;
+    if (controller) this.#deliver(id, () => controller.close());
     this.#pending.delete(id);
+  }
+
+  /**
+   * Hands something to response `id`'s body stream. A stream its consumer
+   * ended without our cancel callback (an errored pipe, say) refuses it with
+   * a TypeError; that ends this one response, never the association that
+   * every other response shares.
+   */
+  #deliver(id: number, hand: () => void): boolean {
+    try {
+      hand();
+      return true;
+    } catch {
+      this.cancel(id);
+      return false;
+    }
   }
 
   #fail(id: number, error: Error) {

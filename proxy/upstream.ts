@@ -134,23 +134,30 @@ export class Upstream {
     }
     this.#touch();
     const reader = response.body.getReader();
+    // Set when our consumer cancels, possibly while a read is pending: what
+    // that read brings is dropped, since our stream takes nothing any more.
+    let cancelled = false;
     const body = new ReadableStream<Uint8Array>({
       pull: async (controller) => {
+        let chunk: ReadableStreamReadResult<Uint8Array>;
         try {
-          const { value, done: end } = await reader.read();
-          if (end) {
-            finish();
-            controller.close();
-          } else {
-            this.#touch();
-            controller.enqueue(value);
-          }
+          chunk = await reader.read();
         } catch (error) {
           finish();
           controller.error(this.#translate(error, options.signal, client));
+          return;
+        }
+        if (cancelled) return;
+        if (chunk.done) {
+          finish();
+          controller.close();
+        } else {
+          this.#touch();
+          controller.enqueue(chunk.value);
         }
       },
       cancel: (reason) => {
+        cancelled = true;
         finish();
         return reader.cancel(reason);
       },
