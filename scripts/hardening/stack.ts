@@ -94,7 +94,7 @@ export class Service {
   }
 
   /** The first log line containing `text`; rejects if the process exits or `timeoutMs` passes. */
-  waitForLine(text: string, timeoutMs = 20_000): Promise<string> {
+  waitForLine(text: string, timeoutMs = 60_000): Promise<string> {
     const seen = this.lines.find((line) => line.includes(text));
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
