@@ -44,5 +44,7 @@ export const Errno = {
   ETIMEDOUT: 110,
   EMSGSIZE: 90,
   EPROTONOSUPPORT: 93,
+  ENOPROTOOPT: 92,
+  EINPROGRESS: 115,
   ENOSYS: 38,
 } as const;

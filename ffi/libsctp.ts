@@ -56,6 +56,8 @@ export const SCTP = {
   SCTP_STATUS: 14,
   SCTP_STREAM_SCHEDULER: 123,
   SCTP_STREAM_SCHEDULER_VALUE: 124,
+  // SCTP over UDP (RFC 6951), Linux 5.11+: the peer's UDP port
+  SCTP_REMOTE_UDP_ENCAPS_PORT: 132,
   // enum sctp_sched_type: the stack's stream schedulers (Linux 5.0+)
   SCTP_SS_FCFS: 0,
   SCTP_SS_PRIO: 1,
@@ -97,6 +99,18 @@ export const sctp_sndrcvinfo = defineStruct("sctp_sndrcvinfo", 32, {
 export const sctp_assoc_value = defineStruct("sctp_assoc_value", 8, {
   assoc_id: { offset: 0, type: "i32" },
   assoc_value: { offset: 4, type: "u32" },
+});
+
+/**
+ * `struct sctp_udpencaps` (SCTP_REMOTE_UDP_ENCAPS_PORT, Linux 5.11+): the
+ * peer's UDP port, in network byte order. A wildcard address (a known family,
+ * address all zero) sets it for the socket's future associations; the kernel
+ * refuses an unknown family (0) with EINVAL.
+ */
+export const sctp_udpencaps = defineStruct("sctp_udpencaps", 144, {
+  sue_assoc_id: { offset: 0, type: "i32" },
+  "sue_address.ss_family": { offset: 8, type: "u16" },
+  sue_port: { offset: 136, type: "bytes", length: 2 },
 });
 
 /** `struct sctp_stream_value` (SCTP_STREAM_SCHEDULER_VALUE): a stream's priority or weight. */

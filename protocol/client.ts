@@ -39,9 +39,18 @@ export interface ServerAddress {
   host: string;
   /** The server's port. */
   port: number;
+  /**
+   * SCTP over UDP (RFC 6951) to this UDP port of the server, from the URL's
+   * `udp` key (`kernel://10.0.0.2:9000?udp=9899`). usrsctp always runs over
+   * UDP (there it replaces the `udpPort` option); kernel SCTP only with it.
+   */
+  udpPort?: number;
 }
 
-/** Parses `kernel://10.0.0.2:9000/path` into address and path. */
+/**
+ * Parses `kernel://10.0.0.2:9000/path` into address and path. A `udp=PORT`
+ * key in the query becomes `udpPort` and is left out of the path.
+ */
 export function parseServerUrl(url: string): ServerAddress & { path: string } {
   let parsed: URL;
   try {
@@ -57,11 +66,20 @@ export function parseServerUrl(url: string): ServerAddress & { path: string } {
   }
   const port = Number(parsed.port);
   if (!parsed.hostname || !port) throw new TypeError(`${url} needs a host and a port`);
+  const udp = parsed.searchParams.get("udp");
+  // Filtered by hand: URLSearchParams would re-encode the rest of the query.
+  const query = parsed.search.slice(1).split("&").filter((pair) => !/^udp(=|$)/.test(pair));
+  const udpPort = udp === null ? undefined : Number(udp);
+  if (udpPort !== undefined && !(Number.isInteger(udpPort) && udpPort >= 1 && udpPort <= 65535)) {
+    throw new TypeError(`bad udp=${udp} in ${url}: a UDP port from 1 to 65535, e.g. udp=9899`);
+  }
   return {
     transport,
     host: parsed.hostname.replace(/^\[|\]$/g, ""),
     port,
-    path: (parsed.pathname || "/") + parsed.search,
+    ...(udpPort === undefined ? {} : { udpPort }),
+    path: (parsed.pathname || "/") +
+      (query.length > 0 && query[0] !== "" ? `?${query.join("&")}` : ""),
   };
 }
 
@@ -123,7 +141,14 @@ export class FlowClient implements AsyncDisposable {
     options?: AssociationOptions,
   ): Promise<FlowClient> {
     const address = typeof url === "string" ? parseServerUrl(url) : url;
-    const association = await connect(address.transport, address.host, address.port, options);
+    const association = await connect(
+      address.transport,
+      address.host,
+      address.port,
+      address.udpPort === undefined
+        ? options
+        : { ...options, udpPort: address.udpPort, udpEncapsulation: true },
+    );
     return new FlowClient(association, `${address.host}:${address.port}`);
   }
 

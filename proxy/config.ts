@@ -19,7 +19,8 @@ export const PROXY_OPTIONS = {
   upstream: {
     kind: "string",
     default: "usrsctp://127.0.0.1:9000",
-    help: "the flowsched server, <transport>://host:port",
+    help: "the flowsched server, <transport>://host:port; ?udp=PORT runs kernel SCTP over UDP " +
+      "to that port (through NATs that drop SCTP)",
     short: "u",
   },
   streams: {
@@ -34,7 +35,7 @@ export const PROXY_OPTIONS = {
     default: 9899,
     min: 0,
     max: 65535,
-    help: "usrsctp: the server's UDP encapsulation port (RFC 6951)",
+    help: "usrsctp: the server's UDP encapsulation port (RFC 6951; the url's ?udp=PORT wins)",
   },
   cache: {
     kind: "string",

@@ -86,6 +86,11 @@ export class Upstream {
     this.#up.promise.catch(() => {});
   }
 
+  /** The server's UDP port: the URL's `udp` key, else the `udpPort` option. */
+  get #udpPort(): number {
+    return this.address.udpPort ?? this.#options.udpPort ?? 9899;
+  }
+
   /** Starts connecting; requests wait for the association. */
   start(): void {
     this.#connectLoop();
@@ -253,7 +258,7 @@ export class Upstream {
           try {
             this.#udpProbe = new UdpLivenessProbe(
               this.address.host,
-              this.#options.udpPort ?? 9899,
+              this.#udpPort,
             );
           } catch (error) {
             // Without it a killed server is still found, by the slower probe request.
@@ -292,14 +297,17 @@ export class Upstream {
   #attempt(): Promise<FlowClient> {
     const pending = FlowClient.connect(this.address, {
       streams: this.#options.streams ?? 8,
-      udpPort: this.#options.udpPort ?? 9899,
+      udpPort: this.#udpPort,
     });
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         reject(new UpstreamError(`connect to ${this.url} took over ${CONNECT_ATTEMPT_MS} ms`));
-        // An abandoned attempt that succeeds later must not linger.
-        pending.then((late) => late.association.abort().catch(() => {}), () => {});
+        // An abandoned attempt that succeeds later must not linger; one that
+        // fails later says why (e.g. the transport's diagnosis of a silent path).
+        pending.then((late) => late.association.abort().catch(() => {}), (error) => {
+          if (this.#state !== "up") this.#lastError = errorText(error);
+        });
       }, CONNECT_ATTEMPT_MS);
     });
     return Promise.race([pending, timeout]).finally(() => clearTimeout(timer));
@@ -335,9 +343,9 @@ export class Upstream {
         this.#markDown(
           client,
           new UpstreamError(
-            `no response bytes for ${Math.round(silentFor)} ms and the server's UDP port ${
-              this.#options.udpPort ?? 9899
-            } is closed: the server process is gone`,
+            `no response bytes for ${
+              Math.round(silentFor)
+            } ms and the server's UDP port ${this.#udpPort} is closed: the server process is gone`,
           ),
         );
         return;

@@ -98,7 +98,13 @@ export const SERVER_OPTIONS = {
     default: 9899,
     min: 0,
     max: 65535,
-    help: "usrsctp: UDP encapsulation port (RFC 6951)",
+    help: "UDP port of SCTP over UDP (RFC 6951): usrsctp always, kernel with --udp-encapsulation",
+  },
+  udpEncapsulation: {
+    kind: "boolean",
+    default: false,
+    help: "kernel: also take SCTP over UDP on --udp-port, for peers behind NATs that drop SCTP " +
+      "(needs sysctl net.sctp.udp_port set to it)",
   },
   maxAssociations: {
     kind: "integer",

@@ -52,6 +52,7 @@ export function withDefaults(options: AssociationOptions = {}): Required<Associa
     sendBufferSize: options.sendBufferSize ?? 4 * 1024 * 1024,
     receiveBufferSize: options.receiveBufferSize ?? 4 * 1024 * 1024,
     udpPort: options.udpPort ?? 9899,
+    udpEncapsulation: options.udpEncapsulation ?? false,
     streamScheduler: options.streamScheduler ?? "fcfs",
     maxMessageSize: checked("maxMessageSize", options.maxMessageSize ?? 64 * 1024 * 1024, 1024),
     handshakeTimeout: checked("handshakeTimeout", options.handshakeTimeout ?? 5, 1),

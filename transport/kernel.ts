@@ -7,7 +7,8 @@
  *
  * Needs a kernel with SCTP (`modprobe sctp`); where there is none (containers,
  * this project's build host) use the lab (`deno task lab`) or the usrsctp
- * transport.
+ * transport. With `udpEncapsulation` it runs over UDP on `udpPort` (see
+ * `kernel_udp.ts`), which also lets usrsctp peers in.
  *
  * @module
  */
@@ -22,7 +23,7 @@ import {
   setIntOption,
   timeval,
 } from "../ffi/libc.ts";
-import { Errno } from "../ffi/errors.ts";
+import { Errno, type NativeError } from "../ffi/errors.ts";
 import {
   libsctp,
   SCTP,
@@ -36,7 +37,8 @@ import {
 } from "../ffi/libsctp.ts";
 import { StructBuffer } from "../ffi/struct.ts";
 import type { Established, SocketDriver } from "./driver.ts";
-import { streamEndpoints } from "./libc_stream.ts";
+import { connectTo, streamEndpoints } from "./libc_stream.ts";
+import { ensureUdpTunnel, setRemoteUdpPort } from "./kernel_udp.ts";
 import { notificationReader, ReceiveBuffer } from "./sctp_shared.ts";
 import { isClosing, STREAM_SCHEDULERS, TransportError } from "./types.ts";
 import type { AssociationOptions, Message, PathInfo } from "./types.ts";
@@ -107,12 +109,39 @@ function configure(socket: number, options: Required<AssociationOptions>) {
   // A sender blocked for buffer space is not always woken when the
   // association is aborted (seen on 6.1 with several blocked senders), so
   // blocked sends wake up every second to check the association is alive.
-  const timeout = new StructBuffer(timeval).set("tv_sec", 1);
+  setSendTimeout(socket, 1);
+  setBufferSizes(socket, options.sendBufferSize, options.receiveBufferSize);
+}
+
+/** SO_SNDTIMEO: how long a blocking send, or connect, waits. */
+function setSendTimeout(socket: number, seconds: number) {
+  const timeout = new StructBuffer(timeval).set("tv_sec", seconds);
   check(
     "setsockopt(SO_SNDTIMEO)",
     libc().setsockopt(socket, C.SOL_SOCKET, C.SO_SNDTIMEO, timeout.bytes, timeval.size),
   );
-  setBufferSizes(socket, options.sendBufferSize, options.receiveBufferSize);
+}
+
+/** Seconds a connect waits for the peer's answer to its INIT. */
+const CONNECT_TIMEOUT_S = 10;
+
+/** The error of a connect whose INIT went unanswered, with what to check. */
+function unanswered(
+  host: string,
+  port: number,
+  options: Required<AssociationOptions>,
+  cause: Error,
+) {
+  const why = options.udpEncapsulation
+    ? `the server is down or takes no SCTP over UDP on UDP port ${options.udpPort} ` +
+      "(server: --udp-encapsulation), or the path drops that UDP port"
+    : "the server is down, or the path drops SCTP (IP protocol 132: NATs and many firewalls " +
+      `do); across such a path use SCTP over UDP: kernel://${host}:${port}?udp=9899, with the ` +
+      "server started with --udp-encapsulation";
+  return new TransportError(
+    `kernel SCTP: no answer from ${host}:${port} within ${CONNECT_TIMEOUT_S} s: ${why}`,
+    { cause },
+  );
 }
 
 function readStatus(socket: number): StructBuffer<keyof typeof sctp_status.fields> {
@@ -239,10 +268,29 @@ function jiffyMs(): number {
 export const kernelDriver: SocketDriver = {
   streamSchedulers: STREAM_SCHEDULERS,
 
-  prepare() {},
+  prepare(options, listenPort) {
+    if (options.udpEncapsulation) ensureUdpTunnel(options.udpPort, listenPort !== undefined);
+  },
 
   // A stopped listener ends accept with EINVAL (see `shutdown`).
   ...streamEndpoints({ open: openSocket, configure, establish: established }),
+
+  connect: (host, port, options) =>
+    connectTo(host, port, openSocket, (socket, connect) => {
+      configure(socket, options);
+      if (options.udpEncapsulation) setRemoteUdpPort(socket, options.udpPort);
+      // A blocking connect gives up with EINPROGRESS once SO_SNDTIMEO runs
+      // out, while the kernel retries its INIT for minutes.
+      setSendTimeout(socket, CONNECT_TIMEOUT_S);
+      try {
+        connect();
+      } catch (error) {
+        if ((error as NativeError).errno !== Errno.EINPROGRESS) throw error;
+        throw unanswered(host, port, options, error as Error);
+      }
+      setSendTimeout(socket, 1);
+      return established(socket, options);
+    }),
 
   send(handle, stream, pointer, length) {
     if (length === 0) throw new RangeError("kernel SCTP cannot send an empty message");

@@ -55,11 +55,19 @@ export interface AssociationOptions {
    */
   receiveBufferSize?: number;
   /**
-   * usrsctp only: the UDP port of the peer's SCTP-over-UDP stack (RFC 6951),
-   * and of this process's stack when it listens.
+   * The UDP port of SCTP over UDP (RFC 6951): the peer's when connecting, this
+   * stack's when listening. usrsctp always runs over UDP; kernel SCTP only
+   * with `udpEncapsulation`.
    * @default 9899
    */
   udpPort?: number;
+  /**
+   * kernel only: carry SCTP inside UDP on `udpPort` (Linux 5.11+), to pass
+   * NATs and firewalls that drop IP protocol 132. Needs the network
+   * namespace's `net.sctp.udp_port` set (see `transport/kernel.ts`).
+   * @default false
+   */
+  udpEncapsulation?: boolean;
   /**
    * kernel only: the stack's own stream scheduler for what waits in the send
    * buffer. `prio` drains lower-numbered streams first (stream i has

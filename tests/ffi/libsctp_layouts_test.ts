@@ -7,6 +7,7 @@ import {
   sctp_sndrcvinfo,
   sctp_status,
   sctp_stream_value,
+  sctp_udpencaps,
 } from "../../ffi/libsctp.ts";
 import { timeval } from "../../ffi/libc.ts";
 import { aarch64ProbeMissing, assertLayoutsMatchHeaders, type LayoutCheck } from "./_c_layout.ts";
@@ -27,6 +28,7 @@ const LIBSCTP: LayoutCheck = {
     sctp_status,
     sctp_assoc_value,
     sctp_stream_value,
+    sctp_udpencaps,
   ],
   constants: SCTP,
 };

@@ -65,3 +65,21 @@ Deno.test({
     assert.throws(() => listen("kernel", "127.0.0.1", 0), says);
   },
 });
+
+Deno.test({
+  name:
+    "kernel SCTP over UDP on a host without kernel SCTP fails naming the kernel it needs, before any socket",
+  ignore: needs("read") || inLab || hostHasKernelSctp(),
+  async fn() {
+    const says = (error: Error) => {
+      assert.match(error.message, /kernel SCTP over UDP needs Linux 5\.11 or later/);
+      assert.match(error.message, /modprobe sctp/);
+      return true;
+    };
+    await assert.rejects(
+      async () => await connect("kernel", "127.0.0.1", 9, { udpEncapsulation: true }),
+      says,
+    );
+    assert.throws(() => listen("kernel", "127.0.0.1", 0, { udpEncapsulation: true }), says);
+  },
+});
