@@ -239,7 +239,7 @@ class RequestHandler {
     const response = await this.#handle(request, client);
     this.#c.log.debug("request", {
       method: request.method,
-      url: request.url,
+      url: URL.canParse(request.url) ? request.url : undefined,
       status: response.status,
       cache: response.headers.get("x-flowsched-cache") ?? undefined,
       ms: Math.round((performance.now() - started) * 10) / 10,
@@ -248,7 +248,16 @@ class RequestHandler {
   }
 
   async #handle(request: Request, client: Deno.Addr): Promise<Response> {
-    const url = new URL(request.url);
+    let url: URL;
+    try {
+      url = new URL(request.url);
+    } catch {
+      // Deno builds the URL from the Host header: a malformed one is the client's error.
+      this.#c.log.info("malformed Host header or target; answered 400", {
+        host: request.headers.get("host")?.slice(0, 200),
+      });
+      return textResponse(400);
+    }
     if (url.pathname === STATS_PATH) return this.#stats(client);
     if (request.method !== "GET" && request.method !== "HEAD") {
       return textResponse(405, { Allow: "GET, HEAD" });

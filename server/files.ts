@@ -95,7 +95,8 @@ export function resolveFile(root: string, target: string): FileEntry {
     throw new HttpError(400, "malformed percent-encoding in path");
   }
   if (path.includes("\0")) throw new HttpError(400, "NUL byte in path");
-  const segments = path.split("/").filter((segment) => segment !== "");
+  // "." segments name the directory they are in (RFC 3986 §5.2.4): `/./a` is `/a`.
+  const segments = path.split("/").filter((segment) => segment !== "" && segment !== ".");
   if (segments.includes("..")) throw new HttpError(403, "path leaves the document root");
   if (isHidden(segments)) throw new HttpError(404, "no such file");
 

@@ -149,3 +149,24 @@ Deno.test(
     }, [root, cache]);
   },
 );
+
+Deno.test(
+  "a Host header no URL can be built from gets 400, not an internal error (found by the live fuzzer)",
+  { ignore },
+  async () => {
+    const root = await Deno.makeTempDir({ prefix: "flowsched-host-" });
+    await withProxy(root, { prefetch: false }, async (proxy) => {
+      for (const host of [`"127.0.0.1`, "127.0.ost: 127.0.ost: 127."]) {
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port: proxy.port });
+        await conn.write(
+          new TextEncoder().encode(
+            `GET /x.png HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`,
+          ),
+        );
+        const answer = new TextDecoder().decode(await new Response(conn.readable).arrayBuffer());
+        assert.match(answer, /^HTTP\/1\.1 400 /, host);
+        assert.doesNotMatch(answer, /Invalid URL/);
+      }
+    }, [root]);
+  },
+);

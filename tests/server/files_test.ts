@@ -383,6 +383,11 @@ Deno.test(
         status: 200,
         text: "Contact: x",
       });
+      // A "." segment is not a hidden name: it names its own directory (found by the live fuzzer).
+      assert.deepEqual(await get("/./.well-known/./security.txt"), {
+        status: 200,
+        text: "Contact: x",
+      });
     });
   },
 );
