@@ -49,7 +49,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "harden loss --quick: every file through the proxy over 3% loss is identical (lab, kernel SCTP)",
+  name:
+    "harden loss --quick: every file through the proxy over 3% loss is identical (lab, kernel SCTP)",
   ignore: needs("read", "write", "net", "run", "env", "ffi") || inLab,
   async fn() {
     const output = await new Deno.Command(Deno.execPath(), {
