@@ -139,7 +139,7 @@ export async function runKill(values: Values): Promise<KillReport> {
         proxy = await startProxy(proxySpec);
         // The new process's own downloads are new files: count the dead one's that remain.
         const now = await tmpFiles(cache);
-        staleTmp = [...orphans].filter(([path, ino]) => now.get(path) === ino).length;
+        staleTmp = [...orphans].filter(([path, id]) => now.get(path) === id).length;
       }
       await sleep(1000);
       load.abort();

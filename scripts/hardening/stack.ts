@@ -261,16 +261,20 @@ export async function fetchChecked(
   return { kind: "ok", ms: ms() };
 }
 
-/** The `.tmp` files below `dir` (downloads in progress or abandoned), as path → inode. */
-export async function tmpFiles(dir: string): Promise<Map<string, number>> {
-  const found = new Map<string, number>();
+/**
+ * The `.tmp` files below `dir` (downloads in progress or abandoned), as path
+ * → inode and mtime: a file made later under the same name, even one that
+ * reuses the freed inode, has a later mtime.
+ */
+export async function tmpFiles(dir: string): Promise<Map<string, string>> {
+  const found = new Map<string, string>();
   const walk = async (at: string) => {
     for await (const entry of Deno.readDir(at)) {
       const path = join(at, entry.name);
       if (entry.isDirectory) await walk(path);
       else if (entry.name.endsWith(".tmp")) {
-        const ino = await Deno.stat(path).then((info) => info.ino ?? 0, () => -1);
-        if (ino >= 0) found.set(path, ino);
+        const info = await Deno.stat(path).catch(() => null);
+        if (info) found.set(path, `${info.ino} ${info.mtime?.getTime()}`);
       }
     }
   };
