@@ -1,7 +1,8 @@
 /** Helpers of the proxy tests: curl, subprocess servers and proxies, hashes, polling. */
 
 import { createHash } from "node:crypto";
-import dgram from "node:dgram";
+
+export { freeUdpPort } from "../../scripts/hardening/stack.ts";
 
 const DENO = Deno.execPath();
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -23,15 +24,6 @@ export async function curl(
     stdout: decoder.decode(output.stdout),
     stderr: decoder.decode(output.stderr),
   };
-}
-
-/** A UDP port free right now. */
-export async function freeUdpPort(): Promise<number> {
-  const socket = dgram.createSocket("udp4");
-  await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
-  const port = socket.address().port;
-  await new Promise<void>((resolve) => socket.close(() => resolve()));
-  return port;
 }
 
 /** Polls `condition` until it holds or `timeoutMs` passes. */
