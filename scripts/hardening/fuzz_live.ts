@@ -364,7 +364,8 @@ export async function runLiveFuzz(
   };
   await Deno.writeTextFile(join(out, "summary.json"), JSON.stringify(summary, null, 2) + "\n");
   const saved = Object.values(tallies).some((tally) => tally.failures.length > 0);
-  if (!saved && crashes.length === 0 && !options.out) await Deno.remove(base, { recursive: true });
+  // The saved cases live in `base` unless --out put them elsewhere.
+  if (options.out || (!saved && crashes.length === 0)) await Deno.remove(base, { recursive: true });
   return summary;
 }
 
