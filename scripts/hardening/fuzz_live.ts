@@ -279,8 +279,14 @@ export async function runLiveFuzz(
           const ms = performance.now() - began;
           let verdict = outcome;
           if (outcome.verdict !== "ok") {
-            // Did a process just die? Then this case is a suspect, not a hang of its own.
-            await new Promise((resolve) => setTimeout(resolve, 200));
+            // Did a process just die? Then this case is a suspect, not a failure of its own.
+            // (A refused or dropped connection is the usual first sign: wait longer for it.)
+            const wait = outcome.verdict === "wrong" ? 200 : 1000;
+            await Promise.race([
+              stack.server.exited,
+              stack.proxy.exited,
+              new Promise((resolve) => setTimeout(resolve, wait)),
+            ]);
             if (down()) {
               verdict = {
                 ...outcome,
@@ -358,7 +364,8 @@ export async function runLiveFuzz(
   };
   await Deno.writeTextFile(join(out, "summary.json"), JSON.stringify(summary, null, 2) + "\n");
   const saved = Object.values(tallies).some((tally) => tally.failures.length > 0);
-  if (!saved && crashes.length === 0 && !options.out) await Deno.remove(base, { recursive: true });
+  // The saved cases live in `base` unless --out put them elsewhere.
+  if (options.out || (!saved && crashes.length === 0)) await Deno.remove(base, { recursive: true });
   return summary;
 }
 
