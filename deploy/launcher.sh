@@ -18,6 +18,9 @@ if [ "$machine" != "$bundle_arch" ] && [ -z "${FLOWSCHED_RUNNER:-}" ]; then
   exit 1
 fi
 export DENO_NO_UPDATE_CHECK=1
+# --no-code-cache: V8's code cache is an SQLite file shared by every Deno of
+# the user; a long-running service must not die of SIGBUS when another
+# process truncates its mapped -shm file.
 # shellcheck disable=SC2086 # FLOWSCHED_RUNNER is a command line: split it
-exec ${FLOWSCHED_RUNNER:-} "$root/lib/deno" run --no-remote --no-lock \
+exec ${FLOWSCHED_RUNNER:-} "$root/lib/deno" run --no-remote --no-lock --no-code-cache \
   --config "$root/app/deno.json" -P=@PERMISSIONS@ "$root/app/@ENTRY@" "$@"

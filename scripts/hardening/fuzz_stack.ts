@@ -194,6 +194,7 @@ export class Stack {
     return new Child("server", [
       "run",
       "-P=server",
+      "--no-code-cache",
       "--no-check",
       "server/main.ts",
       ...["--transport", options.transport, "--host", "127.0.0.1", "--port", String(port)],
@@ -207,6 +208,7 @@ export class Stack {
     return new Child("proxy", [
       "run",
       "-P=proxy",
+      "--no-code-cache",
       "--no-check",
       "proxy/main.ts",
       ...["--listen", `127.0.0.1:${port}`, "--log-level", "info"],

@@ -160,6 +160,7 @@ export async function startServer(spec: ServerSpec): Promise<Service> {
   const service = new Service("server", [
     "run",
     "-P=server",
+    "--no-code-cache",
     "--no-check",
     "server/main.ts",
     `--transport=${spec.transport}`,
@@ -198,6 +199,7 @@ export async function startProxy(spec: ProxySpec): Promise<RunningProxy> {
   const service = new Service("proxy", [
     "run",
     "-P=proxy",
+    "--no-code-cache",
     "--no-check",
     "proxy/main.ts",
     `--listen=${spec.listen}`,

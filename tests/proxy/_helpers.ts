@@ -120,6 +120,7 @@ export async function spawnServer(
   const child = new Child([
     "run",
     "-P=server",
+    "--no-code-cache",
     "--no-check",
     "server/main.ts",
     "--transport",
@@ -150,6 +151,7 @@ export async function spawnProxy(
   const child = new Child([
     "run",
     "-P=proxy",
+    "--no-code-cache",
     "--no-check",
     "proxy/main.ts",
     "--listen",
