@@ -26,6 +26,7 @@ export { connect, listen } from "./transport/association.ts";
 export type {
   Association,
   AssociationOptions,
+  DataPath,
   Listener,
   ListenOptions,
   Message,

@@ -3,9 +3,11 @@
  * lazily once per isolate (each Worker opens its own handle to the same
  * process-wide library).
  *
- * Every call here is synchronous. Calls that can block (accept, connect,
- * recv, send) are only ever made from Worker threads, never from the main
- * event loop.
+ * Every call here is synchronous except `epoll_wait`, which runs on Deno's
+ * blocking pool (the one such call a process makes at a time, see
+ * `transport/reactor.ts`). Calls that can block (accept, connect, recv,
+ * send without MSG_DONTWAIT) are only ever made from Worker threads, never
+ * from the main event loop.
  *
  * @module
  */
@@ -39,6 +41,26 @@ export const libcSymbols = {
   send: { parameters: ["i32", "pointer", "usize", "i32"], result: "isize" },
   // ssize_t recv(int fd, void *buf, size_t len, int flags)
   recv: { parameters: ["i32", "pointer", "usize", "i32"], result: "isize" },
+  // ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+  sendmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
+  // int epoll_create1(int flags)
+  epoll_create1: { parameters: ["i32"], result: "i32" },
+  // int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event)
+  epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  // int epoll_wait(int epfd, struct epoll_event *events, int maxevents, int timeout)
+  // On the blocking pool: the promise settles when it returns. errno is the
+  // pool thread's, so a failure cannot be told apart (it can only be EINTR).
+  epoll_wait: {
+    parameters: ["i32", "buffer", "i32", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
+  // int eventfd(unsigned int initval, int flags)
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  // ssize_t write(int fd, const void *buf, size_t count)
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  // ssize_t read(int fd, void *buf, size_t count)
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   // int poll(struct pollfd *fds, nfds_t nfds, int timeout)
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
   // int open(const char *path, int flags)
@@ -108,6 +130,17 @@ export const C = {
   MSG_DONTWAIT: 0x40,
   MSG_WAITALL: 0x100,
   MSG_MORE: 0x8000,
+  EPOLL_CLOEXEC: 0x80000,
+  EPOLL_CTL_ADD: 1,
+  EPOLL_CTL_DEL: 2,
+  EPOLL_CTL_MOD: 3,
+  EPOLLIN: 0x1,
+  EPOLLOUT: 0x4,
+  EPOLLERR: 0x8,
+  EPOLLHUP: 0x10,
+  EPOLLONESHOT: 0x40000000,
+  EFD_CLOEXEC: 0x80000,
+  EFD_NONBLOCK: 0x800,
   POLLIN: 0x1,
   POLLERR: 0x8,
   POLLHUP: 0x10,
@@ -161,6 +194,27 @@ export const iovec = defineStruct("iovec", 16, {
   iov_base: { offset: 0, type: "u64" },
   iov_len: { offset: 8, type: "u64" },
 });
+
+/** `struct msghdr` (sendmsg) of 64-bit Linux; only the fields a gathered send sets. */
+export const msghdr = defineStruct("msghdr", 56, {
+  msg_iov: { offset: 16, type: "u64" },
+  msg_iovlen: { offset: 24, type: "u64" },
+});
+
+/**
+ * `struct epoll_event` of `arch`: glibc packs it on x86_64 (12 bytes, `data`
+ * right after the u32 `events`), other 64-bit targets align `data` to 8.
+ * The one layout that differs by machine: its user picks it with
+ * the running machine's architecture, so that the tables here stay the same
+ * everywhere.
+ */
+export function epollEventLayout(arch: string) {
+  const packed = arch === "x86_64";
+  return defineStruct("epoll_event", packed ? 12 : 16, {
+    events: { offset: 0, type: "u32" },
+    data: { offset: packed ? 4 : 8, type: "u64" },
+  });
+}
 
 /** `struct timeval` as SO_RCVTIMEO reads and writes it on 64-bit Linux. */
 export const timeval = defineStruct("timeval", 16, {

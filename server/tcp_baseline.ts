@@ -6,6 +6,7 @@
  * @module
  */
 
+import { copyOf } from "../transport/bytes.ts";
 import type { RequestHead } from "../protocol/http1.ts";
 import { type FileEntry, realRoot } from "./files.ts";
 import { planResponse } from "./respond.ts";
@@ -80,7 +81,7 @@ function fileBody(file: FileEntry): ReadableStream<Uint8Array<ArrayBuffer>> {
         const read = file.descriptor.read(chunk, offset);
         if (read === 0) throw new Error(`${file.path} shrank while it was being sent`);
         offset += read;
-        controller.enqueue(read === chunk.byteLength ? chunk : chunk.slice(0, read));
+        controller.enqueue(read === chunk.byteLength ? chunk : copyOf(chunk.subarray(0, read)));
         if (offset === file.size) {
           file.close();
           controller.close();

@@ -9,6 +9,7 @@
 import type {
   AssociationOptions,
   Message,
+  OutgoingMessage,
   PathInfo,
   SocketHandle,
   StreamScheduler,
@@ -53,4 +54,31 @@ export interface SocketDriver {
   abort(socket: bigint): void;
   /** Releases the socket once no thread uses it. */
   close(socket: bigint): void;
+  /**
+   * The nonblocking side, where sockets are file descriptors: the event-loop
+   * data path (`loop_association.ts`) moves an association's messages with
+   * it on the main thread. Absent: the association's I/O runs in Workers.
+   */
+  channel?(handle: SocketHandle, maxMessageSize: number): Channel;
+}
+
+/**
+ * One association's socket driven without blocking. Each call does what it
+ * can now and says how far it got; it keeps the state of a message in part
+ * sent or received between calls.
+ */
+export interface Channel {
+  /** The file descriptor to wait on (see `reactor.ts`). */
+  readonly fd: number;
+  /**
+   * Sends `messages[from]`, then the ones after it, in order, until the
+   * socket would block; returns how many went out whole. A message in part
+   * sent (on a byte stream) goes on at the next call, which must start at it.
+   */
+  send(messages: readonly OutgoingMessage[], from: number): number;
+  /**
+   * The next whole message (cut to the size limit, marked `truncated`),
+   * `null` at an orderly end, or `undefined` when none is complete yet.
+   */
+  receive(): Message | null | undefined;
 }

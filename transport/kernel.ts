@@ -36,12 +36,18 @@ import {
   sctp_stream_value,
 } from "../ffi/libsctp.ts";
 import { StructBuffer } from "../ffi/struct.ts";
-import type { Established, SocketDriver } from "./driver.ts";
+import type { Channel, Established, SocketDriver } from "./driver.ts";
 import { connectTo, streamEndpoints } from "./libc_stream.ts";
 import { ensureUdpTunnel, setRemoteUdpPort } from "./kernel_udp.ts";
 import { notificationReader, ReceiveBuffer } from "./sctp_shared.ts";
 import { isClosing, STREAM_SCHEDULERS, TransportError } from "./types.ts";
-import type { AssociationOptions, Message, PathInfo } from "./types.ts";
+import type {
+  AssociationOptions,
+  Message,
+  OutgoingMessage,
+  PathInfo,
+  SocketHandle,
+} from "./types.ts";
 
 /** What a notification means for the reader: go on, or end; throws on an abort. */
 const onNotification = notificationReader(SCTP, sctp_assoc_change, "kernel SCTP");
@@ -264,6 +270,127 @@ function jiffyMs(): number {
   return jiffy;
 }
 
+/**
+ * Queues one whole message (SCTP takes a message whole or not at all);
+ * false when the send buffer has no room (with MSG_DONTWAIT, or once
+ * SO_SNDTIMEO ran out). A message larger than the buffer grows it once.
+ */
+function sendOne(
+  socket: number,
+  stream: number,
+  pointer: Deno.PointerValue,
+  length: number,
+  flags: number,
+): boolean {
+  if (length === 0) throw new RangeError("kernel SCTP cannot send an empty message");
+  sendInfo.set("sinfo_stream", stream);
+  let grown = false;
+  for (;;) {
+    // MSG_NOSIGNAL: a dead association gives EPIPE, not a SIGPIPE.
+    const n = libsctp().sctp_send(
+      socket,
+      pointer,
+      BigInt(length),
+      sendInfo.bytes,
+      flags | C.MSG_NOSIGNAL,
+    );
+    if (n >= 0) return true;
+    const error = lastError("sctp_send");
+    if (error.errno === Errno.EINTR) continue;
+    if (error.errno === Errno.EAGAIN) return false;
+    if (error.errno === Errno.EMSGSIZE && !grown) {
+      growSendBuffer(socket, length);
+      grown = true;
+      continue;
+    }
+    throw error;
+  }
+}
+
+/**
+ * Reads the rest of the current message into `buffer`: the message, `null`
+ * at an orderly end, or `undefined` when the socket has nothing more now
+ * (with MSG_DONTWAIT; the part read so far stays in `buffer`).
+ */
+function receiveInto(
+  buffer: ReceiveBuffer,
+  socket: number,
+  flags: number,
+): Message | null | undefined {
+  for (;;) {
+    const space = buffer.space();
+    // libsctp passes *msg_flags to recvmsg as its flags, and returns the message's flags there.
+    recvFlags[0] = flags;
+    const n = libsctp().sctp_recvmsg(
+      socket,
+      Deno.UnsafePointer.of(space),
+      BigInt(space.byteLength),
+      null,
+      null,
+      recvInfo.bytes,
+      recvFlagsBytes,
+    );
+    if (n < 0) {
+      const error = lastError("sctp_recvmsg");
+      if (error.errno === Errno.EINTR) continue;
+      if (error.errno === Errno.EAGAIN) return undefined;
+      throw error;
+    }
+    if (n === 0) {
+      if (buffer.received > 0) {
+        throw new TransportError("kernel SCTP: peer closed inside a message");
+      }
+      return null;
+    }
+    if (recvFlags[0] & SCTP.MSG_NOTIFICATION) {
+      if (onNotification(space.subarray(0, n)) === "end") return null;
+      continue;
+    }
+    buffer.advance(n);
+    if (recvFlags[0] & SCTP.MSG_EOR) return buffer.take(recvInfo.get("sinfo_stream"));
+  }
+}
+
+/** An association's socket driven with MSG_DONTWAIT from the event loop. */
+class KernelChannel implements Channel {
+  readonly fd: number;
+  /** Its own buffer: a message in part received waits here for the next call. */
+  readonly #buffer = new ReceiveBuffer();
+
+  constructor(handle: SocketHandle, maxMessageSize: number) {
+    this.fd = fd(handle.socket);
+    this.#buffer.start(maxMessageSize);
+  }
+
+  send(messages: readonly OutgoingMessage[], from: number): number {
+    let at = from;
+    for (; at < messages.length; at++) {
+      const message = messages[at];
+      const sent = message.address === undefined
+        ? sendOne(
+          this.fd,
+          message.stream,
+          Deno.UnsafePointer.of(message.data),
+          message.data.byteLength,
+          C.MSG_DONTWAIT,
+        )
+        : sendOne(
+          this.fd,
+          message.stream,
+          Deno.UnsafePointer.create(message.address),
+          message.length,
+          C.MSG_DONTWAIT,
+        );
+      if (!sent) break;
+    }
+    return at - from;
+  }
+
+  receive(): Message | null | undefined {
+    return receiveInto(this.#buffer, this.fd, C.MSG_DONTWAIT);
+  }
+}
+
 /** The kernel SCTP driver. */
 export const kernelDriver: SocketDriver = {
   streamSchedulers: STREAM_SCHEDULERS,
@@ -293,70 +420,23 @@ export const kernelDriver: SocketDriver = {
     }),
 
   send(handle, stream, pointer, length) {
-    if (length === 0) throw new RangeError("kernel SCTP cannot send an empty message");
     const socket = fd(handle.socket);
-    sendInfo.set("sinfo_stream", stream);
-    let grown = false;
-    for (;;) {
-      // MSG_NOSIGNAL: a dead association gives EPIPE, not a SIGPIPE.
-      const n = libsctp().sctp_send(
-        socket,
-        pointer,
-        BigInt(length),
-        sendInfo.bytes,
-        C.MSG_NOSIGNAL,
-      );
-      if (n >= 0) return;
-      const error = lastError("sctp_send");
-      if (error.errno === Errno.EINTR) continue;
-      if (error.errno === Errno.EAGAIN) {
-        // SO_SNDTIMEO expired with nothing queued (SCTP queues whole messages).
-        if (!isClosing(handle) && alive(socket)) continue;
+    // SO_SNDTIMEO wakes a send waiting for buffer space every second.
+    while (!sendOne(socket, stream, pointer, length, 0)) {
+      if (isClosing(handle) || !alive(socket)) {
         throw new TransportError("kernel SCTP: association ended while sending");
       }
-      if (error.errno === Errno.EMSGSIZE && !grown) {
-        growSendBuffer(socket, length);
-        grown = true;
-        continue;
-      }
-      throw error;
     }
   },
 
   receive(socket, maxMessageSize): Message | null {
-    const s = fd(socket);
     scratch.start(maxMessageSize);
-    for (;;) {
-      const space = scratch.space();
-      recvFlags[0] = 0;
-      const n = libsctp().sctp_recvmsg(
-        s,
-        Deno.UnsafePointer.of(space),
-        BigInt(space.byteLength),
-        null,
-        null,
-        recvInfo.bytes,
-        recvFlagsBytes,
-      );
-      if (n < 0) {
-        const error = lastError("sctp_recvmsg");
-        if (error.errno === Errno.EINTR) continue;
-        throw error;
-      }
-      if (n === 0) {
-        if (scratch.received > 0) {
-          throw new TransportError("kernel SCTP: peer closed inside a message");
-        }
-        return null;
-      }
-      if (recvFlags[0] & SCTP.MSG_NOTIFICATION) {
-        if (onNotification(space.subarray(0, n)) === "end") return null;
-        continue;
-      }
-      scratch.advance(n);
-      if (recvFlags[0] & SCTP.MSG_EOR) return scratch.take(recvInfo.get("sinfo_stream"));
-    }
+    const message = receiveInto(scratch, fd(socket), 0);
+    if (message === undefined) throw new TransportError("kernel SCTP: receive timed out");
+    return message;
   },
+
+  channel: (handle, maxMessageSize) => new KernelChannel(handle, maxMessageSize),
 
   pathInfo(socket): PathInfo {
     const status = readStatus(fd(socket));

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { copyOf } from "./bytes.ts";
 import { type Message, TransportError } from "./types.ts";
 
 /** A read never goes into less than this, so a notification always fits whole. */
@@ -77,7 +78,7 @@ export class ReceiveBuffer {
       data = this.#bytes.subarray(0, kept);
       this.#bytes = new Uint8Array(INITIAL_BYTES);
     } else {
-      data = this.#bytes.slice(0, kept);
+      data = copyOf(this.#bytes.subarray(0, kept));
     }
     const truncated = this.#received > this.#limit;
     this.#received = 0;

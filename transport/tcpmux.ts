@@ -34,14 +34,12 @@ import { StructBuffer } from "../ffi/struct.ts";
 import type { Established, SocketDriver } from "./driver.ts";
 import { acceptGreeted, type Greeting } from "./handshakes.ts";
 import { streamEndpoints } from "./libc_stream.ts";
+import { FRAME_HEADER_BYTES, MAX_MESSAGE_BYTES, TcpmuxChannel } from "./tcpmux_channel.ts";
 import { SHARED_CLOSING, SHARED_WRITE_LOCK, TransportError } from "./types.ts";
 import type { AssociationOptions, Message, PathInfo, SocketHandle } from "./types.ts";
 
 const MAGIC = 0x46534d31; // "FSM1"
 const HELLO_BYTES = 8;
-const FRAME_HEADER_BYTES = 8;
-/** The largest frame sent (a receiver takes at most its `maxMessageSize` of any frame). */
-const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 /** Accepted peers that may be waiting to send their hello at once; beyond, the oldest goes. */
 const MAX_WAITING_HANDSHAKES = 256;
 
@@ -313,4 +311,6 @@ export const tcpmuxDriver: SocketDriver = {
   close(socket) {
     check("close", libc().close(fd(socket)));
   },
+
+  channel: (handle, maxMessageSize) => new TcpmuxChannel(handle, maxMessageSize),
 };

@@ -94,7 +94,20 @@ export interface AssociationOptions {
    * @default 0
    */
   sendTimeout?: number;
+  /**
+   * Where an established association moves its messages. `event-loop`:
+   * nonblocking calls on the main thread, waiting on epoll only when the
+   * socket buffer is full or empty (kernel and tcpmux; usrsctp sockets are
+   * no file descriptors and always use Workers). `workers`: blocking calls
+   * in a reader and a writer Worker, each message a thread hop (the earlier
+   * design, kept for comparison).
+   * @default "event-loop"
+   */
+  dataPath?: DataPath;
 }
+
+/** Where an association's messages are moved; see `AssociationOptions.dataPath`. */
+export type DataPath = "event-loop" | "workers";
 
 /** Options for listening: association options plus what to do with failed peers. */
 export interface ListenOptions extends AssociationOptions {

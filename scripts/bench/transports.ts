@@ -24,7 +24,7 @@
 
 import { dirname, join } from "node:path";
 import { connect, listen, localUdpPort } from "../../mod.ts";
-import type { Association, Listener, TransportName } from "../../mod.ts";
+import type { Association, DataPath, Listener, TransportName } from "../../mod.ts";
 import { helpText, parseOptions } from "../../cli/options.ts";
 import { runInLab } from "../lab/lab.ts";
 import {
@@ -41,8 +41,21 @@ import {
   writeResults,
 } from "./common.ts";
 
-/** What runs through Deno: a transport, or plain Deno TCP. */
-type Bench = TransportName | "tcp";
+/**
+ * What runs through Deno: a transport (its default data path: the event loop
+ * for kernel and tcpmux), the same with `-workers` (blocking calls in I/O
+ * Workers, the earlier data path), or plain Deno TCP.
+ */
+type Bench = TransportName | `${TransportName}-workers` | "tcp";
+
+/** The transport and association options of a Deno bench. */
+function transportOf(bench: Exclude<Bench, "tcp">): {
+  transport: TransportName;
+  dataPath: DataPath;
+} {
+  const [transport, workers] = bench.split("-") as [TransportName, string | undefined];
+  return { transport, dataPath: workers ? "workers" : "event-loop" };
+}
 /** What is measured: a Deno bench, or the C anchor (`anchor/oneway.c`) over SCTP or TCP. */
 type Measured = Bench | "c-sctp" | "c-tcp";
 
@@ -192,9 +205,9 @@ function runServer(values: Values): void {
         for await (const conn of listener) serveTcp(conn);
       })();
     } else {
-      const udpPort = t === "usrsctp" ? localUdpPort() : undefined;
-      if (udpPort) ports.udpPort = udpPort;
-      const listener = listen(t, values.host, 0, { udpPort });
+      const { transport, dataPath } = transportOf(t);
+      const udpPort = transport === "usrsctp" ? (ports.udpPort ??= localUdpPort()) : undefined;
+      const listener = listen(transport, values.host, 0, { udpPort, dataPath });
       listeners.push(listener);
       ports[t] = listener.port;
       (async () => {
@@ -267,9 +280,15 @@ async function measure(
       conn.close();
     }
   }
-  const association = await connect(transport, values.host, ports[transport], {
-    udpPort: ports.udpPort,
-  });
+  const association = await connect(
+    transportOf(transport).transport,
+    values.host,
+    ports[transport],
+    {
+      udpPort: ports.udpPort,
+      dataPath: transportOf(transport).dataPath,
+    },
+  );
   try {
     check(await batchAssociation(association, payload, warmup, values.window), warmup);
     const t0 = performance.now();
@@ -397,7 +416,13 @@ function printAnchorRatios(rows: Row[]) {
   const lines: string[] = [];
   for (const size of [64 * KIB, KIB]) {
     for (
-      const [deno, c] of [["kernel", "c-sctp"], ["tcpmux", "c-tcp"], ["tcp", "c-tcp"]] as const
+      const [deno, c] of [
+        ["kernel", "c-sctp"],
+        ["kernel-workers", "c-sctp"],
+        ["tcpmux", "c-tcp"],
+        ["tcpmux-workers", "c-tcp"],
+        ["tcp", "c-tcp"],
+      ] as const
     ) {
       const d = of(deno, size);
       const base = of(c, size);
@@ -506,7 +531,11 @@ async function main(args: string[]) {
   if (values.role === "client") return await runClient(values);
   if (values.insideLab) {
     // Inside the lab: leave the samples in a host-visible file for the host to pick up.
-    const samples = await runPair(values, ["kernel", "tcpmux", "tcp"], true);
+    const samples = await runPair(
+      values,
+      ["kernel", "kernel-workers", "tcpmux", "tcpmux-workers", "tcp"],
+      true,
+    );
     if (values.anchor) samples.push(...await runAnchor(values));
     await Deno.writeTextFile(values.labOut, JSON.stringify(samples));
     return;
@@ -516,7 +545,12 @@ async function main(args: string[]) {
   const load: Record<string, number[] | null> = { start: loadAverage() };
   if (values.where !== "lab") {
     progress("transports", `host: usrsctp, tcpmux, tcp (client and server processes)`);
-    rows.push(...summarize("host", await runPair(values, ["usrsctp", "tcpmux", "tcp"], false)));
+    rows.push(
+      ...summarize(
+        "host",
+        await runPair(values, ["usrsctp", "tcpmux", "tcpmux-workers", "tcp"], false),
+      ),
+    );
   }
   if (values.where !== "host") {
     progress("transports", "lab: booting (kernel SCTP, tcpmux, tcp; client ns → server ns)");

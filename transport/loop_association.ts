@@ -1,0 +1,157 @@
+/**
+ * An association whose socket is driven on the event loop: nonblocking sends
+ * and receives through its driver's `Channel`, and a wait on `reactor.ts`
+ * only when one would block. While data flows, a message costs one
+ * nonblocking call and no thread hop; a socket buffer that is full (or
+ * empty) costs one hop to the epoll thread and back.
+ *
+ * Bodies may come straight from `mmap`ed files: a send copies them into the
+ * kernel, where a file truncated under it gives EFAULT, never a signal.
+ *
+ * @module
+ */
+
+import { setImmediate } from "node:timers";
+import {
+  type AssociationSetup,
+  BaseAssociation,
+  type Batch,
+  READ_CREDIT_BYTES,
+} from "./base_association.ts";
+import type { Channel } from "./driver.ts";
+import { forget, READABLE, ready, wake, WRITABLE } from "./reactor.ts";
+import { SHARED_SENT, TransportError } from "./types.ts";
+import type { OutgoingMessage } from "./types.ts";
+import { creditOf } from "./worker_protocol.ts";
+
+/** Messages read in a row before the reader lets other work run. */
+const MAX_BURST = 64;
+/** Sent entries at the head of the send queue that trigger dropping them. */
+const COMPACT_AT = 4096;
+
+/** See the module comment. */
+export class LoopAssociation extends BaseAssociation {
+  readonly #channel: Channel;
+  readonly #sent: Int32Array;
+  /** Messages in the order they go out; those before #next are sent. */
+  #queue: OutgoingMessage[] = [];
+  #next = 0;
+  /** Handed batches not yet settled, each ending before queue index `end`. */
+  readonly #batches: { id: number; end: number }[] = [];
+  #writing = false;
+  /** The first send that failed: the stream may be mid-message, so nothing after it goes out. */
+  #writeFailure: Error | undefined;
+  /** Received bytes (as `creditOf` counts them) the application has not taken. */
+  #unconsumed = 0;
+  #creditFreed: PromiseWithResolvers<void> | undefined;
+  #stopped = false;
+
+  constructor(setup: AssociationSetup) {
+    super(setup);
+    this.#channel = setup.driver.channel!(this.socketHandle, setup.options.maxMessageSize);
+    this.#sent = new Int32Array(setup.shared);
+    void this.#readLoop();
+  }
+
+  protected hand(batches: Batch[]) {
+    for (const { id, messages } of batches) {
+      if (this.#writeFailure) {
+        this.settle(id, this.#writeFailure);
+        continue;
+      }
+      for (const message of messages) this.#queue.push(message);
+      this.#batches.push({ id, end: this.#queue.length });
+    }
+    if (!this.#writing) void this.#writeLoop();
+  }
+
+  protected consumed(bytes: number) {
+    this.#unconsumed -= creditOf(bytes);
+    if (this.#creditFreed && this.#unconsumed <= READ_CREDIT_BYTES) this.#creditFreed.resolve();
+  }
+
+  protected wake() {
+    this.#creditFreed?.resolve();
+    wake(this.#channel.fd);
+  }
+
+  protected stop() {
+    this.#stopped = true;
+    forget(this.#channel.fd);
+  }
+
+  async #writeLoop() {
+    this.#writing = true;
+    try {
+      for (;;) {
+        this.#settleSent();
+        if (this.#next === this.#queue.length || this.#stopped) break;
+        if (this.closing) throw new TransportError("association closed");
+        const n = this.#channel.send(this.#queue, this.#next);
+        this.#next += n;
+        Atomics.add(this.#sent, SHARED_SENT, n);
+        if (this.#next < this.#queue.length) {
+          this.#settleSent();
+          await ready(this.#channel.fd, WRITABLE);
+        }
+      }
+    } catch (error) {
+      this.#writeFailure ??= error as Error;
+      for (const { id } of this.#batches.splice(0)) this.settle(id, this.#writeFailure);
+      this.#queue = [];
+      this.#next = 0;
+    } finally {
+      this.#writing = false;
+    }
+  }
+
+  /** Settles the batches sent whole, and drops sent messages from the queue now and then. */
+  #settleSent() {
+    while (this.#batches.length > 0 && this.#batches[0].end <= this.#next) {
+      this.settle(this.#batches.shift()!.id);
+    }
+    if (this.#next === this.#queue.length) {
+      // Every batch is settled: start the queue afresh.
+      this.#queue = [];
+      this.#next = 0;
+    } else if (this.#next >= COMPACT_AT) {
+      this.#queue.splice(0, this.#next);
+      for (const batch of this.#batches) batch.end -= this.#next;
+      this.#next = 0;
+    }
+  }
+
+  async #readLoop() {
+    let burst = 0;
+    try {
+      for (;;) {
+        if (this.#stopped) return;
+        if (this.#unconsumed > READ_CREDIT_BYTES && !this.closing) {
+          // Backpressure: stop reading (so the peer's window closes) until the
+          // application catches up; once closing, read on to see the end.
+          this.#creditFreed = Promise.withResolvers<void>();
+          await this.#creditFreed.promise;
+          this.#creditFreed = undefined;
+          continue;
+        }
+        const message = this.#channel.receive();
+        if (message === undefined) {
+          burst = 0;
+          await ready(this.#channel.fd, READABLE);
+          continue;
+        }
+        if (message === null) return this.finish(undefined);
+        this.#unconsumed += creditOf(message.data.byteLength);
+        this.deliver(message);
+        if (++burst === MAX_BURST) {
+          // After a long burst other work gets its turn. Not through the
+          // reactor: the channel may hold whole messages the socket no longer shows.
+          burst = 0;
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+      }
+    } catch (error) {
+      this.finish(error as Error);
+    }
+  }
+}
