@@ -412,6 +412,51 @@ Deno.test("tcp closes an idle connection, and answers 408 to a head left unfinis
   });
 });
 
+Deno.test("tcp pauses reading at maxInFlight pipelined requests, then answers all in order", {
+  ignore,
+}, async () => {
+  await withServer({ maxInFlight: 2, held: true }, async (server) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    const paths = Array.from({ length: 10 }, (_, i) => (i % 2 ? "/a.txt" : "/missing"));
+    await conn.write(
+      encoder.encode(
+        paths.map((path, i) => get(path, i === 9 ? "Connection: close\r\n" : "")).join(""),
+      ),
+    );
+    await eventually(() => server.sessions.size === 1, "the connection is served");
+    const [connection] = server.sessions;
+    await eventually(() => connection.responses === 3, "one response queued and two read ahead");
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(connection.responses, 3, "no more requests are read meanwhile");
+    server.scheduler.release();
+    const answers = parseAnswers(await readAll(conn));
+    conn.close();
+    assert.deepEqual(
+      answers.map((answer) => answer.status),
+      paths.map((path) => (path === "/a.txt" ? 200 : 404)),
+    );
+  });
+});
+
+Deno.test("tcp cuts off a client that takes no data for sendTimeout; its mapping is released", {
+  ignore,
+}, async () => {
+  await withServer({ sendTimeout: 1 }, async (server, root) => {
+    // More than the socket buffers on both ends hold.
+    await Deno.writeFile(`${root}/huge.bin`, new Uint8Array(64 * 1024 * 1024));
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    await conn.write(encoder.encode(get("/huge.bin")));
+    // Cut off by the server: the response ends cancelled (the write it waited in fails then).
+    await eventually(
+      () => server.scheduler.events.some((event) => event.type === "cancelled"),
+      "the stalled response ends",
+    );
+    await eventually(() => server.sessions.size === 0, "the connection is closed");
+    assert.equal(server.mappings.references, 0);
+    conn.close();
+  });
+});
+
 Deno.test("tcp refuses a connection beyond maxAssociations with 503; the others are served", {
   ignore,
 }, async () => {
