@@ -224,7 +224,7 @@ export class HttpConnection implements SessionView {
     const { responder } = this.#options;
     const response = pending.request
       ? responder.respond(pending.request, pending.headers)
-      : responder.refuse(pending.error, false, pending.headers);
+      : responder.refuse(pending.error, pending.headers);
     const { plan } = response;
     this.#current = {
       close: pending.close,

@@ -62,15 +62,11 @@ export class Responder {
   }
 
   /** The answer to a request refused before it could be planned (`error` decides the status). */
-  refuse(
-    error: unknown,
-    headOnly = false,
-    headers?: Readonly<Record<string, string>>,
-  ): Response {
+  refuse(error: unknown, headers?: Readonly<Record<string, string>>): Response {
     if (!(error instanceof HttpError)) {
       this.#options.log.error("request failed", { error: String(error) });
     }
-    return withHead(errorPlan(error, headOnly), headers);
+    return withHead(errorPlan(error), headers);
   }
 
   /** Gives back the mapping of a response that has settled (again: nothing). */

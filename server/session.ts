@@ -154,7 +154,7 @@ export class Session implements SessionView {
           const size = response.plan.bodyLength;
           this.#flows.set(id, this.#options.scheduler.enqueue(this.lane, id, size, response));
         } catch (error) {
-          // The lane closed while the request was being planned.
+          // The lane was closed meanwhile: the session is ending.
           this.#options.responder.release(response);
           throw error;
         }
