@@ -44,6 +44,8 @@ export { LOG_LEVELS } from "./cli/log.ts";
 export type { LogLevel } from "./cli/log.ts";
 export { startServer } from "./server/server.ts";
 export type { FlowServer, ServerOptions } from "./server/server.ts";
+export { SERVER_TRANSPORTS } from "./server/transports.ts";
+export type { ServerTransport } from "./server/transports.ts";
 export type { SessionView } from "./server/session.ts";
 export type { MappingCacheView } from "./server/mapping_cache.ts";
 export { startTcpBaseline } from "./server/tcp_baseline.ts";

@@ -5,7 +5,7 @@
  */
 
 import type { OptionTable } from "../cli/options.ts";
-import { TRANSPORT_NAMES } from "../transport/drivers.ts";
+import { SERVER_TRANSPORTS } from "./transports.ts";
 import { STREAM_SCHEDULERS } from "../transport/types.ts";
 import { POLICY_NAMES } from "./policies/mod.ts";
 import { LOG_LEVELS } from "../cli/log.ts";
@@ -15,8 +15,8 @@ export const SERVER_OPTIONS = {
   transport: {
     kind: "string",
     default: "usrsctp",
-    choices: TRANSPORT_NAMES,
-    help: "transport to listen on",
+    choices: SERVER_TRANSPORTS,
+    help: "transport to listen on (tcp: plain HTTP/1.1 for curl, wrk and browsers)",
     short: "t",
   },
   host: { kind: "string", default: "127.0.0.1", help: "address to listen on" },
@@ -110,20 +110,28 @@ export const SERVER_OPTIONS = {
     kind: "integer",
     default: 32,
     min: 1,
-    help: "associations served at once; one more is refused (RESET 0, 503) and closed",
+    help: "associations (tcp: connections) served at once; one more is refused (RESET 0, 503; " +
+      "tcp: a 503 response) and closed",
   },
   maxInFlight: {
     kind: "integer",
     default: 1024,
     min: 1,
-    help: "requests in flight per association; one more is answered RESET 503",
+    help: "requests in flight per association; one more is answered RESET 503 " +
+      "(tcp: pipelined requests read ahead; reading pauses at this many)",
   },
   maxRequestSize: {
     kind: "integer",
     default: 64 * 1024,
     min: 1024,
     max: 64 * 1024 * 1024,
-    help: "largest request message in bytes; a larger REQUEST is answered 431, the rest dropped",
+    help: "largest request message (tcp: request head) in bytes; a larger one is answered 431, " +
+      "the rest dropped (tcp: the connection closes)",
+  },
+  noKeepAlive: {
+    kind: "boolean",
+    default: false,
+    help: "tcp: one request per connection (every response carries Connection: close)",
   },
   idleTimeout: {
     kind: "integer",

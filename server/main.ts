@@ -9,11 +9,13 @@ import { ConfigError, helpText, parseOptions } from "../cli/options.ts";
 import { SERVER_OPTIONS } from "./config.ts";
 import { startServer } from "./server.ts";
 import type { PolicyName } from "./policies/mod.ts";
-import type { StreamScheduler, TransportName } from "../transport/types.ts";
+import type { StreamScheduler } from "../transport/types.ts";
+import type { ServerTransport } from "./transports.ts";
 import type { LogLevel } from "../cli/log.ts";
 
-const USAGE =
-  "Usage: deno task server [options]\n\nServes static files over one association per client, scheduling responses across streams.";
+const USAGE = "Usage: deno task server [options]\n\n" +
+  "Serves static files over one association per client, scheduling responses across streams;\n" +
+  "with --transport tcp, as plain HTTP/1.1 over TCP through the same scheduler.";
 
 if (import.meta.main) {
   try {
@@ -22,10 +24,11 @@ if (import.meta.main) {
       console.log(helpText(USAGE, SERVER_OPTIONS));
       Deno.exit(0);
     }
-    const { values } = parsed;
+    const { noKeepAlive, ...values } = parsed.values;
     const server = await startServer({
       ...values,
-      transport: values.transport as TransportName,
+      keepAlive: !noKeepAlive,
+      transport: values.transport as ServerTransport,
       policy: values.policy as PolicyName,
       streamScheduler: values.streamScheduler as StreamScheduler,
       logLevel: values.logLevel as LogLevel,

@@ -1,7 +1,8 @@
 /**
  * The flow-scheduling server: accepts associations, serves each with a
- * `Session`, and decides with one `Scheduler` for all of them whose bytes go
- * out next, run by run.
+ * `Session` (or, over `tcp`, plain HTTP/1.1 connections, each with an
+ * `HttpConnection`), and decides with one `Scheduler` for all of them whose
+ * bytes go out next, run by run.
  *
  * @example
  * ```ts
@@ -14,19 +15,26 @@
  */
 
 import { listen } from "../transport/association.ts";
-import type { AssociationOptions, Listener, TransportName } from "../transport/types.ts";
+import type { AssociationOptions, Listener } from "../transport/types.ts";
 import { realRoot } from "./files.ts";
-import { createLogger, type LogLevel } from "../cli/log.ts";
+import { createLogger, type Logger, type LogLevel } from "../cli/log.ts";
 import { MappingCache, type MappingCacheView } from "./mapping_cache.ts";
 import { POLICIES, type PolicyName } from "./policies/mod.ts";
 import { Scheduler, type SchedulerView } from "./scheduler.ts";
-import { type Response, Session, type SessionView } from "./session.ts";
+import { Session, type SessionView } from "./session.ts";
+import { HttpConnection, refuseConnection } from "./http_connection.ts";
+import { Responder, type Response } from "./responder.ts";
+import type { ServerTransport } from "./transports.ts";
 import { encodeReset } from "../protocol/wire.ts";
 
 /** Server options; every field has a default. */
 export interface ServerOptions extends Omit<AssociationOptions, "maxMessageSize"> {
-  /** Transport to listen on. @default "usrsctp" */
-  transport?: TransportName;
+  /**
+   * Transport to listen on: an association transport, or `tcp` for plain
+   * HTTP/1.1 over TCP (one lane with one stream per connection).
+   * @default "usrsctp"
+   */
+  transport?: ServerTransport;
   /** Address to listen on. @default "127.0.0.1" */
   host?: string;
   /** Port to listen on (0: any free port, see `FlowServer.port`). @default 9000 */
@@ -56,16 +64,22 @@ export interface ServerOptions extends Omit<AssociationOptions, "maxMessageSize"
   /** Idle file mappings kept for reuse. @default 256 */
   mappingCacheSize?: number;
   /**
-   * Associations served at once; one more is told so (RESET with id 0,
-   * status 503) and closed.
+   * Associations (over `tcp`: connections) served at once; one more is told
+   * so (RESET with id 0, status 503; over `tcp` a 503 response) and closed.
    * @default 32
    */
   maxAssociations?: number;
-  /** Requests in flight per association; one more is answered RESET 503. @default 1024 */
+  /**
+   * Requests in flight per association; one more is answered RESET 503.
+   * Over `tcp`: pipelined requests read ahead of their answers; reading
+   * pauses at this many.
+   * @default 1024
+   */
   maxInFlight?: number;
   /**
-   * Largest request message in bytes: a larger REQUEST is answered 431 (only
-   * this much of it is ever buffered). @default 65536
+   * Largest request message in bytes: a larger REQUEST (over `tcp`, request
+   * head) is answered 431 (only this much of it is ever buffered). Over
+   * `tcp` the connection then closes. @default 65536
    */
   maxRequestSize?: number;
   /**
@@ -80,6 +94,12 @@ export interface ServerOptions extends Omit<AssociationOptions, "maxMessageSize"
    * @default 60
    */
   sendTimeout?: number;
+  /**
+   * `tcp` only: keep connections open between requests (HTTP/1.1 persistent
+   * connections); false answers every request with `Connection: close`.
+   * @default true
+   */
+  keepAlive?: boolean;
   /** Entries below this level are not logged (`silent`: none are). @default "info" */
   logLevel?: LogLevel;
   /** Keep the scheduler's event log (tests, analysis). @default false */
@@ -102,6 +122,27 @@ export interface FlowServer extends AsyncDisposable {
   close(): Promise<void>;
 }
 
+/** What `startServer` keeps of one association or connection. */
+interface Served extends SessionView {
+  abort(): Promise<void>;
+}
+
+/** What the serving half of a server shares with the accept loop of its transport. */
+interface Context {
+  readonly options: ServerOptions;
+  readonly log: Logger;
+  readonly responder: Responder;
+  readonly scheduler: Scheduler<Response>;
+  readonly sessions: Set<Served>;
+}
+
+/** A transport's accept loop, running. */
+interface Accepting {
+  readonly port: number;
+  /** Stops accepting and waits until the loop has ended. */
+  close(): Promise<void>;
+}
+
 /** Starts a server and returns once it listens. */
 export async function startServer(options: ServerOptions = {}): Promise<FlowServer> {
   const transport = options.transport ?? "usrsctp";
@@ -118,6 +159,61 @@ export async function startServer(options: ServerOptions = {}): Promise<FlowServ
     eventLog: options.eventLog,
     held: options.held,
   });
+  const sessions = new Set<Served>();
+  const context: Context = {
+    options,
+    log,
+    responder: new Responder({ root, mappings, log }),
+    scheduler,
+    sessions,
+  };
+  const accepting = transport === "tcp"
+    ? acceptConnections(context)
+    : acceptAssociations(transport, context);
+  log.info("listening", {
+    transport,
+    host: options.host ?? "127.0.0.1",
+    port: accepting.port,
+    root,
+    policy,
+  });
+
+  let closing: Promise<void> | undefined;
+  const server: FlowServer = {
+    port: accepting.port,
+    sessions,
+    mappings,
+    scheduler,
+    close() {
+      closing ??= (async () => {
+        await accepting.close();
+        scheduler.dispose();
+        await Promise.all([...sessions].map((session) => session.abort()));
+        mappings.clear();
+      })();
+      return closing;
+    },
+    [Symbol.asyncDispose]() {
+      return server.close();
+    },
+  };
+  return server;
+}
+
+/** Adds `session` to the server's and drops it once it has ended. */
+function track(context: Context, session: Served) {
+  context.sessions.add(session);
+  session.done
+    .catch((error) => context.log.error("session ended with an error", { error: String(error) }))
+    .finally(() => context.sessions.delete(session));
+}
+
+/** Listens on an association transport and serves each association with a `Session`. */
+function acceptAssociations(
+  transport: Exclude<ServerTransport, "tcp">,
+  context: Context,
+): Accepting {
+  const { options, log } = context;
   const maxRequestSize = options.maxRequestSize ?? 64 * 1024;
   const maxAssociations = options.maxAssociations ?? 32;
   const listener: Listener = listen(
@@ -134,54 +230,105 @@ export async function startServer(options: ServerOptions = {}): Promise<FlowServ
       onAcceptError: (error) => log.warn("peer refused", { reason: error.message }),
     },
   );
-  const sessions = new Set<Session>();
-  log.info("listening", {
-    transport,
-    host: options.host ?? "127.0.0.1",
-    port: listener.port,
-    root,
-    policy,
-  });
-
-  const accepting = (async () => {
+  const loop = (async () => {
     for await (const association of listener) {
-      const session = new Session(association, {
-        root,
-        chunkSize: options.chunkSize ?? 65536,
-        mappings,
-        scheduler,
-        log,
-        maxInFlight: options.maxInFlight ?? 1024,
-        maxRequestSize,
-        idleTimeout: options.idleTimeout ?? 300,
-      });
-      sessions.add(session);
+      track(
+        context,
+        new Session(association, {
+          responder: context.responder,
+          chunkSize: options.chunkSize ?? 65536,
+          scheduler: context.scheduler,
+          log,
+          maxInFlight: options.maxInFlight ?? 1024,
+          maxRequestSize,
+          idleTimeout: options.idleTimeout ?? 300,
+        }),
+      );
       log.debug("association accepted", { streams: association.outboundStreams });
-      session.done
-        .catch((error) => log.error("session ended with an error", { error: String(error) }))
-        .finally(() => sessions.delete(session));
     }
   })();
-
-  let closing: Promise<void> | undefined;
-  const server: FlowServer = {
+  return {
     port: listener.port,
-    sessions,
-    mappings,
-    scheduler,
-    close() {
-      closing ??= (async () => {
-        await listener.close();
-        await accepting;
-        scheduler.dispose();
-        await Promise.all([...sessions].map((session) => session.abort()));
-        mappings.clear();
-      })();
-      return closing;
-    },
-    [Symbol.asyncDispose]() {
-      return server.close();
+    async close() {
+      await listener.close();
+      await loop;
     },
   };
-  return server;
+}
+
+/** Listens on TCP and serves each connection as plain HTTP/1.1 with an `HttpConnection`. */
+function acceptConnections(context: Context): Accepting {
+  const { options, log } = context;
+  const maxConnections = options.maxAssociations ?? 32;
+  const listener = Deno.listen({
+    transport: "tcp",
+    hostname: options.host ?? "127.0.0.1",
+    port: options.port ?? 9000,
+  });
+  /** Refused connections still being told so, closed early if the server closes. */
+  const refusing = new Map<Deno.Conn, Promise<void>>();
+  let closed = false;
+  const loop = (async () => {
+    while (!closed) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await listener.accept();
+      } catch (error) {
+        if (closed) return;
+        // Out of descriptors, say: the listener is fine, so try again shortly.
+        log.warn("accept failed", { error: String(error) });
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        continue;
+      }
+      if (context.sessions.size >= maxConnections) {
+        log.warn("peer refused", {
+          reason: `connection refused: ${maxConnections} are open (maxAssociations)`,
+        });
+        const refusal = refuseConnection(
+          conn,
+          503,
+          `too many connections (limit ${maxConnections})`,
+        );
+        refusing.set(conn, refusal.finally(() => refusing.delete(conn)));
+        continue;
+      }
+      try {
+        // Heads and bodies are separate writes: Nagle would hold a body back for an ACK.
+        conn.setNoDelay(true);
+      } catch {
+        conn.close(); // reset before it could be served
+        continue;
+      }
+      track(
+        context,
+        new HttpConnection(conn, {
+          responder: context.responder,
+          scheduler: context.scheduler,
+          log,
+          maxRequestSize: options.maxRequestSize ?? 64 * 1024,
+          maxPipelined: options.maxInFlight ?? 1024,
+          idleTimeout: options.idleTimeout ?? 300,
+          sendTimeout: options.sendTimeout ?? 60,
+          keepAlive: options.keepAlive ?? true,
+        }),
+      );
+      log.debug("connection accepted", { peer: conn.remoteAddr.hostname });
+    }
+  })();
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    async close() {
+      closed = true;
+      listener.close();
+      await loop;
+      for (const conn of refusing.keys()) {
+        try {
+          conn.close();
+        } catch {
+          // Its refusal closed it already.
+        }
+      }
+      await Promise.all(refusing.values());
+    },
+  };
 }

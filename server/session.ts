@@ -17,8 +17,7 @@ import {
   ProtocolError,
 } from "../protocol/wire.ts";
 import { HttpError, parseRequestHead } from "../protocol/http1.ts";
-import { errorPlan, planHead, planResponse, type ResponsePlan } from "./respond.ts";
-import type { Mapping, MappingCache } from "./mapping_cache.ts";
+import type { Responder, Response } from "./responder.ts";
 import type { Lane, Outcome, Run, ScheduledFlow, Scheduler } from "./scheduler.ts";
 import type { Logger } from "../cli/log.ts";
 
@@ -27,10 +26,10 @@ const MAX_REQUEST_ID = 0x7ffffffe;
 
 /** What a session needs from its server. */
 export interface SessionOptions {
-  root: string;
+  /** Plans responses and holds their mappings. */
+  responder: Responder;
   /** Largest body message in bytes. */
   chunkSize: number;
-  mappings: MappingCache;
   scheduler: Scheduler<Response>;
   log: Logger;
   /** Requests in flight at once; one more is answered RESET 503. */
@@ -48,15 +47,6 @@ export interface SessionOptions {
 export async function closeWithReason(association: Association, status: number, reason: string) {
   await association.send(0, encodeReset(0, status, reason)).catch(() => {});
   await association.close();
-}
-
-/** A response as the session keeps it while the scheduler sends it. */
-export interface Response {
-  readonly plan: ResponsePlan;
-  /** The response head text. */
-  readonly head: string;
-  /** The file's mapping, for a body from a file. */
-  mapping?: Mapping;
 }
 
 /** What a server shows of one session. */
@@ -126,7 +116,7 @@ export class Session implements SessionView {
     await this.#shutdown();
   }
 
-  async #onMessage(data: Uint8Array, truncated: boolean) {
+  #onMessage(data: Uint8Array, truncated: boolean): Promise<void> | void {
     const message = decodeClientMessage(data);
     if (truncated && message.type !== MessageType.REQUEST) {
       throw new ProtocolError(`a message longer than ${this.#options.maxRequestSize} bytes`);
@@ -153,19 +143,19 @@ export class Session implements SessionView {
           return this.#reset(id, 503, `too many requests in flight (limit ${maxInFlight})`);
         }
         const response = truncated
-          ? this.#errorResponse(
+          ? this.#options.responder.refuse(
             new HttpError(
               431,
               `request message larger than ${this.#options.maxRequestSize} bytes`,
             ),
           )
-          : await this.#respond(message.head);
+          : this.#respond(message.head);
         try {
           const size = response.plan.bodyLength;
           this.#flows.set(id, this.#options.scheduler.enqueue(this.lane, id, size, response));
         } catch (error) {
-          // The lane closed while the request was being planned.
-          if (response.mapping) this.#options.mappings.release(response.mapping);
+          // The lane was closed meanwhile: the session is ending.
+          this.#options.responder.release(response);
           throw error;
         }
         return;
@@ -187,41 +177,15 @@ export class Session implements SessionView {
     }
   }
 
-  /** The answer to a request refused before it was parsed. */
-  #errorResponse(error: HttpError): Response {
-    const plan = errorPlan(error);
-    return { plan, head: planHead(plan) };
-  }
-
-  /** Plans the answer to a request head and maps its file. */
-  async #respond(headBytes: Uint8Array): Promise<Response> {
-    let plan: ResponsePlan;
-    let headOnly = false;
+  /** Parses a request head and plans its answer. */
+  #respond(headBytes: Uint8Array): Response {
+    let request;
     try {
-      const request = parseRequestHead(headBytes);
-      headOnly = request.method === "HEAD";
-      plan = await planResponse(this.#options.root, request);
+      request = parseRequestHead(headBytes);
     } catch (error) {
-      if (!(error instanceof HttpError)) {
-        this.#options.log.error("request failed", { error: String(error) });
-      }
-      plan = errorPlan(error, headOnly);
+      return this.#options.responder.refuse(error);
     }
-    if (!plan.file) return { plan, head: planHead(plan) };
-    let mapping: Mapping | undefined;
-    try {
-      mapping = this.#options.mappings.acquire(plan.file);
-      if (mapping.file.size !== plan.file.size) {
-        // Replaced between stat and open: Content-Length would be wrong.
-        throw new HttpError(503, "the file changed while it was being opened; try again");
-      }
-      return { plan, head: planHead(plan), mapping };
-    } catch (error) {
-      if (mapping) this.#options.mappings.release(mapping);
-      this.#options.log.error("mmap failed", { path: plan.file.path, error: String(error) });
-      const failed = errorPlan(error, headOnly);
-      return { plan: failed, head: planHead(failed) };
-    }
+    return this.#options.responder.respond(request);
   }
 
   /** One run: a HEAD or CONTINUE control message, then its body in chunks. */
@@ -252,9 +216,7 @@ export class Session implements SessionView {
   #settled(flow: ScheduledFlow<Response>, outcome: Outcome) {
     if (this.#flows.get(flow.id) === flow) this.#flows.delete(flow.id);
     this.#lastActivity = performance.now();
-    const response = flow.payload;
-    if (response.mapping) this.#options.mappings.release(response.mapping);
-    response.mapping = undefined;
+    this.#options.responder.release(flow.payload);
     if (outcome === "failed" && !this.#failed) {
       this.#failed = true;
       this.#options.scheduler.closeLane(this.lane);

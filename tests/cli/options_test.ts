@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { ConfigError, helpText, parseOptions } from "../../cli/options.ts";
 import { SERVER_OPTIONS } from "../../server/config.ts";
 import { POLICY_NAMES } from "../../server/policies/mod.ts";
+import { SERVER_TRANSPORTS } from "../../server/transports.ts";
 import { needs } from "../_permissions.ts";
 
 // The config-file tests write the file and read it back.
@@ -47,7 +48,7 @@ Deno.test("a bad value names the key and what is allowed", { ignore }, async () 
   const path = await configFile({ transport: "quic" });
   await assert.rejects(
     parseOptions(["--config", path], SERVER_OPTIONS),
-    /key "transport": "quic" is not valid; expected one of kernel, usrsctp, tcpmux/,
+    /key "transport": "quic" is not valid; expected one of kernel, usrsctp, tcpmux, tcp$/,
   );
   await assert.rejects(
     parseOptions(["--port", "70000"], SERVER_OPTIONS),
@@ -87,11 +88,14 @@ Deno.test("--help lists every option with its default", async () => {
       "--policy",
       "--streams",
       "--chunk-size",
+      "--no-keep-alive",
       "--log-level",
     ]
   ) {
     assert.match(help, new RegExp(flag));
   }
+  assert.ok(help.includes(`(${SERVER_TRANSPORTS.join(" | ")}) [default: "usrsctp"]`), help);
+  assert.ok(SERVER_TRANSPORTS.includes("tcp"));
   assert.ok(help.includes(`(${POLICY_NAMES.join(" | ")}) [default: "scf"]`), help);
 });
 
@@ -124,4 +128,5 @@ Deno.test("the server command exits 2 with the message for a bad flag, and 0 for
   const help = await run(["--help"]);
   assert.equal(help.code, 0);
   assert.match(new TextDecoder().decode(help.stdout), /Usage: deno task server/);
+  assert.match(new TextDecoder().decode(help.stdout), /tcpmux \| tcp\)/);
 });
