@@ -3,9 +3,7 @@
 import { createHash } from "node:crypto";
 
 export { freeUdpPort } from "../../scripts/hardening/stack.ts";
-
-const DENO = Deno.execPath();
-const ROOT = new URL("../../", import.meta.url).pathname;
+import { Service } from "../../scripts/hardening/stack.ts";
 
 /** Hex sha256 of bytes. */
 export function sha256(data: Uint8Array): string {
@@ -39,69 +37,16 @@ export async function waitUntil(
   }
 }
 
-/** A child process whose JSON log lines on stderr are collected. */
-export class Child {
-  readonly process: Deno.ChildProcess;
-  readonly lines: string[] = [];
-  readonly #waiters: { test: (line: string) => boolean; resolve: (line: string) => void }[] = [];
-  readonly #drained: Promise<void>;
-
+/** A Deno subprocess whose log a test waits on: a `Service` named after its entry module. */
+export class Child extends Service {
   /** Runs deno with `args`, inside network namespace `netns` if given (the lab). */
   constructor(args: string[], netns?: string) {
-    this.process = new Deno.Command(netns ? "ip" : DENO, {
-      args: netns ? ["netns", "exec", netns, DENO, ...args] : args,
-      cwd: ROOT,
-      stdout: "null",
-      stderr: "piped",
-      stdin: "null",
-    }).spawn();
-    this.#drained = this.#drain();
-  }
-
-  async #drain() {
-    let rest = "";
-    for await (const chunk of this.process.stderr.pipeThrough(new TextDecoderStream())) {
-      rest += chunk;
-      const lines = rest.split("\n");
-      rest = lines.pop()!;
-      for (const line of lines) {
-        this.lines.push(line);
-        for (const waiter of [...this.#waiters]) {
-          if (waiter.test(line)) {
-            this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
-            waiter.resolve(line);
-          }
-        }
-      }
-    }
-  }
-
-  /** The first log line (past or future) that contains `text`. */
-  waitForLine(text: string, timeoutMs = 20000): Promise<string> {
-    const seen = this.lines.find((line) => line.includes(text));
-    if (seen) return Promise.resolve(seen);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`no "${text}" in the log:\n${this.lines.join("\n")}`)),
-        timeoutMs,
-      );
-      this.#waiters.push({
-        test: (line) => line.includes(text),
-        resolve: (line) => {
-          clearTimeout(timer);
-          resolve(line);
-        },
-      });
-    });
+    super(args.find((arg) => arg.endsWith(".ts")) ?? "deno", args, netns);
   }
 
   /** Kills the process (SIGKILL by default) and waits for it. */
   async kill(signal: Deno.Signal = "SIGKILL"): Promise<void> {
-    try {
-      this.process.kill(signal);
-    } catch { /* already gone */ }
-    await this.process.status;
-    await this.#drained;
+    await this.stop(signal);
   }
 }
 
