@@ -144,6 +144,8 @@ export abstract class BaseAssociation implements SharedAssociation {
     return this.driver.pathInfo(this.socketHandle.socket);
   }
 
+  recycle(_data: Uint8Array): void {}
+
   handle(): SocketHandle {
     this.#leases++;
     return this.socketHandle;

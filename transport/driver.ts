@@ -81,4 +81,6 @@ export interface Channel {
    * `null` at an orderly end, or `undefined` when none is complete yet.
    */
   receive(): Message | null | undefined;
+  /** Takes back a received message's bytes for reuse (see `Association.recycle`). */
+  recycle(data: Uint8Array): void;
 }

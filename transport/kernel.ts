@@ -39,6 +39,7 @@ import { StructBuffer } from "../ffi/struct.ts";
 import type { Channel, Established, SocketDriver } from "./driver.ts";
 import { connectTo, streamEndpoints } from "./libc_stream.ts";
 import { ensureUdpTunnel, setRemoteUdpPort } from "./kernel_udp.ts";
+import { BufferPool } from "./bytes.ts";
 import { notificationReader, ReceiveBuffer } from "./sctp_shared.ts";
 import { isClosing, STREAM_SCHEDULERS, TransportError } from "./types.ts";
 import type {
@@ -316,6 +317,7 @@ function receiveInto(
   buffer: ReceiveBuffer,
   socket: number,
   flags: number,
+  copy?: (bytes: Uint8Array) => Uint8Array<ArrayBuffer>,
 ): Message | null | undefined {
   for (;;) {
     const space = buffer.space();
@@ -347,7 +349,9 @@ function receiveInto(
       continue;
     }
     buffer.advance(n);
-    if (recvFlags[0] & SCTP.MSG_EOR) return buffer.take(recvInfo.get("sinfo_stream"));
+    if (recvFlags[0] & SCTP.MSG_EOR) {
+      return buffer.take(recvInfo.get("sinfo_stream"), copy);
+    }
   }
 }
 
@@ -356,6 +360,8 @@ class KernelChannel implements Channel {
   readonly fd: number;
   /** Its own buffer: a message in part received waits here for the next call. */
   readonly #buffer = new ReceiveBuffer();
+  readonly #pool = new BufferPool();
+  readonly #copy = (bytes: Uint8Array) => this.#pool.copy(bytes);
 
   constructor(handle: SocketHandle, maxMessageSize: number) {
     this.fd = fd(handle.socket);
@@ -387,7 +393,11 @@ class KernelChannel implements Channel {
   }
 
   receive(): Message | null | undefined {
-    return receiveInto(this.#buffer, this.fd, C.MSG_DONTWAIT);
+    return receiveInto(this.#buffer, this.fd, C.MSG_DONTWAIT, this.#copy);
+  }
+
+  recycle(data: Uint8Array): void {
+    this.#pool.give(data);
   }
 }
 

@@ -53,6 +53,10 @@ export class LoopAssociation extends BaseAssociation {
     void this.#readLoop();
   }
 
+  override recycle(data: Uint8Array): void {
+    this.#channel.recycle(data);
+  }
+
   protected hand(batches: Batch[]) {
     for (const { id, messages } of batches) {
       if (this.#writeFailure) {

@@ -66,19 +66,19 @@ export class ReceiveBuffer {
   }
 
   /**
-   * The finished message. It is copied out of the buffer, unless the buffer
+   * The finished message. It is copied out of the buffer (with `copy`), unless the buffer
    * grew past 1 MiB for it: then the buffer itself becomes the message (no
    * copy; it leaves this thread with the message when that is transferred),
    * and the next message starts in a fresh small one.
    */
-  take(stream: number): Message {
+  take(stream: number, copy: (bytes: Uint8Array) => Uint8Array<ArrayBuffer> = copyOf): Message {
     const kept = this.#kept();
     let data: Uint8Array<ArrayBuffer>;
     if (this.#bytes.byteLength > KEEP_BYTES) {
       data = this.#bytes.subarray(0, kept);
       this.#bytes = new Uint8Array(INITIAL_BYTES);
     } else {
-      data = copyOf(this.#bytes.subarray(0, kept));
+      data = copy(this.#bytes.subarray(0, kept));
     }
     const truncated = this.#received > this.#limit;
     this.#received = 0;

@@ -9,7 +9,7 @@
 import { C, lastError, libc, msghdr } from "../ffi/libc.ts";
 import { Errno } from "../ffi/errors.ts";
 import { StructBuffer } from "../ffi/struct.ts";
-import { copyOf } from "./bytes.ts";
+import { BufferPool } from "./bytes.ts";
 import type { Channel } from "./driver.ts";
 import { SHARED_WRITE_LOCK, TransportError } from "./types.ts";
 import type { Message, OutgoingMessage, SocketHandle } from "./types.ts";
@@ -50,6 +50,7 @@ export class TcpmuxChannel implements Channel {
   #bodyLeft = 0;
   #bodyStream = 0;
   #truncated = false;
+  readonly #pool = new BufferPool();
 
   constructor(handle: SocketHandle, maxMessageSize: number) {
     this.fd = Number(handle.socket);
@@ -115,6 +116,10 @@ export class TcpmuxChannel implements Channel {
     }
   }
 
+  recycle(data: Uint8Array): void {
+    this.#pool.give(data);
+  }
+
   /** Fills the iovecs and msghdr for frames from `first` on; returns how many frames. */
   #gather(messages: readonly OutgoingMessage[], first: number): number {
     const headerBase = pointerValue(this.#headers);
@@ -158,11 +163,12 @@ export class TcpmuxChannel implements Channel {
     const length = view.getUint32(4);
     this.#start += FRAME_HEADER_BYTES;
     if (length <= this.#limit && this.#end - this.#start >= length) {
-      const data = copyOf(this.#input.subarray(this.#start, this.#start + length));
+      const data = this.#pool.copy(this.#input.subarray(this.#start, this.#start + length));
       this.#start += length;
       return { stream, data };
     }
-    this.#body = new Uint8Array(Math.min(length, this.#limit));
+    const kept = Math.min(length, this.#limit);
+    this.#body = this.#pool.take(kept) ?? new Uint8Array(kept);
     this.#bodyFill = 0;
     this.#bodyLeft = length;
     this.#bodyStream = stream;

@@ -201,6 +201,13 @@ export interface Association extends AsyncDisposable {
   sendBatch(messages: readonly OutgoingMessage[]): Promise<void>;
   /** The next complete message, or `null` once the peer has closed. Rejects on abort. */
   receive(): Promise<Message | null>;
+  /**
+   * Gives a received message's bytes back: a later message may be received
+   * into the same memory, which is cheaper than fresh memory. Call it only
+   * once nothing uses `data` (or a view of it) any more. Optional; where the
+   * data path cannot reuse memory (I/O Workers) it does nothing.
+   */
+  recycle(data: Uint8Array): void;
   /** Current path information. */
   pathInfo(): PathInfo;
   /** Sends what is queued, then shuts down gracefully. Safe to call twice. */

@@ -129,6 +129,8 @@ async function serveAssociation(association: Association) {
       } else {
         messages++;
         bytes += m.data.byteLength;
+        // Done with it: its memory may take a later message (see Association.recycle).
+        association.recycle(m.data);
       }
     }
   } catch (error) {
