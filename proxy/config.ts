@@ -7,6 +7,7 @@
 import type { OptionTable } from "../cli/options.ts";
 import { LOG_LEVELS } from "../cli/log.ts";
 import { STATS_ACCESS, STATS_PATH } from "./stats.ts";
+import { DATA_PATHS } from "../transport/types.ts";
 
 /** Proxy option table. */
 export const PROXY_OPTIONS = {
@@ -36,6 +37,13 @@ export const PROXY_OPTIONS = {
     min: 0,
     max: 65535,
     help: "usrsctp: the server's UDP encapsulation port (RFC 6951; the url's ?udp=PORT wins)",
+  },
+  dataPath: {
+    kind: "string",
+    default: "event-loop",
+    choices: DATA_PATHS,
+    help:
+      "kernel, tcpmux upstream: move messages on the event loop, or in two I/O Workers (usrsctp always uses Workers)",
   },
   cache: {
     kind: "string",

@@ -7,6 +7,7 @@
 
 import { ConfigError, helpText, parseOptions } from "../cli/options.ts";
 import type { LogLevel } from "../cli/log.ts";
+import type { DataPath } from "../transport/types.ts";
 import { PROXY_OPTIONS } from "./config.ts";
 import { type ProxyOptions, startProxy } from "./proxy.ts";
 
@@ -33,6 +34,7 @@ if (import.meta.main) {
     const proxy = await startProxy({
       ...values,
       prefetch: !values.noPrefetch,
+      dataPath: values.dataPath as DataPath,
       logLevel: values.logLevel as LogLevel,
       statsAccess: values.statsAccess as ProxyOptions["statsAccess"],
     });

@@ -33,6 +33,7 @@ import { guardBody } from "./guard.ts";
 import { Prefetcher } from "./prefetch.ts";
 import { ProxyStats, STATS_PATH, type StatsSnapshot } from "./stats.ts";
 import { Upstream, UpstreamTimeout } from "./upstream.ts";
+import type { DataPath } from "../transport/types.ts";
 
 /** Longest request target (path and query) passed on; longer ones get 414. */
 const MAX_TARGET = 8192;
@@ -47,6 +48,8 @@ export interface ProxyOptions {
   streams?: number;
   /** usrsctp: the server's UDP encapsulation port. @default 9899 */
   udpPort?: number;
+  /** Where the upstream association moves its messages (see `AssociationOptions.dataPath`). @default "event-loop" */
+  dataPath?: DataPath;
   /** Cache directory, shareable between proxies. @default "/dev/shm/flowsched-cache" */
   cache?: string;
   /** Cache size limit in body bytes. @default 268435456 */
@@ -121,6 +124,7 @@ export async function startProxy(options: ProxyOptions = {}): Promise<FlowProxy>
     url: options.upstream ?? "usrsctp://127.0.0.1:9000",
     streams: options.streams,
     udpPort: options.udpPort,
+    dataPath: options.dataPath,
     connectTimeoutMs: options.connectTimeout,
     stallTimeoutMs: options.stallTimeout,
     probeTimeoutMs: options.probeTimeout,

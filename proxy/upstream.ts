@@ -25,6 +25,7 @@ import { FlowClient } from "../protocol/client.ts";
 import type { Logger } from "../cli/log.ts";
 import { UdpLivenessProbe } from "./liveness.ts";
 import type { UpstreamInfo } from "./stats.ts";
+import type { DataPath } from "../transport/types.ts";
 
 /** Upstream options. */
 export interface UpstreamOptions {
@@ -34,6 +35,8 @@ export interface UpstreamOptions {
   streams?: number;
   /** usrsctp: the server's UDP encapsulation port. @default 9899 */
   udpPort?: number;
+  /** Where the association moves its messages. @default "event-loop" */
+  dataPath?: DataPath;
   /** How long a request waits for the association before failing. @default 3000 */
   connectTimeoutMs?: number;
   /** Silence with requests in flight before a probe. @default 250 */
@@ -298,6 +301,7 @@ export class Upstream {
     const pending = FlowClient.connect(this.address, {
       streams: this.#options.streams ?? 8,
       udpPort: this.#udpPort,
+      dataPath: this.#options.dataPath,
     });
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {

@@ -6,7 +6,7 @@
 
 import type { OptionTable } from "../cli/options.ts";
 import { SERVER_TRANSPORTS } from "./transports.ts";
-import { STREAM_SCHEDULERS } from "../transport/types.ts";
+import { DATA_PATHS, STREAM_SCHEDULERS } from "../transport/types.ts";
 import { POLICY_NAMES } from "./policies/mod.ts";
 import { LOG_LEVELS } from "../cli/log.ts";
 
@@ -80,6 +80,13 @@ export const SERVER_OPTIONS = {
     choices: STREAM_SCHEDULERS,
     help:
       "kernel: the stack's stream scheduler for the send buffer (prio: stream i has priority i)",
+  },
+  dataPath: {
+    kind: "string",
+    default: "event-loop",
+    choices: DATA_PATHS,
+    help:
+      "kernel, tcpmux: move messages on the event loop, or in two I/O Workers per association (usrsctp always uses Workers)",
   },
   sendBufferSize: {
     kind: "integer",

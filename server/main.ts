@@ -9,7 +9,7 @@ import { ConfigError, helpText, parseOptions } from "../cli/options.ts";
 import { SERVER_OPTIONS } from "./config.ts";
 import { startServer } from "./server.ts";
 import type { PolicyName } from "./policies/mod.ts";
-import type { StreamScheduler } from "../transport/types.ts";
+import type { DataPath, StreamScheduler } from "../transport/types.ts";
 import type { ServerTransport } from "./transports.ts";
 import type { LogLevel } from "../cli/log.ts";
 
@@ -31,6 +31,7 @@ if (import.meta.main) {
       transport: values.transport as ServerTransport,
       policy: values.policy as PolicyName,
       streamScheduler: values.streamScheduler as StreamScheduler,
+      dataPath: values.dataPath as DataPath,
       logLevel: values.logLevel as LogLevel,
     });
     const stop = async () => {

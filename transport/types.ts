@@ -109,6 +109,9 @@ export interface AssociationOptions {
 /** Where an association's messages are moved; see `AssociationOptions.dataPath`. */
 export type DataPath = "event-loop" | "workers";
 
+/** All data paths, for validation and help texts. */
+export const DATA_PATHS: readonly DataPath[] = ["event-loop", "workers"];
+
 /** Options for listening: association options plus what to do with failed peers. */
 export interface ListenOptions extends AssociationOptions {
   /**
