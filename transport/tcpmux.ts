@@ -38,7 +38,8 @@ import { FRAME_HEADER_BYTES, MAX_MESSAGE_BYTES, TcpmuxChannel } from "./tcpmux_c
 import { SHARED_CLOSING, SHARED_WRITE_LOCK, TransportError } from "./types.ts";
 import type { AssociationOptions, Message, PathInfo, SocketHandle } from "./types.ts";
 
-const MAGIC = 0x46534d31; // "FSM1"
+/** The first four bytes of a tcpmux hello: "FSM1". */
+export const TCPMUX_MAGIC = 0x46534d31;
 const HELLO_BYTES = 8;
 /** Accepted peers that may be waiting to send their hello at once; beyond, the oldest goes. */
 const MAX_WAITING_HANDSHAKES = 256;
@@ -129,12 +130,13 @@ function receiveAll(socket: number, into: Uint8Array, length: number): number {
   return got;
 }
 
-function encodeHello(options: Required<AssociationOptions>): Uint8Array<ArrayBuffer> {
+/** A tcpmux hello: outgoing streams `wanted`, incoming streams `allowed`. */
+export function encodeHello(wanted: number, allowed: number): Uint8Array<ArrayBuffer> {
   const hello = new Uint8Array(HELLO_BYTES);
   const view = new DataView(hello.buffer);
-  view.setUint32(0, MAGIC);
-  view.setUint16(4, options.streams);
-  view.setUint16(6, options.streams);
+  view.setUint32(0, TCPMUX_MAGIC);
+  view.setUint16(4, wanted);
+  view.setUint16(6, allowed);
   return hello;
 }
 
@@ -145,7 +147,7 @@ function negotiate(
   options: Required<AssociationOptions>,
 ): Established {
   const view = new DataView(hello.buffer, hello.byteOffset, HELLO_BYTES);
-  if (view.getUint32(0) !== MAGIC) {
+  if (view.getUint32(0) !== TCPMUX_MAGIC) {
     throw new TransportError("tcpmux: peer is not a tcpmux endpoint (bad hello)");
   }
   const wanted = view.getUint16(4);
@@ -166,7 +168,7 @@ function negotiate(
 
 /** *Blocking*: the client side of the handshake, on a connected socket. */
 function exchangeHello(socket: number, options: Required<AssociationOptions>): Established {
-  const hello = encodeHello(options);
+  const hello = encodeHello(options.streams, options.streams);
   sendAll(socket, Deno.UnsafePointer.of(hello), hello.byteLength, 0, () => false);
   const peer = new Uint8Array(HELLO_BYTES);
   setTimeoutOption(socket, C.SO_RCVTIMEO, options.handshakeTimeout);
@@ -184,7 +186,7 @@ function exchangeHello(socket: number, options: Required<AssociationOptions>): E
 
 /** The server side of the handshake, run for many peers at once (see `handshakes.ts`). */
 function greeting(options: Required<AssociationOptions>): Greeting {
-  const hello = encodeHello(options);
+  const hello = encodeHello(options.streams, options.streams);
   return {
     name: "tcpmux",
     helloBytes: HELLO_BYTES,

@@ -42,6 +42,7 @@ export class TcpmuxChannel implements Channel {
   #locked = false;
   // Receiving: buffered bytes in #input[#start, #end), and the frame body being filled.
   readonly #input = new Uint8Array(RECEIVE_BYTES);
+  readonly #inputView = new DataView(this.#input.buffer);
   #start = 0;
   #end = 0;
   #body: Uint8Array<ArrayBuffer> | undefined;
@@ -158,9 +159,8 @@ export class TcpmuxChannel implements Channel {
 
   /** Parses the header at #start; returns the message if its whole body is buffered. */
   #startFrame(): Message | undefined {
-    const view = new DataView(this.#input.buffer, this.#start, FRAME_HEADER_BYTES);
-    const stream = view.getUint16(0);
-    const length = view.getUint32(4);
+    const stream = this.#inputView.getUint16(this.#start);
+    const length = this.#inputView.getUint32(this.#start + 4);
     this.#start += FRAME_HEADER_BYTES;
     if (length <= this.#limit && this.#end - this.#start >= length) {
       const data = this.#pool.copy(this.#input.subarray(this.#start, this.#start + length));
@@ -225,7 +225,7 @@ export class TcpmuxChannel implements Channel {
     for (;;) {
       const n = libc().recv(
         this.fd,
-        Deno.UnsafePointer.create(pointerValue(into) + BigInt(at)),
+        Deno.UnsafePointer.offset(Deno.UnsafePointer.of(into)!, at),
         BigInt(length),
         C.MSG_DONTWAIT,
       );

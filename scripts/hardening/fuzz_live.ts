@@ -18,6 +18,7 @@
 
 import fc from "fast-check";
 import { join } from "node:path";
+import { concat } from "../../transport/bytes.ts";
 import { ConfigError, helpText, type OptionValues, parseOptions } from "../../cli/options.ts";
 import { type HttpCase, httpCases, runHttpCase } from "./fuzz_http.ts";
 import { knownTargets, siteFiles, writeSite } from "./fuzz_site.ts";
@@ -367,16 +368,6 @@ export async function runLiveFuzz(
   // The saved cases live in `base` unless --out put them elsewhere.
   if (options.out || (!saved && crashes.length === 0)) await Deno.remove(base, { recursive: true });
   return summary;
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }
 
 /** Waits until the proxy answers a GET of the front page with 200 (its upstream is up). */

@@ -11,6 +11,8 @@
 import fc from "fast-check";
 import { connect } from "../../transport/association.ts";
 import type { Association } from "../../transport/types.ts";
+import { concat } from "../../transport/bytes.ts";
+import { encodeHello, TCPMUX_MAGIC } from "../../transport/tcpmux.ts";
 import {
   decodeServerControl,
   encodeCancel,
@@ -60,15 +62,6 @@ export type WireCase =
 
 const encoder = new TextEncoder();
 
-function hello(outgoing: number, incoming: number): Uint8Array {
-  const bytes = new Uint8Array(8);
-  const view = new DataView(bytes.buffer);
-  view.setUint32(0, 0x46534d31);
-  view.setUint16(4, outgoing);
-  view.setUint16(6, incoming);
-  return bytes;
-}
-
 function frame(stream: number, data: Uint8Array, length = data.length, flags = 0): Uint8Array {
   const bytes = new Uint8Array(8 + data.length);
   const view = new DataView(bytes.buffer);
@@ -77,16 +70,6 @@ function frame(stream: number, data: Uint8Array, length = data.length, flags = 0
   view.setUint32(4, length);
   bytes.set(data, 8);
   return bytes;
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }
 
 /** The arbitraries of the wire cases; `http` gives the (mutated) heads. */
@@ -226,12 +209,12 @@ export function wireCases(
 function rawTcpmux(): fc.Arbitrary<WireCase> {
   const request = encodeRequest(1, "GET /index.html HTTP/1.1\r\nHost: s\r\n\r\n");
   const greeting = fc.oneof(
-    { weight: 6, arbitrary: fc.constant(hello(STREAMS, STREAMS)) },
+    { weight: 6, arbitrary: fc.constant(encodeHello(STREAMS, STREAMS)) },
     {
       weight: 4,
       arbitrary: fc.tuple(fc.constantFrom(0, 1, 65535), fc.constantFrom(0, 1, 65535)).map((
         [out, incoming],
-      ) => hello(out, incoming)),
+      ) => encodeHello(out, incoming)),
     },
     { weight: 1, arbitrary: fc.constant(encoder.encode("GET / HTTP/1.1\r\n\r\n")) },
     { weight: 1, arbitrary: fc.uint8Array({ maxLength: 8 }) },
@@ -489,7 +472,7 @@ export class WireLane {
     if (kill?.do === "kill" && this.#transport === "tcpmux") {
       // Over a connection of its own, left open: the violation alone must end it. And
       // there is no association to set up again after.
-      const raw = concat([hello(STREAMS, STREAMS), frame(kill.stream, kill.data)]);
+      const raw = concat([encodeHello(STREAMS, STREAMS), frame(kill.stream, kill.data)]);
       return await runRawTcpmux(this.#port, raw, deadlineMs, false);
     }
     if (this.#endReason !== undefined) {
@@ -696,7 +679,7 @@ function checkFrames(bytes: Uint8Array, reset: boolean): string | undefined {
   if (bytes.length === 0) return;
   if (bytes.length < 8) return reset ? undefined : `a hello cut off after ${bytes.length} bytes`;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (view.getUint32(0) !== 0x46534d31) return "the server's hello lacks FSM1";
+  if (view.getUint32(0) !== TCPMUX_MAGIC) return "the server's hello lacks FSM1";
   const streams = view.getUint16(4);
   let at = 8;
   while (at < bytes.length) {

@@ -19,6 +19,7 @@
 import { Buffer } from "node:buffer";
 import { helpText, type OptionValues, parseOptions } from "../../cli/options.ts";
 import { decodeServerControl, encodeRequest, MessageType } from "../../protocol/wire.ts";
+import { encodeHello } from "../../transport/tcpmux.ts";
 import { progress, round, sha256Hex, table } from "../bench/common.ts";
 import {
   fetchChecked,
@@ -177,12 +178,7 @@ class RawSession {
   static async open(port: number, deadlineMs: number): Promise<RawSession> {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     const session = new RawSession(conn, performance.now() + deadlineMs);
-    const hello = new Uint8Array(8);
-    const view = new DataView(hello.buffer);
-    view.setUint32(0, 0x46534d31); // "FSM1"
-    view.setUint16(4, 2);
-    view.setUint16(6, 2);
-    await conn.write(hello);
+    await conn.write(encodeHello(2, 2));
     return session;
   }
 

@@ -1,5 +1,6 @@
-/** Test trees of real files with known content hashes. */
+/** Test trees of real files with known content hashes, and running curl against them. */
 
+import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { prng } from "../../scripts/bench/common.ts";
 
@@ -43,4 +44,19 @@ export async function makeTree(
 /** Hex sha256 of bytes. */
 export function sha256(data: Uint8Array): string {
   return createHash("sha256").update(data).digest("hex");
+}
+
+/** Runs `command` and returns its stdout and stderr; fails the test if it exits non-zero. */
+export async function run(command: string, args: string[]): Promise<string> {
+  const output = await new Deno.Command(command, { args, stdout: "piped", stderr: "piped" })
+    .output();
+  const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
+  assert.equal(output.code, 0, `${command} failed:\n${text}`);
+  return text;
+}
+
+/** The HTTP status curl gets for `base + path` (with more curl flags in `extra`). */
+export async function curlStatus(base: string, path: string, ...extra: string[]): Promise<string> {
+  const args = ["--silent", "--path-as-is", "-o", "/dev/null", "-w", "%{http_code}"];
+  return (await run("curl", [...args, ...extra, base + path])).trim();
 }

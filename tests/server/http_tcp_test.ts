@@ -10,7 +10,8 @@ import { needs } from "../_permissions.ts";
 import { startServer } from "../../mod.ts";
 import type { FlowServer, SchedulerEvent, ServerOptions } from "../../mod.ts";
 import { parseResponseHead } from "../../protocol/http1.ts";
-import { makeTree, sha256 } from "./_fixtures.ts";
+import { concat, copyOf } from "../../transport/bytes.ts";
+import { curlStatus, makeTree, run, sha256 } from "./_fixtures.ts";
 
 const ignore = needs("read", "write", "net", "run");
 const encoder = new TextEncoder();
@@ -41,14 +42,6 @@ async function withServer(
   }
 }
 
-async function run(command: string, args: string[]) {
-  const output = await new Deno.Command(command, { args, stdout: "piped", stderr: "piped" })
-    .output();
-  const text = decoder.decode(output.stdout) + decoder.decode(output.stderr);
-  assert.equal(output.code, 0, `${command} failed:\n${text}`);
-  return text;
-}
-
 /** Waits until `condition` holds, failing with `what` after 10 s. */
 async function eventually(condition: () => boolean, what: string) {
   for (const deadline = Date.now() + 10_000; !condition();) {
@@ -61,14 +54,10 @@ async function eventually(condition: () => boolean, what: string) {
 async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   const buffer = new Uint8Array(64 * 1024);
-  for (let read; (read = await conn.read(buffer)) !== null;) chunks.push(buffer.slice(0, read));
-  const all = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0));
-  let at = 0;
-  for (const chunk of chunks) {
-    all.set(chunk, at);
-    at += chunk.byteLength;
+  for (let read; (read = await conn.read(buffer)) !== null;) {
+    chunks.push(copyOf(buffer.subarray(0, read)));
   }
-  return all;
+  return concat(chunks);
 }
 
 /** Sends `request` over a fresh connection and returns everything until the server closes. */
@@ -241,17 +230,7 @@ for (const keepAlive of [true, false]) {
   }, async () => {
     await withServer({ keepAlive }, async (server) => {
       const base = `http://127.0.0.1:${server.port}`;
-      const status = async (path: string, ...extra: string[]) =>
-        (await run("curl", [
-          "--silent",
-          "--path-as-is",
-          "-o",
-          "/dev/null",
-          "-w",
-          "%{http_code}",
-          ...extra,
-          base + path,
-        ])).trim();
+      const status = (path: string, ...extra: string[]) => curlStatus(base, path, ...extra);
       assert.equal(await status("/a.txt"), "200");
       assert.equal(await status("/missing"), "404");
       assert.equal(await status("/a.txt%00"), "400");

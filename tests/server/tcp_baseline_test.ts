@@ -1,15 +1,7 @@
 import assert from "node:assert/strict";
 import { needs } from "../_permissions.ts";
 import { startTcpBaseline } from "../../mod.ts";
-import { makeTree, sha256 } from "./_fixtures.ts";
-
-async function run(command: string, args: string[]) {
-  const output = await new Deno.Command(command, { args, stdout: "piped", stderr: "piped" })
-    .output();
-  const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
-  assert.equal(output.code, 0, `${command} failed:\n${text}`);
-  return text;
-}
+import { curlStatus, makeTree, run, sha256 } from "./_fixtures.ts";
 
 const ignore = needs("read", "write", "net", "run");
 
@@ -40,17 +32,7 @@ for (const keepAlive of [true, false]) {
     await Deno.writeTextFile(`${root}/a.txt`, "hello");
     await using server = await startTcpBaseline({ root, port: 0, keepAlive });
     const base = `http://127.0.0.1:${server.port}`;
-    const status = async (path: string, ...extra: string[]) =>
-      (await run("curl", [
-        "--silent",
-        "--path-as-is",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        ...extra,
-        base + path,
-      ])).trim();
+    const status = (path: string, ...extra: string[]) => curlStatus(base, path, ...extra);
     assert.equal(await status("/a.txt"), "200");
     assert.equal(await status("/missing"), "404");
     assert.equal(

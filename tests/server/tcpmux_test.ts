@@ -1,19 +1,10 @@
 import assert from "node:assert/strict";
+import { encodeHello } from "../../transport/tcpmux.ts";
 import { needs } from "../_permissions.ts";
 import { FlowClient, startServer } from "../../mod.ts";
 import { serverSuite } from "./_server_suite.ts";
 
 serverSuite({ transport: "tcpmux" });
-
-/** A tcpmux hello: magic, outgoing streams wanted, incoming streams allowed. */
-function hello(wanted: number, allowed: number): Uint8Array {
-  const bytes = new Uint8Array(8);
-  const view = new DataView(bytes.buffer);
-  view.setUint32(0, 0x46534d31);
-  view.setUint16(4, wanted);
-  view.setUint16(6, allowed);
-  return bytes;
-}
 
 /** Log entries the server writes (JSON lines on stderr), captured while in scope. */
 function captureLog() {
@@ -65,7 +56,7 @@ Deno.test(
       using log = captureLog();
       await using server = await startServer({ transport: "tcpmux", port: 0, root });
       const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
-      await conn.write(hello(4, 0));
+      await conn.write(encodeHello(4, 0));
       const seen = new Uint8Array(16);
       let got = 0;
       for (let n; (n = await conn.read(seen.subarray(got))) !== null;) got += n;

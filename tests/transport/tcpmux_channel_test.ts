@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { needs } from "../_permissions.ts";
 import { listen } from "../../mod.ts";
 import type { Association } from "../../mod.ts";
+import { encodeHello } from "../../transport/tcpmux.ts";
 
 const ignore = needs("read", "net");
 
@@ -19,11 +20,7 @@ async function rawPeer(): Promise<
   const listener = listen("tcpmux", "127.0.0.1", 0, { maxMessageSize: 100_000 });
   const accepted = listener.accept();
   const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.port });
-  const hello = new Uint8Array(8);
-  new DataView(hello.buffer).setUint32(0, 0x46534d31);
-  new DataView(hello.buffer).setUint16(4, 8);
-  new DataView(hello.buffer).setUint16(6, 8);
-  await conn.write(hello);
+  await conn.write(encodeHello(8, 8));
   await readExactly(conn, 8);
   const server = await accepted;
   return {

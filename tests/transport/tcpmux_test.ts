@@ -1,19 +1,10 @@
 import assert from "node:assert/strict";
+import { encodeHello } from "../../transport/tcpmux.ts";
 import { needs } from "../_permissions.ts";
 import { connect, listen } from "../../mod.ts";
 import { conformanceSuite } from "./_conformance.ts";
 
 conformanceSuite({ transport: "tcpmux" });
-
-/** A tcpmux hello: magic, outgoing streams wanted, incoming streams allowed. */
-function hello(wanted: number, allowed: number): Uint8Array {
-  const bytes = new Uint8Array(8);
-  const view = new DataView(bytes.buffer);
-  view.setUint32(0, 0x46534d31);
-  view.setUint16(4, wanted);
-  view.setUint16(6, allowed);
-  return bytes;
-}
 
 /** Collects a listener's accept errors; `next()` waits for the next one. */
 function acceptErrors() {
@@ -60,9 +51,9 @@ Deno.test(
       assert.equal(new TextDecoder().decode((await server.receive())?.data), "served");
 
       // The silent ones were greeted and still wait: one speaks up and is accepted too.
-      for (const conn of silent) assert.deepEqual(await readBytes(conn, 8), hello(8, 8));
+      for (const conn of silent) assert.deepEqual(await readBytes(conn, 8), encodeHello(8, 8));
       const late = listener.accept();
-      await silent[1].write(hello(2, 2));
+      await silent[1].write(encodeHello(2, 2));
       const third = await late;
       assert.equal(third.outboundStreams, 2);
       await Promise.all([client.close(), server.close(), third.abort()]);
@@ -82,7 +73,7 @@ Deno.test(
     try {
       for (const [wanted, allowed] of [[0, 8], [8, 0]]) {
         const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.port });
-        await conn.write(hello(wanted, allowed));
+        await conn.write(encodeHello(wanted, allowed));
         // Our hello, then the end: the listener closed the connection.
         assert.equal((await readBytes(conn, 9)).byteLength, 8);
         conn.close();
@@ -147,7 +138,7 @@ Deno.test(
       // The newest still waits, and is accepted once it speaks.
       assert.equal((await readBytes(conns[256], 8)).byteLength, 8);
       const accepted = listener.accept();
-      await conns[256].write(hello(1, 1));
+      await conns[256].write(encodeHello(1, 1));
       await (await accepted).abort();
     } finally {
       for (const conn of conns) conn.close();
