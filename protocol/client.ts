@@ -109,11 +109,24 @@ export interface FlowResponse {
   bytes(): Promise<Uint8Array>;
 }
 
+/**
+ * A request in flight. Its body goes one of two ways, chosen by the first
+ * consumer: into a ReadableStream (`body`), or straight into one array of
+ * Content-Length bytes (`bytes()`), which lets each message's memory go back
+ * to the association at once. Chunks that arrive before either is chosen wait
+ * in `early`.
+ */
 interface Pending {
   readonly headOnly: boolean;
   head?: PromiseWithResolvers<FlowResponse>;
-  controller?: ReadableStreamDefaultController<Uint8Array>;
+  /** Body bytes still to come. */
   remaining: number;
+  early: Uint8Array<ArrayBuffer>[];
+  done: boolean;
+  error?: Error;
+  body?: ReadableStream<Uint8Array>;
+  controller?: ReadableStreamDefaultController<Uint8Array>;
+  collect?: { buffer: Uint8Array; at: number; result: PromiseWithResolvers<Uint8Array> };
 }
 
 /** Many requests over one association to a flowsched server. */
@@ -188,6 +201,8 @@ export class FlowClient implements AsyncDisposable {
       headOnly: options.headOnly ?? false,
       head: Promise.withResolvers(),
       remaining: 0,
+      early: [],
+      done: false,
     };
     this.#pending.set(id, pending);
     this.association.send(this.#streamOf(id), encodeRequest(id, head)).catch((error) =>
@@ -260,20 +275,17 @@ export class FlowClient implements AsyncDisposable {
         const { status, headers } = parseResponseHead(control.head);
         const bodiless = pending.headOnly || status === 304 || status === 204;
         pending.remaining = bodiless ? 0 : Number(headers.get("content-length") ?? 0);
-        const body = new ReadableStream<Uint8Array>({
-          start: (c) => void (pending.controller = c),
-          // The reader gave up (e.g. the proxy's client went away): the server stops
-          // sending, and later body messages are dropped instead of enqueued into a
-          // cancelled stream, which would throw and end the association.
-          cancel: () => this.cancel(control.id),
-        });
+        const id = control.id;
+        const bodyOf = () => this.#bodyStream(id, pending);
         const response: FlowResponse = {
-          id: control.id,
+          id,
           status,
           headers,
           stream,
-          body,
-          bytes: () => new Response(body).bytes(),
+          get body() {
+            return bodyOf();
+          },
+          bytes: () => this.#bodyBytes(pending),
         };
         pending.head.resolve(response);
         pending.head = undefined;
@@ -294,16 +306,66 @@ export class FlowClient implements AsyncDisposable {
 
   #body(id: number, data: Uint8Array<ArrayBuffer>) {
     const pending = this.#pending.get(id);
-    if (!pending?.controller) return; // cancelled: the rest of the run is discarded
-    if (!this.#deliver(id, () => pending.controller!.enqueue(data))) return;
+    if (!pending) return; // cancelled: the rest of the run is discarded
+    if (pending.collect) {
+      const { buffer, at } = pending.collect;
+      buffer.set(data.subarray(0, Math.max(0, buffer.length - at)), at);
+      pending.collect.at += data.byteLength;
+      this.association.recycle(data);
+    } else if (pending.controller) {
+      const controller = pending.controller;
+      if (!this.#deliver(id, () => controller.enqueue(data))) return;
+    } else pending.early.push(data);
     pending.remaining -= data.byteLength;
     if (pending.remaining <= 0) this.#complete(id);
   }
 
   #complete(id: number) {
-    const controller = this.#pending.get(id)?.controller;
-    if (controller) this.#deliver(id, () => controller.close());
+    const pending = this.#pending.get(id);
+    if (!pending) return;
+    pending.done = true;
     this.#pending.delete(id);
+    pending.collect?.result.resolve(pending.collect.buffer);
+    const controller = pending.controller;
+    if (controller) this.#deliver(id, () => controller.close());
+  }
+
+  /**
+   * The body as a stream, made on first use. The reader may give up (e.g. the
+   * proxy's client went away): the server then stops sending, and later body
+   * messages are dropped instead of enqueued into a cancelled stream.
+   */
+  #bodyStream(id: number, pending: Pending): ReadableStream<Uint8Array> {
+    if (pending.collect) throw new TypeError("the body was already read by bytes()");
+    pending.body ??= new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        for (const chunk of pending.early.splice(0)) controller.enqueue(chunk);
+        if (pending.error) controller.error(pending.error);
+        else if (pending.done) controller.close();
+        else pending.controller = controller;
+      },
+      cancel: () => this.cancel(id),
+    });
+    return pending.body;
+  }
+
+  /** The whole body in one array, filled as messages arrive (no stream, no concatenation). */
+  #bodyBytes(pending: Pending): Promise<Uint8Array> {
+    if (pending.body) return new Response(pending.body).bytes();
+    if (pending.collect) return pending.collect.result.promise;
+    if (pending.error) return Promise.reject(pending.error);
+    const early = pending.early.splice(0);
+    const arrived = early.reduce((n, chunk) => n + chunk.byteLength, 0);
+    const buffer = new Uint8Array(arrived + Math.max(0, pending.remaining));
+    let at = 0;
+    for (const chunk of early) {
+      buffer.set(chunk.subarray(0, Math.max(0, buffer.length - at)), at);
+      at += chunk.byteLength;
+      this.association.recycle(chunk);
+    }
+    if (pending.done) return Promise.resolve(buffer);
+    pending.collect = { buffer, at, result: Promise.withResolvers() };
+    return pending.collect.result.promise;
   }
 
   /**
@@ -327,7 +389,9 @@ export class FlowClient implements AsyncDisposable {
     if (!pending) return;
     this.#pending.delete(id);
     pending.head?.reject(error);
+    pending.error = error;
     pending.controller?.error(error);
+    pending.collect?.result.reject(error);
   }
 
   #failAll(error: Error) {

@@ -1,5 +1,5 @@
 /**
- * `deno task bench <transports|files> [options]`: runs one benchmark.
+ * `deno task bench <transports|files|sched|thesis> [options]`: runs one benchmark.
  * `deno task bench <name> --help` shows its options.
  *
  * @module
@@ -9,6 +9,7 @@ const BENCHMARKS: Record<string, string> = {
   transports: "./transports.ts",
   files: "./files.ts",
   sched: "./sched.ts",
+  thesis: "./thesis.ts",
 };
 
 const USAGE = `Usage: deno task bench <benchmark> [options]
@@ -16,7 +17,8 @@ const USAGE = `Usage: deno task bench <benchmark> [options]
 Benchmarks (each prints ratios measured in one run; --help for its options):
   transports   one-way message throughput: usrsctp / kernel SCTP vs tcpmux vs plain TCP
   files        file serving over one association (scf, rr) vs the TCP HTTP/1.1 baseline
-  sched        response times at a bottleneck in the lab: every policy vs the simulated ideal`;
+  sched        response times at a bottleneck in the lab: every policy vs the simulated ideal
+  thesis       the reference thesis's 5.2-5.5 and seed 004 in the lab, with nginx, plots, verdicts`;
 
 const [name, ...args] = Deno.args;
 if (!name || name === "-h" || name === "--help") {

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { localUdpPort, startServer } from "../../mod.ts";
 import { startProxy } from "../../proxy/proxy.ts";
-import { makeSite } from "./_site.ts";
+import { makeSite } from "../../scripts/bench/thesis/site.ts";
 import { needs } from "../_permissions.ts";
 
 function findChromium(): string | undefined {

@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { makeSite, type Site } from "./_site.ts";
+import { makeSite, type Site } from "../../scripts/bench/thesis/site.ts";
 import { type Child, sha256, spawnProxy, spawnServer } from "./_helpers.ts";
 
 const SERVER_IP = Deno.env.get("LAB_SERVER_IP")!;

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startProxy } from "../../proxy/proxy.ts";
-import { makeSite, type Site } from "./_site.ts";
+import { makeSite, type Site } from "../../scripts/bench/thesis/site.ts";
 import { curl, freeUdpPort, sha256, spawnProxy, spawnServer, waitUntil } from "./_helpers.ts";
 import {
   bigFile,

@@ -197,7 +197,9 @@ const SPECS: Record<Experiment, ExperimentSpec> = {
       "where requests were distributed randomly rather than following a Zipf-like distribution " +
       "[…] SCF tends to outperform RR when request sizes follow Zipfian patterns. (thesis §5.3)",
     setup: "Client → flowsched proxy (cache and prefetch off) → kernel SCTP server, " +
-      "8 persistent client connections; file popularity uniform or Zipf.",
+      "8 persistent client connections. uniform: the uniform 0–1 MiB files, uniform " +
+      "popularity (the thesis's workload); zipf: heavy-tailed sizes (bounded Pareto) and " +
+      "Zipf popularity, the web-like case where size-based scheduling should pay.",
     ratios: [
       ratio("SCF / RR, uniform (MB/s)", "scf uniform", "rr uniform", "mbps"),
       ratio("SCF / RR, Zipf (MB/s)", "scf zipf", "rr zipf", "mbps"),
@@ -212,7 +214,7 @@ const SPECS: Record<Experiment, ExperimentSpec> = {
         ratios: [ratio("SCF / RR", "scf uniform", "rr uniform", "mbps")],
       },
       {
-        claim: "Zipf popularity: SCF / RR mean response time",
+        claim: "Zipf popularity, heavy-tailed sizes: SCF / RR mean response time",
         source: "< 1 (SCF better; cited, not measured, in the thesis)",
         rule: "below 0.95",
         test: (x) => x < 0.95,

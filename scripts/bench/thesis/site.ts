@@ -1,12 +1,15 @@
 /**
- * A test site of HTML pages with many embedded resources each, of every kind
+ * A site of HTML pages with many embedded resources each, of every kind
  * the prefetcher knows (img src/srcset, stylesheets with url() and @import,
  * icons, preload/modulepreload, scripts, video poster/source, audio, iframe),
- * plus the page script the browser test reads.
+ * plus a page script that reports what loaded (read by the browser test).
+ * Used by the proxy tests and by `bench thesis` (browser request patterns).
+ *
+ * @module
  */
 
-import { createHash } from "node:crypto";
 import { dirname, join } from "node:path";
+import { prng, sha256Hex as sha256 } from "../common.ts";
 
 /** A file of the site: URL path, bytes, and whether an HTML page embeds it. */
 export interface SiteFile {
@@ -28,22 +31,6 @@ export interface Site {
   pages: SitePage[];
 }
 
-function sha256(data: Uint8Array): string {
-  return createHash("sha256").update(data).digest("hex");
-}
-
-/** A small deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** A 1×1 PNG, so images decode in a browser. */
 const PNG = Uint8Array.from(
   atob(
@@ -53,18 +40,18 @@ const PNG = Uint8Array.from(
 );
 
 /**
- * Writes `pageCount` pages into a new temp directory; each embeds between
+ * Writes `pageCount` pages into `root` (default: a new temp directory); each embeds between
  * `minResources` (10) and `maxResources` (40) resources. Images are valid PNGs padded to random sizes (a
  * trailing chunk after IEND is ignored by decoders), so a browser loads them.
  */
 export async function makeSite(
   pageCount: number,
-  options: { minResources?: number; maxResources?: number; seed?: number } = {},
+  options: { minResources?: number; maxResources?: number; seed?: number; root?: string } = {},
 ): Promise<Site> {
   const min = options.minResources ?? 10;
   const max = options.maxResources ?? 40;
   const seed = options.seed ?? 7;
-  const root = await Deno.makeTempDir({ prefix: "flowsched-site-" });
+  const root = options.root ?? await Deno.makeTempDir({ prefix: "flowsched-site-" });
   const random = prng(seed);
   const files = new Map<string, Uint8Array>();
   const text = (s: string) => new TextEncoder().encode(s);
