@@ -106,7 +106,7 @@ export interface FlowResponse {
   /** The body; errors if the response is reset or the association fails. */
   readonly body: ReadableStream<Uint8Array>;
   /** Reads the whole body. */
-  bytes(): Promise<Uint8Array>;
+  bytes(): Promise<Uint8Array<ArrayBuffer>>;
 }
 
 /**
@@ -126,7 +126,11 @@ interface Pending {
   error?: Error;
   body?: ReadableStream<Uint8Array>;
   controller?: ReadableStreamDefaultController<Uint8Array>;
-  collect?: { buffer: Uint8Array; at: number; result: PromiseWithResolvers<Uint8Array> };
+  collect?: {
+    buffer: Uint8Array<ArrayBuffer>;
+    at: number;
+    result: PromiseWithResolvers<Uint8Array<ArrayBuffer>>;
+  };
 }
 
 /** Many requests over one association to a flowsched server. */
@@ -350,7 +354,7 @@ export class FlowClient implements AsyncDisposable {
   }
 
   /** The whole body in one array, filled as messages arrive (no stream, no concatenation). */
-  #bodyBytes(pending: Pending): Promise<Uint8Array> {
+  #bodyBytes(pending: Pending): Promise<Uint8Array<ArrayBuffer>> {
     if (pending.body) return new Response(pending.body).bytes();
     if (pending.collect) return pending.collect.result.promise;
     if (pending.error) return Promise.reject(pending.error);

@@ -56,7 +56,7 @@ export const PROXY_OPTIONS = {
     default: 256 * 1024 * 1024,
     min: 0,
     help:
-      "cache size limit in body bytes, entries being read included (least recently used ones are evicted; a body that does not fit is passed on, not stored)",
+      "cache size limit in body bytes, entries being read included (least recently used ones are evicted; a body that does not fit is passed on, not stored); 0 turns the cache and prefetching off",
   },
   noPrefetch: {
     kind: "boolean",

@@ -37,6 +37,12 @@ import type { DataPath } from "../transport/types.ts";
 
 /** Longest request target (path and query) passed on; longer ones get 414. */
 const MAX_TARGET = 8192;
+/**
+ * Passed-through bodies up to this size are read whole and answered from one
+ * array: for small bodies the streams between the association and the client
+ * cost more than the bytes.
+ */
+const SMALL_PASS_THROUGH = 64 * 1024;
 
 /** Proxy options; every field has a default. */
 export interface ProxyOptions {
@@ -52,7 +58,11 @@ export interface ProxyOptions {
   dataPath?: DataPath;
   /** Cache directory, shareable between proxies. @default "/dev/shm/flowsched-cache" */
   cache?: string;
-  /** Cache size limit in body bytes. @default 268435456 */
+  /**
+   * Cache size limit in body bytes; 0 turns the cache off (every request is
+   * passed through without touching the disk, and nothing is prefetched).
+   * @default 268435456
+   */
   cacheSize?: number;
   /** Prefetch the embedded resources of HTML pages. @default true */
   prefetch?: boolean;
@@ -130,7 +140,8 @@ export async function startProxy(options: ProxyOptions = {}): Promise<FlowProxy>
     probeTimeoutMs: options.probeTimeout,
     log,
   });
-  const prefetcher = options.prefetch === false
+  // Without a cache there is nowhere to prefetch into.
+  const prefetcher = options.prefetch === false || cache.maxBytes === 0
     ? undefined
     : new Prefetcher({ stats, log, cached: (key) => cache.knows(key) });
   const inspector: Inspector | undefined = prefetcher &&
@@ -275,6 +286,7 @@ class RequestHandler {
     }
     const key = url.search ? null : cacheKey(url.pathname);
     if (!key) return await this.#passThrough(url.pathname + url.search, request);
+    if (this.#c.cache.maxBytes === 0) return await this.#passThrough(key, request);
     for (let attempt = 0; attempt < 2; attempt++) {
       const entry = await this.#c.cache.open(key);
       if (entry) {
@@ -403,6 +415,13 @@ class RequestHandler {
       if (head) {
         await response.body.cancel();
         return new Response(null, { status: response.status, headers });
+      }
+      if (Number(response.headers.get("content-length")) <= SMALL_PASS_THROUGH) {
+        // Read whole, under the request's timer: no stream between association and client.
+        const timer = setTimeout(() => controller.abort(), this.#c.timeoutMs);
+        const body = await response.bytes().finally(() => clearTimeout(timer));
+        this.#c.stats.bytesServed += body.byteLength;
+        return new Response(body, { status: response.status, headers });
       }
       const body = guardBody(response.body, {
         idleMs: this.#c.timeoutMs,

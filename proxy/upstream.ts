@@ -141,36 +141,32 @@ export class Upstream {
       throw this.#translate(error, options.signal, client);
     }
     this.#touch();
-    const reader = response.body.getReader();
-    // Set when our consumer cancels, possibly while a read is pending: what
-    // that read brings is dropped, since our stream takes nothing any more.
-    let cancelled = false;
-    const body = new ReadableStream<Uint8Array>({
-      pull: async (controller) => {
-        let chunk: ReadableStreamReadResult<Uint8Array>;
+    const translate = (error: unknown) => this.#translate(error, options.signal, client);
+    const touch = () => this.#touch();
+    // The body is read one of two ways, whichever the caller uses first: a stream made on
+    // first use, or bytes() (one array, no stream; for small bodies).
+    let stream: ReadableStream<Uint8Array> | undefined;
+    return {
+      id: response.id,
+      status: response.status,
+      headers: response.headers,
+      stream: response.stream,
+      get body() {
+        stream ??= watchedBody(response.body, { touch, finish, translate });
+        return stream;
+      },
+      bytes: async () => {
+        if (stream) return await new Response(stream).bytes();
         try {
-          chunk = await reader.read();
+          return await response.bytes();
         } catch (error) {
+          throw translate(error);
+        } finally {
+          touch();
           finish();
-          controller.error(this.#translate(error, options.signal, client));
-          return;
-        }
-        if (cancelled) return;
-        if (chunk.done) {
-          finish();
-          controller.close();
-        } else {
-          this.#touch();
-          controller.enqueue(chunk.value);
         }
       },
-      cancel: (reason) => {
-        cancelled = true;
-        finish();
-        return reader.cancel(reason);
-      },
-    });
-    return { ...response, body, bytes: () => new Response(body).bytes() };
+    };
   }
 
   /** Closes the association and stops reconnecting. */
@@ -384,4 +380,43 @@ export class Upstream {
 
 function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * `body` as the proxy reads it: the watchdog sees each chunk as progress, and
+ * the in-flight count drops when the body ends, fails or is cancelled.
+ */
+function watchedBody(
+  body: ReadableStream<Uint8Array>,
+  hooks: { touch(): void; finish(): void; translate(error: unknown): Error },
+): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  // Set when our consumer cancels, possibly while a read is pending: what
+  // that read brings is dropped, since our stream takes nothing any more.
+  let cancelled = false;
+  return new ReadableStream<Uint8Array>({
+    pull: async (controller) => {
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await reader.read();
+      } catch (error) {
+        hooks.finish();
+        controller.error(hooks.translate(error));
+        return;
+      }
+      if (cancelled) return;
+      if (chunk.done) {
+        hooks.finish();
+        controller.close();
+      } else {
+        hooks.touch();
+        controller.enqueue(chunk.value);
+      }
+    },
+    cancel: (reason) => {
+      cancelled = true;
+      hooks.finish();
+      return reader.cancel(reason);
+    },
+  });
 }

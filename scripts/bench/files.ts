@@ -8,15 +8,19 @@
  * log-uniformly in 64 B..1 MiB instead), and `--requests` seeded random paths
  * (uniform popularity). `--concurrency` requests are kept outstanding: over
  * one association (FlowClient, `--streams` streams) for the SCTP transports
- * and tcpmux, under each policy; over the fetch keep-alive pool (so up to
- * `--concurrency` TCP connections) for the TCP baseline. Every response's
- * status (200) and body length are checked; failures are counted. A short
- * untimed warm-up precedes each timed phase. Client and server share one
- * process; one configuration runs at a time.
+ * and tcpmux, under each policy; over `--concurrency` keep-alive connections
+ * to the same server over `--transport tcp` for the TCP baseline (`tcp`, the
+ * benchmark's HTTP/1.1 client of `bench thesis`). So every row is one server
+ * path, and MB/s is body bytes received over the timed phase's wall time,
+ * as in `bench thesis`. `deno-serve` (Deno.serve and fetch) is a second,
+ * foreign baseline. Every response's status (200) and body length are
+ * checked; failures are counted. A short untimed warm-up precedes each timed
+ * phase. Client and server share one process; one configuration runs at a
+ * time.
  *
- * On the host: usrsctp and tcpmux (scf, rr) vs the TCP baseline. In the lab
+ * On the host: usrsctp and tcpmux (scf, rr) vs the TCP baselines. In the lab
  * (one boot; the script re-runs itself with --inside-lab; loopback at MTU
- * 1500): kernel SCTP (scf, rr) vs the TCP baseline.
+ * 1500): kernel SCTP (scf, rr) vs the TCP baselines.
  *
  * @module
  */
@@ -31,6 +35,7 @@ import {
 import type { PolicyName, TransportName } from "../../mod.ts";
 import { ConfigError, helpText, parseOptions } from "../../cli/options.ts";
 import { runInLab } from "../lab/lab.ts";
+import { HttpConnection, openPipe } from "./thesis/http_client.ts";
 import {
   denoArgv,
   labOutFile,
@@ -79,7 +84,7 @@ const OPTIONS = {
   only: {
     kind: "string",
     default: "",
-    help: "comma-separated servers to run (tcp, usrsctp, tcpmux, kernel); default all",
+    help: "comma-separated servers to run (tcp, deno-serve, usrsctp, tcpmux, kernel); default all",
   },
   labTimeout: { kind: "integer", default: 1800, min: 60, help: "seconds before the lab is killed" },
   insideLab: { kind: "boolean", default: false, help: "(internal) run the lab part here" },
@@ -89,9 +94,10 @@ const OPTIONS = {
 const USAGE = `Usage: deno task bench files [options]
 
 File serving: a seeded tree of random-size files, seeded random requests, C outstanding at
-once. Host: usrsctp and tcpmux over one association (policies scf and rr) vs the TCP
-HTTP/1.1 baseline (Deno.serve, keep-alive, fetch). Lab (User-Mode Linux, one CPU): kernel
-SCTP (scf, rr) vs the TCP baseline. Prints files/s, MB/s (10^6 bytes), mean response time
+once. Host: usrsctp and tcpmux over one association (policies scf and rr) vs the same
+server over HTTP/1.1 on TCP (keep-alive, C connections), and Deno.serve with fetch as a
+second baseline. Lab (User-Mode Linux, one CPU): kernel SCTP (scf, rr) vs the same
+baselines. Prints files/s, MB/s (10^6 bytes), mean response time
 and ratios measured in the same run; writes results/bench/files-<timestamp>.json.`;
 
 const MIB = 1024 * 1024;
@@ -276,11 +282,49 @@ function phase(
   };
 }
 
+/**
+ * The TCP rows: flowsched's own server over `--transport tcp` (same file
+ * layer and scheduler as the association rows) through the benchmark's
+ * HTTP/1.1 client on `concurrency` keep-alive connections; and, as a second
+ * baseline, Deno.serve with fetch.
+ */
 async function benchTcp(where: "host" | "lab", values: Values, tree: Tree, requests: number) {
   progress(
     "files",
-    `tcp baseline (keep-alive, fetch): ${requests} requests, C=${values.concurrency}`,
+    `tcp (flowsched HTTP/1.1, keep-alive): ${requests} requests, C=${values.concurrency}`,
   );
+  const server = await startServer({
+    transport: "tcp",
+    host: "127.0.0.1",
+    port: 0,
+    root: tree.root,
+    policy: "scf",
+    logLevel: "warn",
+    maxAssociations: values.concurrency + 1,
+  });
+  const idle: HttpConnection[] = [];
+  try {
+    const fetchOne = async (path: string): Promise<[number, number]> => {
+      const http = idle.pop() ??
+        new HttpConnection(await openPipe("tcp", "127.0.0.1", server.port), "127.0.0.1");
+      try {
+        const answer = await http.get(path, { keepBody: false, close: false });
+        return [answer.status, answer.length];
+      } finally {
+        if (http.usable) idle.push(http);
+        else http.close();
+      }
+    };
+    const r = await warmAndRun(values, tree, requests, fetchOne);
+    return phase(where, "tcp", "scf", requests, r);
+  } finally {
+    for (const http of idle) http.close();
+    await server.close();
+  }
+}
+
+async function benchDenoServe(where: "host" | "lab", values: Values, tree: Tree, requests: number) {
+  progress("files", `deno-serve (Deno.serve, keep-alive, fetch): ${requests} requests`);
   await using server = await startTcpBaseline({ root: tree.root, port: 0, keepAlive: true });
   const client = Deno.createHttpClient({});
   try {
@@ -290,7 +334,7 @@ async function benchTcp(where: "host" | "lab", values: Values, tree: Tree, reque
       return [response.status, body.byteLength];
     };
     const r = await warmAndRun(values, tree, requests, fetchOne);
-    return phase(where, "tcp", "-", requests, r);
+    return phase(where, "deno-serve", "-", requests, r);
   } finally {
     client.close();
   }
@@ -383,6 +427,7 @@ async function runPlace(where: "host" | "lab", values: Values): Promise<Phase[]>
   const phases: Phase[] = [];
   try {
     if (wanted("tcp")) phases.push(await benchTcp(where, values, tree, requests));
+    if (wanted("deno-serve")) phases.push(await benchDenoServe(where, values, tree, requests));
     for (const transport of transports) {
       for (const policy of policies) {
         phases.push(await benchFlow(where, transport, policy, values, tree, requests));

@@ -102,6 +102,26 @@ Deno.test("with prefetch off nothing is fetched ahead of the client", { ignore }
   });
 });
 
+Deno.test(
+  "with cache size 0 every page and resource is passed through and nothing touches the disk",
+  { ignore },
+  async () => {
+    const { root, pages, files } = await site();
+    const page = pages[3];
+    await withProxy(root, { cacheSize: 0 }, async (proxy, base) => {
+      const fetched = await curlMany(base, [page.path, ...page.resources, page.path]);
+      for (const { path, status, sha256: hash } of fetched) {
+        assert.equal(status, 200, path);
+        assert.equal(hash, files.find((f) => f.path === path)!.sha256, path);
+      }
+      assert.deepEqual(await listFiles(proxy.cache.dir), [], "no entry, no .tmp");
+      const stats = proxy.stats();
+      assert.equal(stats.bypassed, page.resources.length + 2);
+      assert.equal(stats.hits + stats.misses + stats.prefetched, 0);
+    });
+  },
+);
+
 Deno.test("concurrent misses for one path cause one upstream request", { ignore }, async () => {
   const root = await Deno.makeTempDir({ prefix: "flowsched-coalesce-" });
   const file = await bigFile(root, "big.bin", 8 * 1024 * 1024);
