@@ -7,10 +7,13 @@
  *
  * - `C/ab/ab12….tmp` — the body while it downloads. Created with O_EXCL:
  *   whoever creates it owns the download; everyone else waits. The owner
- *   holds an exclusive `flock` on it, which the kernel drops if the owner
+ *   holds an exclusive `flock` on it until the file is renamed or removed
+ *   (only then is it closed), and the kernel drops that lock if the owner
  *   dies: a `.tmp` whose lock can be taken is removed at once (by the next
  *   claim, by waiters polling, when the cache opens), so a restarted or
  *   surviving proxy never waits on, or keeps, a dead process's download.
+ *   Whoever removes it holds its lock meanwhile, and removes the name only
+ *   if it still names the file it locked.
  * - `C/ab/ab12….meta` — `{status, headers, size, url, storedAt}`, written
  *   before the body is renamed into place. `url` is the key; opening an entry
  *   checks it, and the size, against what was asked for and what is there.
@@ -332,6 +335,12 @@ export class DiskCache implements CacheView {
         const file = await Deno.open(tmp, { write: true, createNew: true });
         // The lock says "its owner lives": the kernel drops it when the owner dies.
         await file.lock(true);
+        if (!(await pathNames(tmp, file))) {
+          // Taken for a dead claim while this one stalled between create and
+          // lock for longer than the grace time: its name is gone, start again.
+          file.close();
+          continue;
+        }
         this.#pin(id);
         return file;
       } catch (error) {
@@ -347,13 +356,10 @@ export class DiskCache implements CacheView {
           });
           return "uncacheable";
         }
-        if ((await ownerIsDead(tmp)) !== true) return "busy";
-        this.#log.warn("removing the download of a dead process", { key });
-        try {
-          await Deno.remove(tmp);
-        } catch {
-          // Gone meanwhile: try again.
-        }
+        const dead = await removeIfDead(tmp);
+        if (dead === true) this.#log.warn("removed the download of a dead process", { key });
+        // Gone meanwhile ("gone"): try again.
+        else if (dead !== "gone") return "busy";
       }
     }
     return "busy";
@@ -382,24 +388,26 @@ export class DiskCache implements CacheView {
   }
 
   /**
-   * Completes a download: closes `file`, writes the metadata, renames the
-   * body into place. The entry stays pinned until the current tasks ran, so
+   * Completes a download: writes the metadata, renames the body into place,
+   * closes `file`. The file stays open, and so locked, until it is renamed
+   * (or removed): an unlocked `.tmp` is a dead process's, and anyone may
+   * remove it. The entry stays pinned until the current tasks ran, so
    * waiters that resolve now can open it before anything evicts it.
    */
   async commit(key: string, file: Deno.FsFile, meta: EntryMeta): Promise<void> {
     const id = entryId(key);
     const files = filesOf(id, this.dir);
     try {
-      file.close();
       await Deno.writeTextFile(files.meta, JSON.stringify(meta));
       await Deno.rename(files.tmp, files.body);
       this.#unreserve(id);
       this.#remember(id, meta.size);
     } catch (error) {
       this.#unreserve(id);
-      await Deno.remove(files.tmp).catch(() => {});
+      await removeOwn(files.tmp, file);
       throw error;
     } finally {
+      closeQuietly(file);
       setTimeout(() => this.#unpin(id), 0);
     }
   }
@@ -407,10 +415,9 @@ export class DiskCache implements CacheView {
   /** Abandons a download: its partial body is removed, never served. */
   async abandon(key: string, file: Deno.FsFile): Promise<void> {
     const id = entryId(key);
-    try {
-      file.close();
-    } catch { /* already closed */ }
-    await Deno.remove(filesOf(id, this.dir).tmp).catch(() => {});
+    // Removed before it is closed: unlocked, it would be anyone's to remove.
+    await removeOwn(filesOf(id, this.dir).tmp, file);
+    closeQuietly(file);
     this.#unreserve(id);
     this.#unpin(id);
   }
@@ -534,9 +541,7 @@ export class DiskCache implements CacheView {
           if (suffix === BODY) {
             this.#remember(id, (await Deno.stat(files.body)).size);
           } else if (suffix === TMP) {
-            const dead = await ownerIsDead(files.tmp);
-            if (dead === true) await Deno.remove(files.tmp);
-            else if (dead === "unsure") unsure.push(files.tmp);
+            if ((await removeIfDead(files.tmp)) === "unsure") unsure.push(files.tmp);
           } else if (!names.has(id + BODY) && !names.has(id + TMP)) {
             // Metadata alone: an eviction or a crash stopped half way. A
             // download may have renamed its body meanwhile: look once more.
@@ -551,9 +556,7 @@ export class DiskCache implements CacheView {
       // Empty, unlocked and brand new: claimed just now, or by a process that
       // died just after claiming. Past the grace time it is one or the other.
       await new Promise((resolve) => setTimeout(resolve, CLAIM_GRACE_MS));
-      for (const tmp of unsure) {
-        if ((await ownerIsDead(tmp)) === true) await Deno.remove(tmp).catch(() => {});
-      }
+      for (const tmp of unsure) await removeIfDead(tmp);
     }
     if (foreign > 0) {
       this.#log.warn(
@@ -589,7 +592,7 @@ export class DiskCache implements CacheView {
     const files = filesOf(id, this.dir);
     if (await exists(files.body)) return this.#settle(id, "done");
     // A download whose process died (another proxy sharing the directory) ends now.
-    if ((await ownerIsDead(files.tmp)) === true) await Deno.remove(files.tmp).catch(() => {});
+    await removeIfDead(files.tmp);
     if (!(await exists(files.tmp))) {
       // Renamed in between? Look once more before calling it a failure.
       this.#settle(id, (await exists(files.body)) ? "done" : "failed");
@@ -642,27 +645,67 @@ function pinnedBody(file: Deno.FsFile, release: () => void): ReadableStream<Uint
   });
 }
 
+/** Closes `file`, which may be closed already. */
+function closeQuietly(file: Deno.FsFile): void {
+  try {
+    file.close();
+  } catch { /* already closed */ }
+}
+
+/** Whether `path` names the file open as `file` (false if it names nothing). */
+async function pathNames(path: string, file: Deno.FsFile): Promise<boolean> {
+  try {
+    const [named, open] = await Promise.all([Deno.stat(path), file.stat()]);
+    return named.ino !== null && named.dev === open.dev && named.ino === open.ino;
+  } catch {
+    return false;
+  }
+}
+
 /**
- * Whether the `.tmp` at `path` was left by a process that died. Its owner
- * holds an exclusive `flock` on it from just after creating it until it is
- * renamed or removed, and the kernel releases that lock when the owner dies.
- * So a lock we can take means a dead owner, except in the moment between
- * create and lock: the owner writes nothing before it locks, so a non-empty
- * file, or an empty one older than `CLAIM_GRACE_MS`, is dead; a younger empty
- * one is `"unsure"`. False if it is gone.
+ * Removes the `.tmp` at `path` if it is the download open (and locked) as
+ * `file`; whatever else it names now is somebody else's.
  */
-async function ownerIsDead(path: string): Promise<boolean | "unsure"> {
+async function removeOwn(path: string, file: Deno.FsFile): Promise<void> {
+  if (await pathNames(path, file)) await Deno.remove(path).catch(() => {});
+}
+
+/**
+ * Removes the `.tmp` at `path` if it was left by a process that died, and
+ * says whether it did: `"gone"` if the name no longer names the file it
+ * named when looked at (so look again), `"unsure"` if it may be a claim
+ * about to lock it. Its owner holds an exclusive `flock` on it from
+ * just after creating it until it is renamed or removed, and the kernel
+ * releases that lock when the owner dies. So a lock we can take means a dead
+ * owner, except in the moment between create and lock: the owner writes
+ * nothing before it locks, so a non-empty file, or an empty one older than
+ * `CLAIM_GRACE_MS`, is dead; a younger empty one is `"unsure"`.
+ *
+ * The verdict is about the file opened here, and the name may since have
+ * moved on: renamed to a `.body` (its owner then closes it, so the lock can
+ * be taken) and made again by a new claim. So the name is removed while the
+ * lock is held, and only if it still names the locked file: nobody can
+ * rename or remove a `.tmp` whose lock somebody else holds.
+ */
+async function removeIfDead(path: string): Promise<boolean | "unsure" | "gone"> {
   let file: Deno.FsFile;
   try {
     file = await Deno.open(path, { read: true });
   } catch {
-    return false;
+    return "gone";
   }
   try {
     if (!(await file.tryLock(true))) return false;
     const info = await file.stat();
-    if (info.size > 0) return true;
-    return Date.now() - (info.mtime?.getTime() ?? 0) > CLAIM_GRACE_MS || "unsure";
+    if (info.size === 0 && Date.now() - (info.mtime?.getTime() ?? 0) <= CLAIM_GRACE_MS) {
+      return "unsure";
+    }
+    // Renamed to a .body, or removed, since it was opened (and perhaps made again).
+    if (!(await pathNames(path, file))) return "gone";
+    await Deno.remove(path);
+    return true;
+  } catch {
+    return false;
   } finally {
     file.close();
   }

@@ -132,6 +132,121 @@ Deno.test("a .tmp is someone's download while its lock is held, and taken over a
   });
 });
 
+/** Another proxy sharing the cache directory. */
+function openOther(dir: string): Promise<DiskCache> {
+  return DiskCache.open({ dir, maxBytes: 1 << 20, log, pollMs: 1e9 });
+}
+
+function meta3(key: string) {
+  return { status: 200, headers: [], size: 3, url: key, storedAt: new Date().toISOString() };
+}
+
+Deno.test("a download's .tmp stays locked until it is renamed: nobody takes it in between", {
+  ignore,
+}, async () => {
+  await withCache(async (cache) => {
+    const other = await openOther(cache.dir);
+    const rename = Deno.rename;
+    let seen: Deno.FsFile | string | undefined;
+    try {
+      const file = await cache.claim("/r.bin");
+      assert.ok(file instanceof Deno.FsFile);
+      await file.write(new Uint8Array([1, 2, 3]));
+      assert.ok(cache.reserve("/r.bin", 3));
+      // Just before the body is renamed into place, another proxy (or a waiter
+      // of this one) looks at the .tmp: it must still be a live download.
+      Deno.rename = async (from, to) => {
+        Deno.rename = rename;
+        seen = await other.claim("/r.bin");
+        return await rename(from, to);
+      };
+      await cache.commit("/r.bin", file, meta3("/r.bin"));
+      assert.equal(seen, "busy", "a .tmp being committed is not a dead process's");
+      assert.deepEqual((await other.open("/r.bin"))?.body, new Uint8Array([1, 2, 3]));
+    } finally {
+      Deno.rename = rename;
+      if (seen instanceof Deno.FsFile) seen.close();
+      await other.close();
+    }
+  });
+});
+
+Deno.test("a dead-owner verdict about a .tmp renamed since spares the .tmp made after it", {
+  ignore,
+}, async () => {
+  await withCache(async (cache) => {
+    const other = await openOther(cache.dir);
+    const { tmp, body, meta } = cache.files("/s.bin");
+    const open = Deno.open;
+    let second: Deno.FsFile | string | undefined;
+    let seen: Deno.FsFile | string | undefined;
+    try {
+      const first = await cache.claim("/s.bin");
+      assert.ok(first instanceof Deno.FsFile);
+      await first.write(new Uint8Array([1, 2, 3]));
+      assert.ok(cache.reserve("/s.bin", 3));
+      // The other proxy opens the .tmp to see whether its owner lives. Before
+      // it tries the lock, the owner renames it and lets go of it, the entry
+      // is evicted, and a new download of it creates a new .tmp.
+      Deno.open = async (path, options) => {
+        const opened = await open(path, options);
+        if (path === tmp && !options?.write) {
+          Deno.open = open;
+          await cache.commit("/s.bin", first, meta3("/s.bin"));
+          await Deno.remove(body);
+          await Deno.remove(meta);
+          second = await cache.claim("/s.bin");
+        }
+        return opened;
+      };
+      seen = await other.claim("/s.bin");
+      assert.ok(second instanceof Deno.FsFile);
+      assert.equal(seen, "busy", "the new .tmp is a live download");
+      assert.ok(await exists(tmp), "and it is still there");
+      await second.write(new Uint8Array([4, 5, 6]));
+      await cache.commit("/s.bin", second, meta3("/s.bin"));
+      assert.deepEqual((await other.open("/s.bin"))?.body, new Uint8Array([4, 5, 6]));
+    } finally {
+      Deno.open = open;
+      if (seen instanceof Deno.FsFile) seen.close();
+      await other.close();
+    }
+  });
+});
+
+Deno.test("a claim that stalls too long before locking gives way to the .tmp made since", {
+  ignore,
+}, async () => {
+  await withCache(async (cache) => {
+    const other = await openOther(cache.dir);
+    const { tmp } = cache.files("/g.bin");
+    const lock = Deno.FsFile.prototype.lock;
+    let seen: Deno.FsFile | string | undefined;
+    let mine: Deno.FsFile | string | undefined;
+    try {
+      // This claim created the .tmp and stalls before locking it, so long that
+      // the other proxy takes it for a dead claim and starts its own download.
+      Deno.FsFile.prototype.lock = async function (this: Deno.FsFile, exclusive?: boolean) {
+        Deno.FsFile.prototype.lock = lock;
+        const old = new Date(Date.now() - 5000);
+        await Deno.utime(tmp, old, old);
+        seen = await other.claim("/g.bin");
+        return await lock.call(this, exclusive);
+      };
+      mine = await cache.claim("/g.bin");
+      assert.ok(seen instanceof Deno.FsFile, "the stalled claim's .tmp was taken over");
+      assert.equal(mine, "busy", "the stalled claim owns nothing: the .tmp is the other's");
+      await seen.write(new Uint8Array([7, 8, 9]));
+      await other.commit("/g.bin", seen, meta3("/g.bin"));
+      assert.deepEqual((await cache.open("/g.bin"))?.body, new Uint8Array([7, 8, 9]));
+    } finally {
+      Deno.FsFile.prototype.lock = lock;
+      if (mine instanceof Deno.FsFile) mine.close();
+      await other.close();
+    }
+  });
+});
+
 Deno.test("an empty unlocked .tmp may be a claim about to lock it, until it is a second old", {
   ignore,
 }, async () => {
