@@ -600,7 +600,8 @@ async function inLab(values: Options) {
         seconds: values.seconds,
         files,
         hashEvery: 10,
-        serverPids: processes.map((p) => p.pid),
+        serverPids: [processes[0].pid],
+        proxyPids: processes.slice(1).map((p) => p.pid),
       };
       await Deno.writeTextFile(jobFile, JSON.stringify(job));
       const load = spawn(
@@ -635,6 +636,7 @@ async function inLab(values: Options) {
         bytes,
         labCpu: outcome.labCpu,
         serverCpuMs: outcome.serverCpuMs,
+        ...(spec.proxy ? { proxyCpuMs: outcome.proxyCpuMs } : {}),
         connections: outcome.connections,
         fetches: outcome.fetches,
       });

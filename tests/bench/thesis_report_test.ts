@@ -105,7 +105,7 @@ Deno.test("thesisReport() writes one CSV line per run, with MB/s as bytes over s
     }
     const lines = (await Deno.readTextFile(join(dir, "5.2.csv"))).trimEnd().split("\n");
     const header = lines[0].split(",");
-    assert.equal(header.length, 20);
+    assert.equal(header.length, 22);
     const mbps = header.indexOf("MB/s");
     // The variant holds a comma, so it is quoted; drop it before splitting.
     const cells = lines.slice(1).map((l) => l.replace(/"[^"]*"/, "variant").split(","));
@@ -122,7 +122,7 @@ Deno.test("thesisReport() judges each claim from the ratios of medians", {
     assert.deepEqual(await verdicts(dir), [
       "5.2 single stream: SCTP / TCP throughput (flowsched): agrees",
       "5.3 uniform popularity: SCF / RR throughput: agrees",
-      "5.3 Zipf popularity: SCF / RR mean response time: agrees",
+      "5.3 Zipf popularity, heavy-tailed sizes: SCF / RR mean response time: agrees",
       "5.4 tcpmux / kernel SCTP throughput: agrees",
       "5.4 over tcpmux: SCF / RR throughput: agrees",
       "5.5 page loads: SCTP / TCP persistent throughput: agrees",
@@ -137,7 +137,11 @@ Deno.test("thesisReport() judges each claim from the ratios of medians", {
     await thesisReport(results(runs), { dir, docs: null, notes: null });
     const got = await verdicts(dir);
     assert.ok(got.includes("5.2 single stream: SCTP / TCP throughput (flowsched): disagrees"));
-    assert.ok(got.includes("5.3 Zipf popularity: SCF / RR mean response time: disagrees"));
+    assert.ok(
+      got.includes(
+        "5.3 Zipf popularity, heavy-tailed sizes: SCF / RR mean response time: disagrees",
+      ),
+    );
     assert.ok(got.includes(
       "004 a connection per request costs more CPU than a long-lived one: not measured",
     ));

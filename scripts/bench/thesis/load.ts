@@ -51,6 +51,8 @@ export interface LoadJob {
   hashEvery: number;
   /** Processes whose CPU time counts as the server's. */
   serverPids: number[];
+  /** The proxy's process, if the client goes through one. */
+  proxyPids: number[];
 }
 
 /** What the load process writes back. */
@@ -60,6 +62,7 @@ export interface LoadOutcome {
   connections: number;
   labCpu: number;
   serverCpuMs: number;
+  proxyCpuMs: number;
 }
 
 /** Fetches one path and checks it: body length, and the body itself if `keep`. */
@@ -76,18 +79,19 @@ export async function runLoad(job: LoadJob): Promise<LoadOutcome> {
     // Warm-up: the server maps its files, the JITs warm. Not for pages: the first load of a
     // page is the one measured (the proxy's cache starts cold).
     if (job.mode !== "pages") await runPhase(job, client.get, cursor, performance.now() + 300);
-    const cpuAtStart = await cpuSnapshot(job.serverPids);
+    const cpuAtStart = await cpuSnapshot(job);
     client.opened = 0;
     const t0 = performance.now();
     const fetches = await runPhase(job, client.get, cursor, t0 + job.seconds * 1000, t0);
     const seconds = (performance.now() - t0) / 1000;
-    const cpuAtEnd = await cpuSnapshot(job.serverPids);
+    const cpuAtEnd = await cpuSnapshot(job);
     return {
       seconds,
       fetches,
       connections: client.opened,
       labCpu: (cpuAtEnd.busy - cpuAtStart.busy) / Math.max(1, cpuAtEnd.total - cpuAtStart.total),
       serverCpuMs: cpuAtEnd.server - cpuAtStart.server,
+      proxyCpuMs: cpuAtEnd.proxy - cpuAtStart.proxy,
     };
   } finally {
     await client.close();
@@ -265,24 +269,30 @@ async function retry<T>(attempt: () => Promise<T>): Promise<T> {
   }
 }
 
-/** CPU time so far: the machine's busy and total ms, and the server processes' ms. */
+/** CPU time so far: the machine's busy and total ms, the server processes' and the proxy's ms. */
 async function cpuSnapshot(
-  serverPids: number[],
-): Promise<{ busy: number; total: number; server: number }> {
+  job: LoadJob,
+): Promise<{ busy: number; total: number; server: number; proxy: number }> {
   let busy = 0;
   let total = 0;
   for (const { times } of cpus()) {
     busy += times.user + times.nice + times.sys + times.irq;
     total += times.user + times.nice + times.sys + times.irq + times.idle;
   }
-  return { busy, total, server: await processTreeCpuMs(serverPids) };
+  const perProcess = await processCpuMs();
+  return {
+    busy,
+    total,
+    server: treeCpuMs(perProcess, job.serverPids),
+    proxy: treeCpuMs(perProcess, job.proxyPids),
+  };
 }
 
 /** Clock ticks per second of /proc's CPU times (USER_HZ; 100 on Linux). */
 const USER_HZ = 100;
 
-/** User + system CPU ms of `pids` and all their descendants (nginx's workers). */
-async function processTreeCpuMs(pids: number[]): Promise<number> {
+/** User + system CPU ms and parent of every process. */
+async function processCpuMs(): Promise<Map<number, { parent: number; ms: number }>> {
   // Deno lets only --allow-all read /proc, so cat reads every process's stat at once.
   const { stdout } = await new Deno.Command("sh", {
     args: ["-c", "cat /proc/[0-9]*/stat 2>/dev/null"],
@@ -298,6 +308,11 @@ async function processTreeCpuMs(pids: number[]): Promise<number> {
       ms: (Number(fields[11]) + Number(fields[12])) * 1000 / USER_HZ,
     });
   }
+  return stats;
+}
+
+/** User + system CPU ms of `pids` and all their descendants (nginx's workers). */
+function treeCpuMs(stats: Map<number, { parent: number; ms: number }>, pids: number[]): number {
   const inTree = (pid: number): boolean => {
     for (let at = pid, hops = 0; at > 1 && hops < 64; hops++) {
       if (pids.includes(at)) return true;

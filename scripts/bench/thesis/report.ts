@@ -60,6 +60,8 @@ export interface RunMetrics {
   p95Ms: number;
   /** Server CPU time per request, in ms. */
   serverCpuMsPerRequest: number;
+  /** The proxy's CPU time per request, in ms (NaN without a proxy). */
+  proxyCpuMsPerRequest: number;
   /** CPU time of the whole lab (server, client, kernel) per request, in ms. */
   labCpuMsPerRequest: number;
   /** Connections (or associations) the client opened per second. */
@@ -187,7 +189,7 @@ const SPECS: Record<Experiment, ExperimentSpec> = {
       {
         kind: "overTime",
         file: "5.2-throughput-over-time.svg",
-        title: "5.2 single stream: throughput over time (first repeat, 1 s bins)",
+        title: "5.2 single stream: throughput over time (median repeat, 1 s bins)",
       },
     ],
   },
@@ -225,7 +227,7 @@ const SPECS: Record<Experiment, ExperimentSpec> = {
       {
         kind: "overTime",
         file: "5.3-throughput-over-time.svg",
-        title: "5.3 SCF vs RR over kernel SCTP: throughput over time (first repeat, 1 s bins)",
+        title: "5.3 SCF vs RR over kernel SCTP: throughput over time (median repeat, 1 s bins)",
       },
       {
         kind: "bars",
@@ -281,7 +283,7 @@ const SPECS: Record<Experiment, ExperimentSpec> = {
       {
         kind: "overTime",
         file: "5.4-throughput-over-time.svg",
-        title: "5.4 throughput over time (first repeat, 1 s bins)",
+        title: "5.4 throughput over time (median repeat, 1 s bins)",
       },
     ],
   },
@@ -438,6 +440,8 @@ const CSV_HEADER = [
   "labCpu",
   "serverCpuMs",
   "serverCpuMs per request",
+  "proxyCpuMs",
+  "proxyCpuMs per request",
   "connections",
 ];
 
@@ -455,6 +459,7 @@ function metricsOf(run: ThesisRun): RunMetrics {
     p50Ms: some ? quantile(ms, 0.5) : NaN,
     p95Ms: some ? quantile(ms, 0.95) : NaN,
     serverCpuMsPerRequest: per(run.serverCpuMs, run.requests),
+    proxyCpuMsPerRequest: per(run.proxyCpuMs ?? NaN, run.requests),
     labCpuMsPerRequest: per(run.labCpu * run.seconds * 1000, run.requests),
     connectionsPerSecond: per(run.connections, run.seconds),
   };
@@ -497,6 +502,7 @@ function summarizeRow(runs: ThesisRun[]): RowSummary {
     p50Ms: over("p50Ms"),
     p95Ms: over("p95Ms"),
     serverCpuMsPerRequest: over("serverCpuMsPerRequest"),
+    proxyCpuMsPerRequest: over("proxyCpuMsPerRequest"),
     labCpuMsPerRequest: over("labCpuMsPerRequest"),
     connectionsPerSecond: over("connectionsPerSecond"),
   };
@@ -565,6 +571,8 @@ function csvLine(run: ThesisRun): string {
     run.labCpu,
     run.serverCpuMs,
     num(m.serverCpuMsPerRequest),
+    run.proxyCpuMs ?? "",
+    num(m.proxyCpuMsPerRequest),
     run.connections,
   ].map(csvField).join(",");
 }
@@ -582,13 +590,13 @@ const fmtSpread = (s: Spread) =>
 function rowTable(experiment: Experiment, rows: Map<string, RowSummary>): string {
   const lines = [
     "| row | configuration | runs | MB/s median [min–max] | req/s | mean ms | p50 ms | p95 ms " +
-    "| failed | server CPU ms/req | lab CPU ms/req | conn/s |",
-    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| failed | server CPU ms/req | proxy CPU ms/req | lab CPU ms/req | conn/s |",
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ];
   for (const name of rowOrder(experiment, rows.keys())) {
     const r = rows.get(name);
     if (!r) {
-      lines.push(`| ${name} | not measured |${" |".repeat(10)}`);
+      lines.push(`| ${name} | not measured |${" |".repeat(11)}`);
       continue;
     }
     const via = r.proxy ? " via proxy" : "";
@@ -604,6 +612,7 @@ function rowTable(experiment: Experiment, rows: Map<string, RowSummary>): string
       fmtSpread(r.p95Ms),
       `${r.failed} of ${r.requests}`,
       fmtSpread(r.serverCpuMsPerRequest),
+      fmtSpread(r.proxyCpuMsPerRequest),
       fmtSpread(r.labCpuMsPerRequest),
       fmtSpread(r.connectionsPerSecond),
     ];
@@ -624,17 +633,24 @@ function oursText(claim: ClaimResult): string {
 
 const minMax = (s: Spread) => ({ low: s.min, high: s.max });
 
-/** MB/s in 1-second bins over the phase, the last bin divided by its own width. */
+/**
+ * MB/s in 1-second bins over the phase, each point at its bin's middle. The
+ * tail after the last whole second (requests in flight at the deadline) is
+ * left out: a bin a few ms wide would show a spike.
+ */
 function binned(run: ThesisRun): { second: number; mbps: number }[] {
-  const bins = Array.from({ length: Math.ceil(run.seconds) }, () => 0);
+  const bins = Array.from({ length: Math.max(1, Math.floor(run.seconds)) }, () => 0);
   for (const f of run.fetches) {
-    const i = Math.min(Math.floor(f.t / 1000), bins.length - 1);
-    if (i >= 0) bins[i] += f.bytes;
+    const i = Math.floor(f.t / 1000);
+    if (i >= 0 && i < bins.length) bins[i] += f.bytes;
   }
-  return bins.map((bytes, i) => ({
-    second: i,
-    mbps: round(bytes / 1e6 / Math.min(1, run.seconds - i), 4),
-  }));
+  return bins.map((bytes, i) => ({ second: i + 0.5, mbps: round(bytes / 1e6, 4) }));
+}
+
+/** The repeat whose MB/s is the median of a row's repeats (the lower one of an even count). */
+function medianRun(runs: ThesisRun[]): ThesisRun {
+  const sorted = [...runs].sort((a, b) => a.bytes / a.seconds - b.bytes / b.seconds);
+  return sorted[(sorted.length - 1) >> 1];
 }
 
 /** Renders an experiment's plots that have data; returns the file names written. */
@@ -669,8 +685,8 @@ async function plotExperiment(
       }
     } else if (plot.kind === "overTime") {
       const data: Row[] = order.flatMap((name) => {
-        const first = runs.get(name)?.reduce((a, b) => b.repeat < a.repeat ? b : a);
-        return first ? binned(first).map((b) => ({ ...b, row: name })) : [];
+        const all = runs.get(name);
+        return all?.length ? binned(medianRun(all)).map((b) => ({ ...b, row: name })) : [];
       });
       if (data.length > 0) {
         svg = lineChart({

@@ -52,6 +52,8 @@ export interface ThesisRun {
   labCpu: number;
   /** CPU time of the server process(es) during the phase, in ms (user + system). */
   serverCpuMs: number;
+  /** CPU time of flowsched's proxy during the phase, in ms, when the client went through it. */
+  proxyCpuMs?: number;
   /** Connections (or associations) the client opened during the phase. */
   connections: number;
   /** Per request (5.5: per page load). */
