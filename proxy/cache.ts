@@ -157,6 +157,11 @@ export interface DiskCacheOptions {
   /** Called once per eviction. */
   onEvict?: () => void;
   /**
+   * Open and read entries with synchronous calls (see `#syncReads`).
+   * @default whether `dir` is on a tmpfs
+   */
+  syncReads?: boolean;
+  /**
    * How often waiters also look at the disk, as a backstop to `Deno.watchFs`.
    * @default 250
    */
@@ -199,6 +204,13 @@ export class DiskCache implements CacheView {
   #watching: Promise<void> | undefined;
   #poll: ReturnType<typeof setInterval> | undefined;
   #evictScheduled = false;
+  /**
+   * On a tmpfs, entries are opened and read with synchronous calls: they
+   * only copy memory, and each asynchronous call would cost two thread hops
+   * (on the host a hit then takes 0.1 ms instead of 0.17). Elsewhere a read
+   * may wait for a disk, so it stays off the event loop.
+   */
+  #syncReads = false;
 
   private constructor(dir: string, options: DiskCacheOptions) {
     this.dir = dir;
@@ -212,7 +224,9 @@ export class DiskCache implements CacheView {
     await Deno.mkdir(options.dir, { recursive: true });
     const dir = await Deno.realPath(options.dir);
     const cache = new DiskCache(dir, options);
-    if ((await isTmpfs(dir)) === false) {
+    const tmpfs = await isTmpfs(dir);
+    cache.#syncReads = options.syncReads ?? tmpfs === true;
+    if (tmpfs === false) {
       options.log.warn(
         `cache directory ${dir} is not on a tmpfs: every cached body costs disk writes; use e.g. /dev/shm/flowsched-cache`,
         { cache: dir },
@@ -275,9 +289,10 @@ export class DiskCache implements CacheView {
       }
     };
     const files = filesOf(id, this.dir);
+    const sync = this.#syncReads;
     let file: Deno.FsFile | undefined;
     try {
-      file = await Deno.open(files.body);
+      file = sync ? Deno.openSync(files.body) : await Deno.open(files.body);
     } catch (error) {
       release();
       this.#forget(id);
@@ -287,8 +302,10 @@ export class DiskCache implements CacheView {
       return null;
     }
     try {
-      const size = (await file.stat()).size;
-      const meta = JSON.parse(await Deno.readTextFile(files.meta)) as EntryMeta;
+      const size = (sync ? file.statSync() : await file.stat()).size;
+      const meta = JSON.parse(
+        sync ? Deno.readTextFileSync(files.meta) : await Deno.readTextFile(files.meta),
+      ) as EntryMeta;
       if (meta.url !== key || meta.size !== size || meta.status !== 200) {
         throw new Error(
           `metadata for ${JSON.stringify(meta.url)}, ${meta.size} bytes; body ${size} bytes`,
@@ -299,7 +316,8 @@ export class DiskCache implements CacheView {
         const bytes = new Uint8Array(size);
         let at = 0;
         while (at < size) {
-          const n = await file.read(bytes.subarray(at));
+          const view = bytes.subarray(at);
+          const n = sync ? file.readSync(view) : await file.read(view);
           if (n === null) throw new Error("entry shrank while read");
           at += n;
         }

@@ -337,3 +337,35 @@ Deno.test(
     });
   },
 );
+
+Deno.test(
+  "read synchronously (as on a tmpfs) a hit serves the same bytes, and a bad entry is still removed",
+  { ignore },
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "flowsched-cache-test-" });
+    const cache = await DiskCache.open({
+      dir,
+      maxBytes: 1 << 20,
+      log,
+      pollMs: 1e9,
+      syncReads: true,
+    });
+    try {
+      await store(cache, "/small.bin", 1000);
+      await store(cache, "/large.bin", 300 * 1024);
+      const small = await cache.open("/small.bin");
+      assert.deepEqual(small?.body, new Uint8Array(1000).fill(7));
+      const large = await cache.open("/large.bin");
+      assert.ok(large?.body instanceof ReadableStream, "a large body streams");
+      assert.deepEqual(await new Response(large.body).bytes(), new Uint8Array(300 * 1024).fill(7));
+      // Metadata that does not match its body: a miss, and the entry is gone.
+      await Deno.writeTextFile(cache.files("/small.bin").meta, JSON.stringify({ url: "/other" }));
+      assert.equal(await cache.open("/small.bin"), null);
+      assert.equal(await exists(cache.files("/small.bin").body), false);
+      assert.equal(await cache.open("/missing.bin"), null);
+    } finally {
+      await cache.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
