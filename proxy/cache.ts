@@ -157,10 +157,10 @@ export interface DiskCacheOptions {
   /** Called once per eviction. */
   onEvict?: () => void;
   /**
-   * Open and read entries with synchronous calls (see `#syncReads`).
+   * Make the file operations of hits and downloads synchronous (see `DiskCache.syncIo`).
    * @default whether `dir` is on a tmpfs
    */
-  syncReads?: boolean;
+  syncIo?: boolean;
   /**
    * How often waiters also look at the disk, as a backstop to `Deno.watchFs`.
    * @default 250
@@ -204,13 +204,7 @@ export class DiskCache implements CacheView {
   #watching: Promise<void> | undefined;
   #poll: ReturnType<typeof setInterval> | undefined;
   #evictScheduled = false;
-  /**
-   * On a tmpfs, entries are opened and read with synchronous calls: they
-   * only copy memory, and each asynchronous call would cost two thread hops
-   * (on the host a hit then takes 0.1 ms instead of 0.17). Elsewhere a read
-   * may wait for a disk, so it stays off the event loop.
-   */
-  #syncReads = false;
+  #syncIo = false;
 
   private constructor(dir: string, options: DiskCacheOptions) {
     this.dir = dir;
@@ -225,7 +219,7 @@ export class DiskCache implements CacheView {
     const dir = await Deno.realPath(options.dir);
     const cache = new DiskCache(dir, options);
     const tmpfs = await isTmpfs(dir);
-    cache.#syncReads = options.syncReads ?? tmpfs === true;
+    cache.#syncIo = options.syncIo ?? tmpfs === true;
     if (tmpfs === false) {
       options.log.warn(
         `cache directory ${dir} is not on a tmpfs: every cached body costs disk writes; use e.g. /dev/shm/flowsched-cache`,
@@ -240,6 +234,17 @@ export class DiskCache implements CacheView {
     cache.#poll = setInterval(() => cache.#pollWaiters(), options.pollMs ?? POLL_MS);
     cache.#evict();
     return cache;
+  }
+
+  /**
+   * Whether hits and downloads use synchronous file calls: on a tmpfs they
+   * only copy memory, and each asynchronous call would cost two thread hops
+   * (on the host a small hit takes 0.1 ms instead of 0.17). Elsewhere a call
+   * may wait for a disk, so it stays off the event loop. Waiting for a lock,
+   * scans and the handling of dead processes' files stay asynchronous.
+   */
+  get syncIo(): boolean {
+    return this.#syncIo;
   }
 
   /** Body bytes of the entries this process knows. */
@@ -267,7 +272,7 @@ export class DiskCache implements CacheView {
     const id = entryId(key);
     if (this.#index.has(id)) return true;
     try {
-      return (await Deno.stat(filesOf(id, this.dir).body)).isFile;
+      return (await stat(filesOf(id, this.dir).body, this.#syncIo)).isFile;
     } catch {
       return false;
     }
@@ -289,7 +294,7 @@ export class DiskCache implements CacheView {
       }
     };
     const files = filesOf(id, this.dir);
-    const sync = this.#syncReads;
+    const sync = this.#syncIo;
     let file: Deno.FsFile | undefined;
     try {
       file = sync ? Deno.openSync(files.body) : await Deno.open(files.body);
@@ -350,10 +355,11 @@ export class DiskCache implements CacheView {
     const { tmp } = filesOf(id, this.dir);
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
-        const file = await Deno.open(tmp, { write: true, createNew: true });
+        const create = { write: true, createNew: true };
+        const file = this.#syncIo ? Deno.openSync(tmp, create) : await Deno.open(tmp, create);
         // The lock says "its owner lives": the kernel drops it when the owner dies.
         await file.lock(true);
-        if (!(await pathNames(tmp, file))) {
+        if (!(await pathNames(tmp, file, this.#syncIo))) {
           // Taken for a dead claim while this one stalled between create and
           // lock for longer than the grace time: its name is gone, start again.
           file.close();
@@ -416,13 +422,18 @@ export class DiskCache implements CacheView {
     const id = entryId(key);
     const files = filesOf(id, this.dir);
     try {
-      await Deno.writeTextFile(files.meta, JSON.stringify(meta));
-      await Deno.rename(files.tmp, files.body);
+      if (this.#syncIo) {
+        Deno.writeTextFileSync(files.meta, JSON.stringify(meta));
+        Deno.renameSync(files.tmp, files.body);
+      } else {
+        await Deno.writeTextFile(files.meta, JSON.stringify(meta));
+        await Deno.rename(files.tmp, files.body);
+      }
       this.#unreserve(id);
       this.#remember(id, meta.size);
     } catch (error) {
       this.#unreserve(id);
-      await removeOwn(files.tmp, file);
+      await removeOwn(files.tmp, file, this.#syncIo);
       throw error;
     } finally {
       closeQuietly(file);
@@ -434,7 +445,7 @@ export class DiskCache implements CacheView {
   async abandon(key: string, file: Deno.FsFile): Promise<void> {
     const id = entryId(key);
     // Removed before it is closed: unlocked, it would be anyone's to remove.
-    await removeOwn(filesOf(id, this.dir).tmp, file);
+    await removeOwn(filesOf(id, this.dir).tmp, file, this.#syncIo);
     closeQuietly(file);
     this.#unreserve(id);
     this.#unpin(id);
@@ -671,9 +682,11 @@ function closeQuietly(file: Deno.FsFile): void {
 }
 
 /** Whether `path` names the file open as `file` (false if it names nothing). */
-async function pathNames(path: string, file: Deno.FsFile): Promise<boolean> {
+async function pathNames(path: string, file: Deno.FsFile, sync = false): Promise<boolean> {
   try {
-    const [named, open] = await Promise.all([Deno.stat(path), file.stat()]);
+    const [named, open] = sync
+      ? [Deno.statSync(path), file.statSync()]
+      : await Promise.all([Deno.stat(path), file.stat()]);
     return named.ino !== null && named.dev === open.dev && named.ino === open.ino;
   } catch {
     return false;
@@ -684,8 +697,17 @@ async function pathNames(path: string, file: Deno.FsFile): Promise<boolean> {
  * Removes the `.tmp` at `path` if it is the download open (and locked) as
  * `file`; whatever else it names now is somebody else's.
  */
-async function removeOwn(path: string, file: Deno.FsFile): Promise<void> {
-  if (await pathNames(path, file)) await Deno.remove(path).catch(() => {});
+async function removeOwn(path: string, file: Deno.FsFile, sync: boolean): Promise<void> {
+  if (!(await pathNames(path, file, sync))) return;
+  try {
+    if (sync) Deno.removeSync(path);
+    else await Deno.remove(path);
+  } catch { /* gone meanwhile */ }
+}
+
+/** `Deno.stat`, or `Deno.statSync` (see `DiskCache.syncIo`). */
+async function stat(path: string, sync: boolean): Promise<Deno.FileInfo> {
+  return sync ? Deno.statSync(path) : await Deno.stat(path);
 }
 
 /**

@@ -209,7 +209,7 @@ export class Fetcher {
       let size = 0;
       for await (const chunk of response.body) {
         feed(sink, chunk);
-        await writeAll(file, chunk);
+        await writeAll(file, chunk, cache.syncIo);
         size += chunk.byteLength;
         stats.bytesFetched += chunk.byteLength;
       }
@@ -253,8 +253,11 @@ function feed(sink: BodySink | undefined, chunk: Uint8Array | null) {
   } catch { /* ignored */ }
 }
 
-async function writeAll(file: Deno.FsFile, data: Uint8Array) {
-  for (let at = 0; at < data.byteLength;) at += await file.write(data.subarray(at));
+/** Writes all of `data`; with `sync`, without the thread pool (a cache on a tmpfs). */
+async function writeAll(file: Deno.FsFile, data: Uint8Array, sync: boolean) {
+  for (let at = 0; at < data.byteLength;) {
+    at += sync ? file.writeSync(data.subarray(at)) : await file.write(data.subarray(at));
+  }
 }
 
 async function readBounded(

@@ -339,7 +339,7 @@ Deno.test(
 );
 
 Deno.test(
-  "read synchronously (as on a tmpfs) a hit serves the same bytes, and a bad entry is still removed",
+  "with synchronous file calls (as on a tmpfs) entries store and serve the same bytes, and a bad one is removed",
   { ignore },
   async () => {
     const dir = await Deno.makeTempDir({ prefix: "flowsched-cache-test-" });
@@ -348,7 +348,7 @@ Deno.test(
       maxBytes: 1 << 20,
       log,
       pollMs: 1e9,
-      syncReads: true,
+      syncIo: true,
     });
     try {
       await store(cache, "/small.bin", 1000);
@@ -363,6 +363,13 @@ Deno.test(
       assert.equal(await cache.open("/small.bin"), null);
       assert.equal(await exists(cache.files("/small.bin").body), false);
       assert.equal(await cache.open("/missing.bin"), null);
+      // An abandoned download leaves nothing behind.
+      const file = await cache.claim("/gone.bin");
+      assert.ok(file instanceof Deno.FsFile);
+      assert.equal(await cache.claim("/gone.bin"), "busy");
+      await cache.abandon("/gone.bin", file);
+      assert.equal(await exists(cache.files("/gone.bin").tmp), false);
+      assert.equal(await cache.has("/gone.bin"), false);
     } finally {
       await cache.close();
       await Deno.remove(dir, { recursive: true });
