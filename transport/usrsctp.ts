@@ -104,6 +104,12 @@ const intOptionBytes = new Uint8Array(intOption.buffer);
  */
 let sendCopy = new Uint8Array(0);
 let sendCopyPointer: Deno.PointerValue = null;
+/**
+ * The message whose bytes `sendCopy` holds, if one did not fit: a
+ * nonblocking send is retried at every wake-up until there is room, and
+ * copying 64 KiB for each try would cost more than the send.
+ */
+let sendCopyOf: object | undefined;
 
 /** Listening sockets of this isolate (the main thread's), which `shutdown` stops differently. */
 const listening = new Set<bigint>();
@@ -329,6 +335,7 @@ function closingOnError<T>(socket: Deno.PointerObject, body: () => T): T {
  * once queued, false when the socket is nonblocking and its send buffer has
  * no room for the message now. `fromAddress`: the bytes are native memory (a
  * mapped file), read through `sendCopy` (see there); JS memory is sent as is.
+ * `message` identifies a message tried again, whose copy is still good.
  */
 function sendOne(
   socket: Deno.PointerObject,
@@ -336,6 +343,7 @@ function sendOne(
   pointer: Deno.PointerValue,
   length: number,
   fromAddress: boolean,
+  message?: object,
 ): boolean {
   if (length === 0) throw new RangeError("usrsctp cannot send an empty message");
   let data = pointer;
@@ -344,7 +352,10 @@ function sendOne(
       sendCopy = new Uint8Array(length);
       sendCopyPointer = Deno.UnsafePointer.of(sendCopy);
     }
-    copyFromAddress(sendCopy, pointer, length);
+    if (message === undefined || sendCopyOf !== message) {
+      sendCopyOf = undefined;
+      copyFromAddress(sendCopy, pointer, length);
+    }
     data = sendCopyPointer;
   }
   sendInfo.set("snd_sid", stream);
@@ -362,8 +373,14 @@ function sendOne(
       USRSCTP.SCTP_SENDV_SNDINFO,
       0,
     );
-    if (n >= 0) return true;
-    if (errno() === Errno.EAGAIN) return false;
+    if (n >= 0) {
+      sendCopyOf = undefined;
+      return true;
+    }
+    if (errno() === Errno.EAGAIN) {
+      if (fromAddress) sendCopyOf = message;
+      return false;
+    }
     const error = lastError("usrsctp_sendv");
     // usrsctp's errno for "this socket has no association (any more)".
     if (error.errno === Errno.ENOENT) {
@@ -469,6 +486,7 @@ class UsrsctpChannel implements Channel {
           Deno.UnsafePointer.create(message.address),
           message.length,
           true,
+          message,
         );
       if (!sent) break;
     }

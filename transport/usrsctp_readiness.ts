@@ -7,11 +7,18 @@
  * this event loop, where it reads `usrsctp_get_events` and resolves the waits
  * the socket now answers.
  *
- * A socket's upcall is set only while someone waits on it, because the
- * calling stack thread waits until the event loop has run the call: an upcall
- * per packet while data flows would stall the stack behind the event loop.
- * Setting it can miss what happened since the owner's last try, so a wait
- * that sets it looks at the socket once (see `ready`).
+ * The stack thread that makes the call waits until the event loop has run
+ * it, and the stack calls after every packet while the socket is readable
+ * *or writable* (almost always): a large message arriving packet by packet,
+ * or acknowledgements of what we sent, would each stall the stack behind the
+ * event loop. So a socket's upcall is set only while someone waits on it, and
+ * is taken off after each call; a call that leaves a wait unanswered starts a
+ * quiet spell of `QUIET_MS` without the upcall, after which the socket is
+ * looked at again. While data flows that costs one call per millisecond
+ * instead of one per packet, and at most that much latency for what arrives
+ * during a quiet spell. Setting the upcall can miss what happened since the
+ * owner's last try, so whoever sets it looks at the socket once (see
+ * `#ready`).
  *
  * **Lifetime of the upcall function.** Unsetting a socket's upcall does not
  * stop a call another thread has already begun, and calling a closed
@@ -30,6 +37,8 @@ import type { Readiness, ReadinessSource } from "./driver.ts";
 
 /** How long the upcall function outlives the last watched socket. */
 const CLOSE_GRACE_MS = 50;
+/** How long a socket goes without its upcall after one that left a wait unanswered. */
+const QUIET_MS = 1;
 
 const READ = USRSCTP.SCTP_EVENT_READ | USRSCTP.SCTP_EVENT_ERROR;
 const WRITE = USRSCTP.SCTP_EVENT_WRITE | USRSCTP.SCTP_EVENT_ERROR;
@@ -39,6 +48,8 @@ interface Watched {
   readonly socket: Deno.PointerObject;
   armed: boolean;
   forgotten: boolean;
+  /** Set while the upcall is off after one that left a wait unanswered (see `#fire`). */
+  quiet?: ReturnType<typeof setTimeout>;
   readable?: PromiseWithResolvers<void>;
   writable?: PromiseWithResolvers<void>;
 }
@@ -75,7 +86,7 @@ class Upcalls {
     const wait = Promise.withResolvers<void>();
     watched[what] = wait;
     if (this.#waits++ === 0) this.#upcall!.ref();
-    if (!watched.armed) {
+    if (!watched.armed && !watched.quiet) {
       this.#arm(watched, true);
       // Whatever happened since the owner's last try raised no upcall: look
       // once. Reading is answered exactly. WRITE means some space, maybe not
@@ -94,7 +105,23 @@ class Upcalls {
     if (!watched || !watched.armed) return;
     const events = this.#events(watched);
     this.#resolve(watched, (events & READ) !== 0, (events & WRITE) !== 0);
-    if (!watched.readable && !watched.writable) this.#arm(watched, false);
+    this.#arm(watched, false);
+    if (!watched.readable && !watched.writable) return;
+    // A wait is left: a large message is arriving packet by packet, or the
+    // peer acknowledges what we sent. The stack calls on every such packet
+    // (the socket is writable), and each call stalls it until the event loop
+    // has run it; so the upcall stays off for a moment, then the socket is
+    // looked at again.
+    watched.quiet = setTimeout(() => this.#endQuiet(watched), QUIET_MS);
+  }
+
+  /** The upcall goes back on, and the waits get what the socket shows now. */
+  #endQuiet(watched: Watched) {
+    watched.quiet = undefined;
+    if (watched.forgotten || (!watched.readable && !watched.writable)) return;
+    this.#arm(watched, true);
+    // As in `#ready`: reading is answered exactly, writing gets one more try.
+    this.#resolve(watched, (this.#events(watched) & READ) !== 0, true);
   }
 
   #events(watched: Watched): number {
@@ -134,6 +161,7 @@ class Upcalls {
   async #forget(key: bigint, watched: Watched): Promise<void> {
     if (watched.forgotten) return;
     watched.forgotten = true;
+    clearTimeout(watched.quiet);
     if (watched.armed) this.#arm(watched, false);
     this.#resolve(watched, true, true);
     this.#watched.delete(key);
