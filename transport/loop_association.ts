@@ -1,14 +1,12 @@
 /**
  * An association whose socket is driven on the event loop: nonblocking sends
- * and receives through its driver's `Channel`, and a wait on the channel's
- * readiness source only when one would block (`reactor.ts` for file
- * descriptors, the stack's upcall for usrsctp). While data flows, a message
- * costs one nonblocking call and no thread hop; a socket buffer that is full
- * (or empty) costs one hop to the waiting thread and back.
+ * and receives through its driver's `Channel`, and a wait on `reactor.ts`
+ * only when one would block. While data flows, a message costs one
+ * nonblocking call and no thread hop; a socket buffer that is full (or
+ * empty) costs one hop to the epoll thread and back.
  *
- * Bodies may come straight from `mmap`ed files: a send copies them (into the
- * kernel, or through `copyFromAddress` for usrsctp), where a file truncated
- * under it gives EFAULT, never a signal.
+ * Bodies may come straight from `mmap`ed files: a send copies them into the
+ * kernel, where a file truncated under it gives EFAULT, never a signal.
  *
  * @module
  */
@@ -21,6 +19,7 @@ import {
   READ_CREDIT_BYTES,
 } from "./base_association.ts";
 import type { Channel } from "./driver.ts";
+import { forget, READABLE, ready, wake, WRITABLE } from "./reactor.ts";
 import { SHARED_SENT, TransportError } from "./types.ts";
 import type { OutgoingMessage } from "./types.ts";
 import { creditOf } from "./worker_protocol.ts";
@@ -77,12 +76,12 @@ export class LoopAssociation extends BaseAssociation {
 
   protected wake() {
     this.#creditFreed?.resolve();
-    this.#channel.readiness.wake();
+    wake(this.#channel.fd);
   }
 
-  protected stop(): void | Promise<void> {
+  protected stop() {
     this.#stopped = true;
-    return this.#channel.readiness.forget();
+    forget(this.#channel.fd);
   }
 
   async #writeLoop() {
@@ -97,7 +96,7 @@ export class LoopAssociation extends BaseAssociation {
         Atomics.add(this.#sent, SHARED_SENT, n);
         if (this.#next < this.#queue.length) {
           this.#settleSent();
-          await this.#channel.readiness.ready("writable");
+          await ready(this.#channel.fd, WRITABLE);
         }
       }
     } catch (error) {
@@ -142,7 +141,7 @@ export class LoopAssociation extends BaseAssociation {
         const message = this.#channel.receive();
         if (message === undefined) {
           burst = 0;
-          await this.#channel.readiness.ready("readable");
+          await ready(this.#channel.fd, READABLE);
           continue;
         }
         if (message === null) return this.finish(undefined);
@@ -150,7 +149,7 @@ export class LoopAssociation extends BaseAssociation {
         this.deliver(message);
         if (++burst === MAX_BURST) {
           // After a long burst other work gets its turn. Not through the
-          // readiness source: the channel may hold whole messages the socket no longer shows.
+          // reactor: the channel may hold whole messages the socket no longer shows.
           burst = 0;
           await new Promise((resolve) => setImmediate(resolve));
         }

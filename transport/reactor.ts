@@ -15,7 +15,6 @@
 
 import { C, check, epollEventLayout, libc } from "../ffi/libc.ts";
 import { StructBuffer } from "../ffi/struct.ts";
-import type { ReadinessSource } from "./driver.ts";
 
 /** Wait until the socket has something to read, an end, or an error. */
 export const READABLE = C.EPOLLIN;
@@ -167,13 +166,4 @@ export function wake(fd: number): void {
 /** Stops watching `fd`, resolving its waits; call it before the socket is closed. */
 export function forget(fd: number): void {
   reactor?.forget(fd);
-}
-
-/** The readiness of file descriptor `fd` through this reactor, as a `Channel` offers it. */
-export function fdReadiness(fd: number): ReadinessSource {
-  return {
-    ready: (what) => ready(fd, what === "readable" ? READABLE : WRITABLE),
-    wake: () => wake(fd),
-    forget: () => forget(fd),
-  };
 }

@@ -13,8 +13,6 @@ import type { Association, AssociationOptions, Listener, TransportName } from ".
 /** Where and how to run the suite for one transport. */
 export interface ConformanceTarget {
   transport: TransportName;
-  /** What the test names start with. @default the transport's name */
-  name?: string;
   /** Address the listener binds and the client connects to. @default "127.0.0.1" */
   host?: string;
   /** Server-side address when it differs from the client's view (lab namespaces). */
@@ -77,7 +75,7 @@ async function closeAll(listener: Listener, ...associations: Association[]) {
 
 /** Registers the conformance tests for `target` with `Deno.test`. */
 export function conformanceSuite(target: ConformanceTarget): void {
-  const name = target.name ?? target.transport;
+  const name = target.transport;
   // The I/O Workers need read; the mmap test writes a file.
   const ignore = needs("read", "write");
 
