@@ -164,3 +164,18 @@ export async function labOutFile(name: string): Promise<string> {
   await Deno.mkdir(dir, { recursive: true });
   return await Deno.makeTempFile({ dir, prefix: `.${name}-lab-`, suffix: ".json" });
 }
+
+/**
+ * Calls `attempt` until it succeeds (a server may still be starting), for up
+ * to `seconds`; then rethrows its last error.
+ */
+export async function retry<T>(attempt: () => Promise<T>, seconds: number): Promise<T> {
+  for (const deadline = Date.now() + seconds * 1000;;) {
+    try {
+      return await attempt();
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+}

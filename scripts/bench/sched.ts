@@ -27,7 +27,7 @@ import { FlowClient } from "../../protocol/client.ts";
 import { POLICY_NAMES, type PolicyName } from "../../server/policies/mod.ts";
 import { runInLab } from "../lab/lab.ts";
 import { SCTP_SYSCTLS, setSctpTimers } from "../lab/sctp_timers.ts";
-import { progress, REPO, round, runMain, sha256Hex } from "./common.ts";
+import { progress, REPO, retry, round, runMain, sha256Hex } from "./common.ts";
 import {
   boundedPareto,
   fileBytes,
@@ -478,7 +478,7 @@ async function requester(values: Options): Promise<{
 }> {
   if (values.server.startsWith("http://")) {
     // fetch keeps a pool of keep-alive connections, opening more while requests are in flight.
-    await retry(() => fetch(values.server).then((r) => r.body?.cancel()));
+    await retry(() => fetch(values.server).then((r) => r.body?.cancel()), 15);
     return {
       fetch: async (path) => {
         const response = await fetch(values.server + path);
@@ -487,7 +487,10 @@ async function requester(values: Options): Promise<{
       close: () => Promise.resolve(),
     };
   }
-  const client = await retry(() => FlowClient.connect(values.server, { streams: values.streams }));
+  const client = await retry(
+    () => FlowClient.connect(values.server, { streams: values.streams }),
+    15,
+  );
   return {
     fetch: async (path) => {
       const response = await client.request(path);
@@ -495,18 +498,6 @@ async function requester(values: Options): Promise<{
     },
     close: () => client.close(),
   };
-}
-
-/** Calls `attempt` until it succeeds (the server may still be starting), for up to 15 s. */
-async function retry<T>(attempt: () => Promise<T>): Promise<T> {
-  for (const deadline = Date.now() + 15_000;;) {
-    try {
-      return await attempt();
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-  }
 }
 
 /** Load role: replays this client's part of a trace, open loop, over one association. */

@@ -35,7 +35,7 @@
 import { join } from "node:path";
 import { ConfigError, helpText, type OptionTable, parseOptions } from "../../cli/options.ts";
 import { runInLab } from "../lab/lab.ts";
-import { prng, progress, REPO, round, runMain, sha256Hex } from "./common.ts";
+import { denoArgv, prng, progress, REPO, round, runMain, sha256Hex } from "./common.ts";
 import {
   boundedPareto,
   fileBytes,
@@ -341,13 +341,7 @@ async function orchestrate(values: Options, args: string[]) {
   await Deno.mkdir(dir, { recursive: true });
   const out = join(dir, "runs.json");
   const lab = await runInLab({
-    command: [
-      Deno.execPath(),
-      "run",
-      "--no-check",
-      `--config=${join(REPO, "deno.json")}`,
-      "-P=bench",
-      join(REPO, "scripts", "bench", "thesis.ts"),
+    command: denoArgv("thesis.ts", [
       "--role=lab",
       `--out=${out}`,
       `--repeats=${values.repeats}`,
@@ -357,7 +351,7 @@ async function orchestrate(values: Options, args: string[]) {
       `--seed=${values.seed}`,
       `--only=${only.join(",")}`,
       ...(values.noNginx ? ["--no-nginx"] : []),
-    ],
+    ]),
     links: [`cp:delay=${values.cpDelay}ms`, `ps:delay=${values.psDelay}ms`],
     cwd: REPO,
     output: "inherit",

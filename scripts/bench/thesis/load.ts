@@ -12,7 +12,7 @@
 import { cpus } from "node:os";
 import { FlowClient } from "../../../mod.ts";
 import { cssUrls, htmlResourceSink } from "../../../proxy/prefetch.ts";
-import { sha256Hex } from "../common.ts";
+import { retry, sha256Hex } from "../common.ts";
 import { HttpConnection, type HttpTransport, openPipe } from "./http_client.ts";
 import type { Fetch } from "./results.ts";
 
@@ -73,7 +73,7 @@ type Getter = (
 
 /** Runs `job`; connects with retries (servers may still be starting). */
 export async function runLoad(job: LoadJob): Promise<LoadOutcome> {
-  const client = await retry(() => openClient(job));
+  const client = await retry(() => openClient(job), 20);
   try {
     const cursor = { next: 0 };
     // Warm-up: the server maps its files, the JITs warm. Not for pages: the first load of a
@@ -255,18 +255,6 @@ async function loadPage(page: string, get: Getter, parallel: number) {
 function splitHostPort(target: string): [string, number] {
   const at = target.lastIndexOf(":");
   return [target.slice(0, at), Number(target.slice(at + 1))];
-}
-
-/** Calls `attempt` until it succeeds, for up to 20 s. */
-async function retry<T>(attempt: () => Promise<T>): Promise<T> {
-  for (const deadline = Date.now() + 20_000;;) {
-    try {
-      return await attempt();
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-  }
 }
 
 /** CPU time so far: the machine's busy and total ms, the server processes' and the proxy's ms. */
