@@ -5,24 +5,29 @@
  */
 
 import { parseArgs } from "node:util";
-import { LabError, parseLinks, runInLab } from "./lab/lab.ts";
+import { checkServers, LabError, MAX_SERVERS, parseLinks, runInLab } from "./lab/lab.ts";
 
 /** Usage text of the CLI. */
 export const USAGE = `Usage: deno task lab [flags] -- <command> [args...]
 
-Boots a User-Mode Linux kernel (kernel SCTP, veth, netem, tbf) with the host
-filesystem as root and network namespaces client, proxy, server:
+Boots a User-Mode Linux kernel (kernel SCTP, veth, netem, tbf, IPVS) with the
+host filesystem as root and network namespaces client, proxy, server:
 
-  client 10.10.1.1 --cp-- 10.10.1.2 proxy 10.10.2.1 --ps-- 10.10.2.2 server
+  client 10.10.1.1 --cp-- 10.10.1.2 proxy 10.10.2.1 --ps--- 10.10.2.2 server
+                                          10.10.3.1 --ps2-- 10.10.3.2 server2
+                                          ...       (--servers N)
 
 runs <command> in the lab's root namespace in the current directory (one
 argument is run by sh -c), streams its output, and exits with its exit code.
 The command starts its processes with 'ip netns exec <ns> ...'. It gets
-LAB=1, LAB_CLIENT_IP, LAB_PROXY_IP, LAB_PROXY_UPSTREAM_IP, LAB_SERVER_IP.
+LAB=1, LAB_CLIENT_IP, LAB_PROXY_IP, LAB_PROXY_UPSTREAM_IP, LAB_SERVER_IP,
+LAB_SERVERS, LAB_SERVER_IPS and LAB_SERVER_NAMESPACES (space-separated).
 
 Flags:
-  --link LINK:KEY=VALUE[,...]  emulate a WAN on link cp or ps, both directions
-                               (repeatable); keys: delay=25ms jitter=5ms
+  --servers N                  server namespaces behind the proxy, 1 to ${MAX_SERVERS},
+                               each on its own link (default 1)
+  --link LINK:KEY=VALUE[,...]  emulate a WAN on link cp, ps, ps2, ... in both
+                               directions (repeatable); keys: delay=25ms jitter=5ms
                                loss=1% rate=10mbit queue=50ms (queue: longest
                                wait at the rate bottleneck; default 50ms).
                                Default: no emulation.
@@ -40,6 +45,7 @@ Example:
 
 const OPTIONS = {
   link: { type: "string", multiple: true },
+  servers: { type: "string", default: "1" },
   timeout: { type: "string", default: "600" },
   memory: { type: "string", default: "2G" },
   keep: { type: "boolean", default: false },
@@ -53,7 +59,8 @@ export function splitArgs(args: string[]): { flags: string[]; command: string[] 
   let i = 0;
   while (i < args.length && args[i] !== "--" && args[i].startsWith("-")) {
     const name = args[i].replace(/^--?/, "");
-    const takesValue = !name.includes("=") && ["link", "timeout", "memory"].includes(name);
+    const takesValue = !name.includes("=") &&
+      ["link", "servers", "timeout", "memory"].includes(name);
     i += takesValue ? 2 : 1;
   }
   return { flags: args.slice(0, i), command: args.slice(args[i] === "--" ? i + 1 : i) };
@@ -81,8 +88,10 @@ async function main(args: string[]): Promise<number> {
     console.error(`lab: no command given\n\n${USAGE}`);
     return 2;
   }
+  const servers = Number(values.servers);
   try {
-    parseLinks(values.link ?? []);
+    checkServers(servers);
+    parseLinks(values.link ?? [], servers);
   } catch (e) {
     console.error(`lab: ${(e as Error).message}`);
     return 2;
@@ -95,6 +104,7 @@ async function main(args: string[]): Promise<number> {
     const result = await runInLab({
       command: command.length === 1 ? command[0] : command,
       links: values.link,
+      servers,
       timeoutSeconds,
       memory: values.memory,
       keep: values.keep,

@@ -65,40 +65,69 @@ mount --bind "$mods" "/tmp/modroot/lib/modules/$release" || die "cannot bind $mo
 # hmac: SCTP's cookie uses hmac(md5); without it SCTP sockets in a new
 # network namespace fail with ENOSYS.
 modprobe -d /tmp/modroot -a hmac sctp veth sch_netem sch_tbf || die "modprobe failed"
+# Modules the kernel asks for on its own (ip_vs and its schedulers for
+# ipvsadm, nf_tables parts for nft) come through this wrapper.
+printf '#!/bin/sh\nexec /sbin/modprobe -d /tmp/modroot "$@"\n' >/tmp/modroot/modprobe &&
+  chmod 755 /tmp/modroot/modprobe &&
+  echo /tmp/modroot/modprobe >/proc/sys/kernel/modprobe || die "cannot set the kernel's modprobe"
+
+# Server namespaces: server (link ps), then server2 (link ps2), ... up to LAB_SERVERS.
+servers=$(
+  # shellcheck source=/dev/null
+  . "$RUN/env.sh" && echo "${LAB_SERVERS:-1}"
+)
+server_ns() { if [ "$1" -eq 1 ]; then echo server; else echo "server$1"; fi; }
+server_link() { if [ "$1" -eq 1 ]; then echo ps; else echo "ps$1"; fi; }
 
 # Kernel SCTP over a 65536-byte-MTU loopback crawls: use 1500 everywhere.
-# Link cp joins client and proxy; link ps joins proxy and server; each end is
-# named <link>-<namespace>. Batches, as every process start is slow in UML.
+# Link cp joins client and proxy; link ps joins proxy and server (psK: proxy
+# and serverK, subnet 10.10.K+1.0/24); each end is named <link>-<namespace>. Batches, as every process start is slow in UML.
 # Distinct ifindexes: a veth end whose ifindex equals its peer's (both 2 in
 # fresh namespaces) gets its carrier seen up to a second late, and drops
 # every packet until then.
-ip -b - <<EOF || die "cannot create the namespaces and links"
-link set lo mtu 1500 up
-netns add client
-netns add proxy
-netns add server
-link add cp-client index 11 netns client type veth peer name cp-proxy index 12 netns proxy
-link add ps-proxy index 21 netns proxy type veth peer name ps-server index 22 netns server
-EOF
+{
+  echo "link set lo mtu 1500 up"
+  echo "netns add client"
+  echo "netns add proxy"
+  echo "link add cp-client index 11 netns client type veth peer name cp-proxy index 12 netns proxy"
+  k=1
+  while [ "$k" -le "$servers" ]; do
+    ns=$(server_ns $k) link=$(server_link $k)
+    echo "netns add $ns"
+    echo "link add $link-proxy index $((10 * k + 11)) netns proxy type veth" \
+      "peer name $link-$ns index $((10 * k + 12)) netns $ns"
+    k=$((k + 1))
+  done
+} | ip -b - || die "cannot create the namespaces and links"
 ip -n client -b - <<EOF || die "cannot set up the client namespace"
 link set lo mtu 1500 up
 addr add 10.10.1.1/24 dev cp-client
 link set cp-client up
 route add default via 10.10.1.2
 EOF
-ip -n proxy -b - <<EOF || die "cannot set up the proxy namespace"
+{
+  echo "link set lo mtu 1500 up"
+  echo "addr add 10.10.1.2/24 dev cp-proxy"
+  echo "link set cp-proxy up"
+  k=1
+  while [ "$k" -le "$servers" ]; do
+    link=$(server_link $k)
+    echo "addr add 10.10.$((k + 1)).1/24 dev $link-proxy"
+    echo "link set $link-proxy up"
+    k=$((k + 1))
+  done
+} | ip -n proxy -b - || die "cannot set up the proxy namespace"
+k=1
+while [ "$k" -le "$servers" ]; do
+  ns=$(server_ns $k) link=$(server_link $k)
+  ip -n "$ns" -b - <<EOF || die "cannot set up the $ns namespace"
 link set lo mtu 1500 up
-addr add 10.10.1.2/24 dev cp-proxy
-addr add 10.10.2.1/24 dev ps-proxy
-link set cp-proxy up
-link set ps-proxy up
+addr add 10.10.$((k + 1)).2/24 dev $link-$ns
+link set $link-$ns up
+route add default via 10.10.$((k + 1)).1
 EOF
-ip -n server -b - <<EOF || die "cannot set up the server namespace"
-link set lo mtu 1500 up
-addr add 10.10.2.2/24 dev ps-server
-link set ps-server up
-route add default via 10.10.2.1
-EOF
+  k=$((k + 1))
+done
 ip netns exec proxy sysctl -qw net.ipv4.ip_forward=1 || die "cannot enable forwarding in proxy"
 
 # shape LINK NETEM_ARGS [TBF_ARGS]: emulate a WAN on both ends of LINK. netem
@@ -108,6 +137,7 @@ shape() {
   case $1 in
     cp) ends="client proxy" ;;
     ps) ends="proxy server" ;;
+    ps[2-9]) ends="proxy server${1#ps}" ;;
     *) die "unknown link '$1'" ;;
   esac
   for ns in $ends; do
@@ -137,7 +167,11 @@ wait_up() {
 }
 wait_up client
 wait_up proxy
-wait_up server
+k=1
+while [ "$k" -le "$servers" ]; do
+  wait_up "$(server_ns $k)"
+  k=$((k + 1))
+done
 
 # Raw ttys pass the command's bytes through unchanged (no \n -> \r\n).
 stty -F /dev/tty1 raw -echo && stty -F /dev/tty2 raw -echo || die "cannot set up /dev/tty1, /dev/tty2"

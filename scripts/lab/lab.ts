@@ -1,11 +1,13 @@
 /**
  * The lab: a User-Mode Linux (UML) kernel booted with the host filesystem as
  * its root, where kernel SCTP, veth, netem and tbf work even though the host
- * kernel has none of them. Inside, three network namespaces play the hosts:
+ * kernel has none of them. Inside, network namespaces play the hosts:
  *
  *     client 10.10.1.1 --link cp-- 10.10.1.2 proxy 10.10.2.1 --link ps-- 10.10.2.2 server
+ *                                                  10.10.3.1 --link ps2- 10.10.3.2 server2
+ *                                                  ... (with `servers` > 1)
  *
- * The proxy forwards IP, so the client reaches the server too. A command runs
+ * The proxy forwards IP, so the client reaches the servers too. A command runs
  * in the UML root namespace, in the host's working directory, and starts its
  * processes in the namespaces itself (`ip netns exec server ...`).
  *
@@ -15,8 +17,14 @@
 import { fileURLToPath } from "node:url";
 import { dirname, join, resolve } from "node:path";
 
-/** The two links of the lab: client↔proxy and proxy↔server. */
-export type LinkName = "cp" | "ps";
+/**
+ * A link of the lab: cp joins client and proxy, ps joins proxy and server,
+ * psK (K = 2, 3, ...) joins proxy and serverK.
+ */
+export type LinkName = "cp" | "ps" | `ps${number}`;
+
+/** The most server namespaces a lab may have. */
+export const MAX_SERVERS = 8;
 
 /** A link's WAN emulation, applied on both ends, i.e. to each direction. */
 export interface LinkShape {
@@ -41,6 +49,11 @@ export interface LabOptions {
    * Default: none (plain veth links).
    */
   links?: string[];
+  /**
+   * Server namespaces behind the proxy, each on its own link: `server` (link ps),
+   * `server2` (link ps2), ... up to {@link MAX_SERVERS}. Default 1.
+   */
+  servers?: number;
   /** Working directory of the command. Default: `Deno.cwd()`. */
   cwd?: string;
   /** Environment of the command (LAB_* variables are added). Default: the host's environment. */
@@ -86,6 +99,21 @@ export const LAB_ADDRESSES = {
   LAB_SERVER_IP: "10.10.2.2",
 } as const;
 
+/** Namespace of server `k` (1-based): `server`, `server2`, `server3`, ... */
+export function serverNamespace(k: number): string {
+  return k === 1 ? "server" : `server${k}`;
+}
+
+/** Address of server `k` (1-based): 10.10.2.2, 10.10.3.2, ... */
+export function serverAddress(k: number): string {
+  return `10.10.${k + 1}.2`;
+}
+
+/** The proxy's address on the link to server `k` (1-based): 10.10.2.1, 10.10.3.1, ... */
+export function proxyAddressTowards(k: number): string {
+  return `10.10.${k + 1}.1`;
+}
+
 const SHAPE_KEYS: Record<keyof LinkShape, RegExp> = {
   delay: /^\d+(\.\d+)?(us|ms|s)$/,
   jitter: /^\d+(\.\d+)?(us|ms|s)$/,
@@ -102,16 +130,29 @@ const KEY_EXAMPLES: Record<keyof LinkShape, string> = {
 };
 const UNIT_BITS: Record<string, number> = { bit: 1, kbit: 1e3, mbit: 1e6, gbit: 1e9 };
 
+/** The links of a lab with `servers` servers: cp, ps, ps2, ... */
+export function linkNames(servers: number): LinkName[] {
+  const links: LinkName[] = ["cp", "ps"];
+  for (let k = 2; k <= servers; k++) links.push(`ps${k}`);
+  return links;
+}
+
 /**
- * Parses a `--link` spec "LINK:key=value,..." (LINK is cp or ps; keys are those of
+ * Parses a `--link` spec "LINK:key=value,..." (LINK is cp, ps, or psK for
+ * server K when the lab has `servers` of them; keys are those of
  * {@link LinkShape}). Throws a {@link LabError} naming the bad part.
  */
-export function parseLinkSpec(spec: string): { link: LinkName; shape: LinkShape } {
+export function parseLinkSpec(
+  spec: string,
+  servers = 1,
+): { link: LinkName; shape: LinkShape } {
   const bad = (why: string) => new LabError(`bad --link "${spec}": ${why}`);
   const colon = spec.indexOf(":");
-  const link = colon < 0 ? spec : spec.slice(0, colon);
-  if (link !== "cp" && link !== "ps") {
-    throw bad(`unknown link "${link}" (links: cp = client-proxy, ps = proxy-server)`);
+  const link = (colon < 0 ? spec : spec.slice(0, colon)) as LinkName;
+  if (!linkNames(servers).includes(link)) {
+    const more = servers > 1 ? `, ps2..ps${servers} = proxy-server2..${servers}` : "";
+    const hint = /^ps\d+$/.test(link) && servers === 1 ? "; more servers need --servers N" : "";
+    throw bad(`unknown link "${link}" (links: cp = client-proxy, ps = proxy-server${more}${hint})`);
   }
   const shape: LinkShape = {};
   const body = colon < 0 ? "" : spec.slice(colon + 1);
@@ -135,11 +176,14 @@ export function parseLinkSpec(spec: string): { link: LinkName; shape: LinkShape 
   return { link, shape };
 }
 
-/** Parses several `--link` specs (at most one per link); throws a {@link LabError} on a bad one. */
-export function parseLinks(specs: string[]): Map<LinkName, LinkShape> {
+/**
+ * Parses several `--link` specs (at most one per link) for a lab with
+ * `servers` servers; throws a {@link LabError} on a bad one.
+ */
+export function parseLinks(specs: string[], servers = 1): Map<LinkName, LinkShape> {
   const shapes = new Map<LinkName, LinkShape>();
   for (const spec of specs) {
-    const { link, shape } = parseLinkSpec(spec);
+    const { link, shape } = parseLinkSpec(spec, servers);
     if (shapes.has(link)) throw new LabError(`bad --link "${spec}": link ${link} given twice`);
     shapes.set(link, shape);
   }
@@ -216,8 +260,19 @@ async function checkLabInstalled(kernel: string): Promise<void> {
   }
 }
 
+/** Checks a server count; throws a {@link LabError} saying what is allowed. */
+export function checkServers(servers: number): void {
+  if (!Number.isInteger(servers) || servers < 1 || servers > MAX_SERVERS) {
+    throw new LabError(`bad server count ${servers}: give 1 to ${MAX_SERVERS}`);
+  }
+}
+
 /** The command's environment inside the lab: the host's, plus where things are. */
-function labEnvironment(options: LabOptions, cwd: string): Record<string, string> {
+function labEnvironment(
+  options: LabOptions,
+  cwd: string,
+  servers: number,
+): Record<string, string> {
   const env = { ...(options.env ?? Deno.env.toObject()) };
   for (const k of ["PWD", "OLDPWD", "SHLVL", "_"]) delete env[k];
   const home = env.HOME ?? "/root";
@@ -225,7 +280,11 @@ function labEnvironment(options: LabOptions, cwd: string): Record<string, string
   const path = env.PATH ?? "/usr/local/bin:/usr/bin:/bin";
   // `deno` inside is the Deno that runs the lab.
   env.PATH = `${dirname(Deno.execPath())}:${path}:/usr/local/sbin:/usr/sbin:/sbin`;
+  const ks = Array.from({ length: servers }, (_, i) => i + 1);
   Object.assign(env, LAB_ADDRESSES, {
+    LAB_SERVERS: String(servers),
+    LAB_SERVER_IPS: ks.map(serverAddress).join(" "),
+    LAB_SERVER_NAMESPACES: ks.map(serverNamespace).join(" "),
     LAB: "1",
     LAB_CWD: cwd,
     LAB_DENO_DIR: dirname(Deno.execPath()),
@@ -350,7 +409,9 @@ async function superviseLab(
  * UML not installed, boot failure: the message has the last console lines).
  */
 export async function runInLab(options: LabOptions): Promise<LabResult> {
-  const shapes = parseLinks(options.links ?? []);
+  const servers = options.servers ?? 1;
+  checkServers(servers);
+  const shapes = parseLinks(options.links ?? [], servers);
   const argv = typeof options.command === "string" ? [options.command] : options.command;
   if (argv.length === 0 || argv[0] === "") throw new LabError("no command given");
   const kernel = options.kernel ?? "/usr/bin/linux";
@@ -369,7 +430,7 @@ export async function runInLab(options: LabOptions): Promise<LabResult> {
   await Deno.writeTextFile(join(runDir, "deadline"), String(deadline));
   const consoleLog = join(runDir, "console.log");
   try {
-    await writeRunFiles(runDir, labEnvironment(options, cwd), shapes, options.command);
+    await writeRunFiles(runDir, labEnvironment(options, cwd, servers), shapes, options.command);
     const child = bootLab(runDir, kernel, options.memory ?? "2G", consoleLog);
     const run = await superviseLab(child, timeoutSeconds, output, options.signal);
     const { stdout, stderr, status, timedOut } = run;

@@ -135,6 +135,7 @@ Deno.test("a bad --link spec is rejected with an error naming the bad part, befo
     ["cp:loss=150%", /over 100%/],
     ["cp:jitter=5ms", /"jitter" needs "delay"/],
     ["cp", /no settings/],
+    ["ps2:delay=5ms", /unknown link "ps2".*more servers need --servers N/],
   ];
   for (const [spec, message] of cases) {
     assert.throws(
@@ -145,6 +146,12 @@ Deno.test("a bad --link spec is rejected with an error naming the bad part, befo
   await assert.rejects(
     runInLab({ command: "true", links: ["cp:delay=1ms", "cp:loss=1%"] }),
     /link cp given twice/,
+  );
+  assert.equal(parseLinkSpec("ps3:rate=10mbit", 3).link, "ps3");
+  assert.throws(() => parseLinkSpec("ps4:rate=10mbit", 3), /ps2\.\.ps3 = proxy-server2\.\.3/);
+  await assert.rejects(
+    runInLab({ command: "true", servers: 9 }),
+    /bad server count 9: give 1 to 8/,
   );
 
   const cli = await new Deno.Command(Deno.execPath(), {
@@ -159,6 +166,30 @@ Deno.test("a bad --link spec is rejected with an error naming the bad part, befo
     /bad --link "ps:rate=fast": bad value "fast" for key "rate"/,
   );
 });
+
+Deno.test(
+  "--servers 3 gives three server namespaces, each on its own link, reachable from the client",
+  { ignore },
+  async () => {
+    const result = await runInLab({
+      command: `echo "$LAB_SERVERS|$LAB_SERVER_IPS|$LAB_SERVER_NAMESPACES"
+for ip in $LAB_SERVER_IPS; do ip netns exec client ip route get "$ip" | head -n 1; done
+tc -n server3 qdisc show dev ps3-server3 | head -n 1`,
+      servers: 3,
+      links: ["ps3:delay=7ms"],
+      cwd: repo,
+      output: "piped",
+      timeoutSeconds: 120,
+    });
+    assert.equal(result.code, 0, result.stderr);
+    const [env, ...rest] = result.stdout!.trim().split("\n");
+    assert.equal(env, "3|10.10.2.2 10.10.3.2 10.10.4.2|server server2 server3");
+    for (const ip of ["10.10.2.2", "10.10.3.2", "10.10.4.2"]) {
+      assert.ok(rest.some((line) => line.startsWith(`${ip} via 10.10.1.2`)), rest.join("\n"));
+    }
+    assert.match(rest.at(-1)!, /netem .*delay 7ms/);
+  },
+);
 
 Deno.test("link shapes become netem and tbf arguments", () => {
   assert.deepEqual(tcArgs({ delay: "25ms", jitter: "5ms", loss: "1%", rate: "10mbit" }), {
