@@ -19,6 +19,12 @@ export type OptionSpec =
     | { kind: "boolean"; default: boolean }
     /** A bit rate such as `10mbit` (units bit, kbit, mbit, gbit), parsed to bytes per second. */
     | { kind: "rate"; default: string }
+    /**
+     * One or more strings: the flag may be repeated (the values keep their
+     * order, and replace the config file's), the config key holds a string or
+     * a non-empty array of strings.
+     */
+    | { kind: "strings"; default: readonly string[] }
   );
 
 /** An option table: option name (camelCase, as in the config file) → spec. */
@@ -28,6 +34,7 @@ export type OptionTable = Record<string, OptionSpec>;
 export type OptionValues<T extends OptionTable> = {
   -readonly [K in keyof T]: T[K]["kind"] extends "integer" | "rate" ? number
     : T[K]["kind"] extends "boolean" ? boolean
+    : T[K]["kind"] extends "strings" ? string[]
     : string;
 };
 
@@ -50,6 +57,8 @@ function describe(spec: OptionSpec): string {
       return "true or false";
     case "rate":
       return "a rate like 10mbit (units bit, kbit, mbit, gbit), or 0";
+    case "strings":
+      return "a string or a non-empty array of strings";
   }
 }
 
@@ -67,7 +76,7 @@ function validate(
   spec: OptionSpec,
   value: unknown,
   where: string,
-): string | number | boolean {
+): string | number | boolean | string[] {
   const fail = () =>
     new ConfigError(
       `${where} "${name}": ${JSON.stringify(value)} is not valid; expected ${describe(spec)}`,
@@ -95,6 +104,19 @@ function validate(
       if (rate === undefined || (typeof value !== "string" && value !== 0)) throw fail();
       return rate;
     }
+    case "strings": {
+      if (typeof value === "string") return [value];
+      if (!Array.isArray(value) || value.length === 0) throw fail();
+      const bad = value.findIndex((item) => typeof item !== "string");
+      if (bad >= 0) {
+        throw new ConfigError(
+          `${where} "${name}", element ${bad}: ${
+            JSON.stringify(value[bad])
+          } is not valid; expected a string`,
+        );
+      }
+      return [...value];
+    }
   }
 }
 
@@ -104,7 +126,11 @@ export function helpText(usage: string, table: OptionTable): string {
     const flag = `${spec.short ? `-${spec.short}, ` : "    "}--${kebab(name)}${
       spec.kind === "boolean" ? "" : ` <${spec.kind === "integer" ? "n" : "value"}>`
     }`;
-    const extra = spec.kind === "string" && spec.choices ? ` (${spec.choices.join(" | ")})` : "";
+    const extra = spec.kind === "string" && spec.choices
+      ? ` (${spec.choices.join(" | ")})`
+      : spec.kind === "strings"
+      ? " (may be repeated; in the config file a string or an array of strings)"
+      : "";
     return `  ${flag.padEnd(34)} ${spec.help}${extra} [default: ${JSON.stringify(spec.default)}]`;
   });
   return `${usage}\n\nOptions:\n  -h, --help${
@@ -122,12 +148,18 @@ export async function parseOptions<T extends OptionTable>(
   args: string[],
   table: T,
 ): Promise<{ values: OptionValues<T>; positionals: string[] } | null> {
-  const flagOptions: Record<string, { type: "string" | "boolean"; short?: string }> = {
+  const flagOptions: Record<
+    string,
+    { type: "string" | "boolean"; short?: string; multiple?: boolean }
+  > = {
     help: { type: "boolean", short: "h" },
     config: { type: "string" },
   };
   for (const [name, spec] of Object.entries(table)) {
-    flagOptions[kebab(name)] = { type: spec.kind === "boolean" ? "boolean" : "string" };
+    flagOptions[kebab(name)] = {
+      type: spec.kind === "boolean" ? "boolean" : "string",
+      multiple: spec.kind === "strings",
+    };
     if (spec.short) flagOptions[kebab(name)].short = spec.short;
   }
   let parsed;
@@ -141,7 +173,11 @@ export async function parseOptions<T extends OptionTable>(
   if (parsed.values.help) return null;
   const values: Record<string, unknown> = {};
   for (const [name, spec] of Object.entries(table)) {
-    values[name] = spec.kind === "rate" ? parseRate(spec.default) : spec.default;
+    values[name] = spec.kind === "rate"
+      ? parseRate(spec.default)
+      : spec.kind === "strings"
+      ? [...spec.default]
+      : spec.default;
   }
   const configPath = parsed.values.config as string | undefined;
   if (configPath) {

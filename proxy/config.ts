@@ -18,10 +18,11 @@ export const PROXY_OPTIONS = {
     short: "l",
   },
   upstream: {
-    kind: "string",
-    default: "usrsctp://127.0.0.1:9000",
-    help: "the flowsched server, <transport>://host:port; ?udp=PORT runs kernel SCTP over UDP " +
-      "to that port (through NATs that drop SCTP)",
+    kind: "strings",
+    default: ["usrsctp://127.0.0.1:9000"],
+    help: "a flowsched server, <transport>://host:port; ?udp=PORT runs kernel SCTP over UDP " +
+      "to that port (through NATs that drop SCTP). With several servers of one site, each " +
+      "path goes to one of them",
     short: "u",
   },
   streams: {
@@ -29,7 +30,7 @@ export const PROXY_OPTIONS = {
     default: 8,
     min: 1,
     max: 1024,
-    help: "streams of the one upstream association",
+    help: "streams of each upstream association",
   },
   udpPort: {
     kind: "integer",
@@ -91,7 +92,7 @@ export const PROXY_OPTIONS = {
     kind: "string",
     default: "loopback",
     choices: STATS_ACCESS,
-    help: `who may read GET ${STATS_PATH} (it names the upstream and its last error)`,
+    help: `who may read GET ${STATS_PATH} (it names the upstreams and their last errors)`,
   },
   logLevel: { kind: "string", default: "info", choices: LOG_LEVELS, help: "log level" },
 } as const satisfies OptionTable;

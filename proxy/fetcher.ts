@@ -12,7 +12,8 @@ import type { Logger } from "../cli/log.ts";
 import type { DiskCache, EntryMeta } from "./cache.ts";
 import { guardBody } from "./guard.ts";
 import type { ProxyStats } from "./stats.ts";
-import { type Upstream, UpstreamError, UpstreamTimeout } from "./upstream.ts";
+import { UpstreamError, UpstreamTimeout } from "./upstream.ts";
+import type { UpstreamSet } from "./upstreams.ts";
 
 /** Sees a body as it streams in (the prefetcher's HTML and CSS parsers). */
 export interface BodySink {
@@ -62,7 +63,7 @@ interface InFlight {
 /** Fetcher options. */
 export interface FetcherOptions {
   cache: DiskCache;
-  upstream: Upstream;
+  upstreams: UpstreamSet;
   stats: ProxyStats;
   log: Logger;
   /** Upper bound on one download, and on waiting for another process's. */
@@ -167,14 +168,14 @@ export class Fetcher {
   }
 
   async #own(key: string, depth: number, file: Deno.FsFile): Promise<FillResult> {
-    const { cache, upstream, stats, log, timeoutMs } = this.#options;
+    const { cache, upstreams, stats, log, timeoutMs } = this.#options;
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), timeoutMs);
     let sink: BodySink | undefined;
     let owned = true;
     let streamed = false;
     try {
-      const response = await upstream.request(key, { signal: controller.signal });
+      const response = await upstreams.request(key, { signal: controller.signal });
       if (response.status !== 200) {
         owned = false;
         await cache.abandon(key, file);

@@ -14,14 +14,18 @@ import { type ProxyOptions, startProxy } from "./proxy.ts";
 const USAGE = `Usage: deno task proxy [options]
 
 Accepts HTTP/1.1 over TCP and forwards requests over one SCTP association with
-N streams to a flowsched server. Bodies are cached in a directory (a tmpfs by
-default; several proxies may share it), and the embedded resources of every
-HTML page are prefetched as one batch. GET /_flowsched/stats answers counters
-(to loopback clients unless --stats-access says otherwise).
+N streams to a flowsched server. Given several servers of one site (--upstream
+repeated), it keeps one association to each and sends each path to one of
+them: the same one while it is up, another while it is down. Bodies are cached
+in a directory (a tmpfs by default; several proxies may share it), and the
+embedded resources of every HTML page are prefetched as one batch.
+GET /_flowsched/stats answers counters (to loopback clients unless
+--stats-access says otherwise).
 
 Example:
   deno task proxy --listen 127.0.0.1:8080 --upstream usrsctp://127.0.0.1:9000 \\
-    --cache /dev/shm/flowsched-cache`;
+    --cache /dev/shm/flowsched-cache
+  deno task proxy --upstream kernel://10.0.0.2:9000 --upstream kernel://10.0.0.3:9000`;
 
 if (import.meta.main) {
   try {

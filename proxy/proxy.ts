@@ -1,7 +1,9 @@
 /**
  * The TCP-to-SCTP proxy: HTTP/1.1 clients (browsers, curl, wrk) on one side
  * (`Deno.serve`), one association with N streams to the flowsched server on
- * the other, a shared disk cache and an HTML prefetcher in between.
+ * the other (or one to each of several servers of the site, requests shared
+ * out by path: see `upstreams.ts`), a shared disk cache and an HTML
+ * prefetcher in between.
  *
  * - A hit is answered from the cache at once.
  * - A miss is downloaded into the cache (concurrent misses share one upstream
@@ -20,6 +22,14 @@
  * const proxy = await startProxy({ listen: "127.0.0.1:8080", upstream: "usrsctp://127.0.0.1:9000" });
  * console.log(proxy.stats());
  * await proxy.close();
+ *
+ * // Three servers of one site: each path goes to one of them.
+ * const spread = await startProxy({
+ *   listen: "127.0.0.1:8081",
+ *   upstream: ["tcpmux://10.0.0.2:9000", "tcpmux://10.0.0.3:9000", "tcpmux://10.0.0.4:9000"],
+ * });
+ * console.log(spread.stats().upstreams.map((u) => u.requests));
+ * await spread.close();
  * ```
  *
  * @module
@@ -32,7 +42,8 @@ import { Fetcher, type Inspector } from "./fetcher.ts";
 import { guardBody } from "./guard.ts";
 import { Prefetcher } from "./prefetch.ts";
 import { ProxyStats, STATS_PATH, type StatsSnapshot } from "./stats.ts";
-import { Upstream, UpstreamTimeout } from "./upstream.ts";
+import { UpstreamTimeout } from "./upstream.ts";
+import { UpstreamSet } from "./upstreams.ts";
 import type { DataPath } from "../transport/types.ts";
 
 /** Longest request target (path and query) passed on; longer ones get 414. */
@@ -48,9 +59,14 @@ const SMALL_PASS_THROUGH = 64 * 1024;
 export interface ProxyOptions {
   /** `host:port` for HTTP/1.1 over TCP (port 0: any free port). @default "127.0.0.1:8080" */
   listen?: string;
-  /** The server, `<transport>://host:port`. @default "usrsctp://127.0.0.1:9000" */
-  upstream?: string;
-  /** Streams of the upstream association. @default 8 */
+  /**
+   * The server, `<transport>://host:port`, or several servers of the same
+   * site: each request then goes to one of them by its path (see
+   * `UpstreamSet`). Two URLs naming the same server are refused.
+   * @default "usrsctp://127.0.0.1:9000"
+   */
+  upstream?: string | readonly string[];
+  /** Streams of each upstream association. @default 8 */
   streams?: number;
   /** usrsctp: the server's UDP encapsulation port. @default 9899 */
   udpPort?: number;
@@ -77,8 +93,8 @@ export interface ProxyOptions {
   /** Entries below this level are not logged (`silent`: none are). @default "info" */
   logLevel?: LogLevel;
   /**
-   * Who may read `GET /_flowsched/stats` (it names the upstream and its last
-   * error): loopback clients, anyone, or nobody.
+   * Who may read `GET /_flowsched/stats` (it names the upstreams and their
+   * last errors): loopback clients, anyone, or nobody.
    * @default "loopback"
    */
   statsAccess?: "loopback" | "public" | "off";
@@ -94,7 +110,7 @@ export interface FlowProxy extends AsyncDisposable {
   readonly cache: CacheView;
   /** The counters, as the stats endpoint returns them. */
   stats(): StatsSnapshot;
-  /** Stops listening, drops the association, stops watching the cache. */
+  /** Stops listening, drops the associations, stops watching the cache. */
   close(): Promise<void>;
 }
 
@@ -124,14 +140,8 @@ export async function startProxy(options: ProxyOptions = {}): Promise<FlowProxy>
   const stats = new ProxyStats();
   const timeoutMs = options.requestTimeout ?? 30000;
   const { hostname, port } = parseListen(options.listen ?? "127.0.0.1:8080");
-  const cache = await DiskCache.open({
-    dir: options.cache ?? "/dev/shm/flowsched-cache",
-    maxBytes: options.cacheSize ?? 256 * 1024 * 1024,
-    log,
-    onEvict: () => stats.evictions++,
-  });
-  const upstream = new Upstream({
-    url: options.upstream ?? "usrsctp://127.0.0.1:9000",
+  const upstreams = new UpstreamSet({
+    urls: [options.upstream ?? "usrsctp://127.0.0.1:9000"].flat(),
     streams: options.streams,
     udpPort: options.udpPort,
     dataPath: options.dataPath,
@@ -139,6 +149,12 @@ export async function startProxy(options: ProxyOptions = {}): Promise<FlowProxy>
     stallTimeoutMs: options.stallTimeout,
     probeTimeoutMs: options.probeTimeout,
     log,
+  });
+  const cache = await DiskCache.open({
+    dir: options.cache ?? "/dev/shm/flowsched-cache",
+    maxBytes: options.cacheSize ?? 256 * 1024 * 1024,
+    log,
+    onEvict: () => stats.evictions++,
   });
   // Without a cache there is nowhere to prefetch into.
   const prefetcher = options.prefetch === false || cache.maxBytes === 0
@@ -148,41 +164,45 @@ export async function startProxy(options: ProxyOptions = {}): Promise<FlowProxy>
     ((path, type, depth) => prefetcher.inspect(path, type, depth));
   const fetcher = new Fetcher({
     cache,
-    upstream,
+    upstreams,
     stats,
     log,
     timeoutMs,
     inspector,
   });
   prefetcher?.attach(fetcher);
-  upstream.start();
+  upstreams.start();
 
-  const snapshot = (): StatsSnapshot => ({
-    hits: stats.hits,
-    misses: stats.misses,
-    coalesced: stats.coalesced,
-    sharedWaits: stats.sharedWaits,
-    prefetched: stats.prefetched,
-    prefetchHits: stats.prefetchHits,
-    bypassed: stats.bypassed,
-    evictions: stats.evictions,
-    notStored: stats.notStored,
-    failedDownloads: stats.failedDownloads,
-    bytes: {
-      served: stats.bytesServed,
-      fetched: stats.bytesFetched,
-      cached: cache.bytes,
-      cacheLimit: cache.maxBytes,
-    },
-    cacheEntries: cache.entries,
-    errors: { badGateway: stats.badGateway, gatewayTimeout: stats.gatewayTimeout },
-    upstream: upstream.info(),
-  });
+  const snapshot = (): StatsSnapshot => {
+    const info = upstreams.info();
+    return {
+      hits: stats.hits,
+      misses: stats.misses,
+      coalesced: stats.coalesced,
+      sharedWaits: stats.sharedWaits,
+      prefetched: stats.prefetched,
+      prefetchHits: stats.prefetchHits,
+      bypassed: stats.bypassed,
+      evictions: stats.evictions,
+      notStored: stats.notStored,
+      failedDownloads: stats.failedDownloads,
+      bytes: {
+        served: stats.bytesServed,
+        fetched: stats.bytesFetched,
+        cached: cache.bytes,
+        cacheLimit: cache.maxBytes,
+      },
+      cacheEntries: cache.entries,
+      errors: { badGateway: stats.badGateway, gatewayTimeout: stats.gatewayTimeout },
+      upstream: info[0],
+      upstreams: info,
+    };
+  };
 
   const handler = new RequestHandler({
     cache,
     fetcher,
-    upstream,
+    upstreams,
     stats,
     log,
     timeoutMs,
@@ -203,7 +223,9 @@ export async function startProxy(options: ProxyOptions = {}): Promise<FlowProxy>
   const addr = await listening.promise;
   log.info("listening", {
     listen: `${addr.hostname}:${addr.port}`,
-    upstream: upstream.url,
+    ...(upstreams.urls.length === 1
+      ? { upstream: upstreams.urls[0] }
+      : { upstreams: upstreams.urls }),
     cache: cache.dir,
     cacheSize: cache.maxBytes,
     prefetch: prefetcher !== undefined,
@@ -218,7 +240,7 @@ export async function startProxy(options: ProxyOptions = {}): Promise<FlowProxy>
     close() {
       closing ??= (async () => {
         await server.shutdown();
-        await upstream.close();
+        await upstreams.close();
         await cache.close();
       })();
       return closing;
@@ -233,7 +255,7 @@ export async function startProxy(options: ProxyOptions = {}): Promise<FlowProxy>
 interface HandlerContext {
   cache: DiskCache;
   fetcher: Fetcher;
-  upstream: Upstream;
+  upstreams: UpstreamSet;
   stats: ProxyStats;
   log: Logger;
   timeoutMs: number;
@@ -405,7 +427,7 @@ class RequestHandler {
     const timer = setTimeout(() => controller.abort(), this.#c.timeoutMs);
     const head = request.method === "HEAD";
     try {
-      const response = await this.#c.upstream.request(target, {
+      const response = await this.#c.upstreams.request(target, {
         method: head ? "HEAD" : "GET",
         signal: controller.signal,
       });

@@ -73,11 +73,16 @@ export interface StatsSnapshot {
   cacheEntries: number;
   /** Answers 502 (upstream failed) and 504 (timed out). */
   errors: { badGateway: number; gatewayTimeout: number };
-  /** The association to the server. */
+  /**
+   * The first of `upstreams`: the only one unless the proxy was given
+   * several (kept for readers from before there could be several).
+   */
   upstream: UpstreamInfo;
+  /** Every upstream server, in the order given. */
+  upstreams: UpstreamInfo[];
 }
 
-/** What the upstream reports about itself. */
+/** What an upstream reports about itself. */
 export interface UpstreamInfo {
   /** The server, `<transport>://host:port`. */
   url: string;
@@ -91,6 +96,8 @@ export interface UpstreamInfo {
   disconnects: number;
   /** Requests sent upstream whose response has not ended. */
   inFlight: number;
+  /** Requests sent upstream so far (the watchdog's probes not counted). */
+  requests: number;
   /** Why the last connect attempt or association failed, until the next one is up. */
   lastError?: string;
 }

@@ -15,7 +15,8 @@
  *   1 s and doubles), or a lost packet would kill a healthy association.
  *
  * Then the association is aborted, every request in flight fails at once
- * (502), and reconnection starts with exponential backoff.
+ * (502), and reconnection starts with exponential backoff (100 ms doubling
+ * to 5 s): a server that comes back is tried again at most 5 s later.
  *
  * @module
  */
@@ -43,6 +44,8 @@ export interface UpstreamOptions {
   stallTimeoutMs?: number;
   /** How long a probe request may take before the server counts as hung. @default 10000 */
   probeTimeoutMs?: number;
+  /** Called when the association comes up (`true`) or goes down (`false`), not on `close()`. */
+  onChange?: (up: boolean) => void;
   log: Logger;
 }
 
@@ -61,7 +64,11 @@ const BACKOFF_MAX_MS = 5000;
 /** A connect attempt that takes longer is abandoned (its late result is aborted). */
 const CONNECT_ATTEMPT_MS = 2000;
 
-/** One association to the server, reconnected when it drops. */
+/**
+ * One association to the server, reconnected when it drops. Attempts back
+ * off up to 5 s apart, which bounds how long a server that is reachable
+ * again waits to be used.
+ */
 export class Upstream {
   readonly address: ServerAddress;
   readonly url: string;
@@ -73,6 +80,7 @@ export class Upstream {
   #connects = 0;
   #disconnects = 0;
   #inFlight = 0;
+  #requests = 0;
   #lastActivity = performance.now();
   #probing = false;
   #udpProbe: UdpLivenessProbe | undefined;
@@ -101,6 +109,11 @@ export class Upstream {
     this.#watchdog = setInterval(() => this.#checkProgress(), Math.max(10, stall / 3));
   }
 
+  /** Whether the association is up: a request would be sent at once. */
+  get up(): boolean {
+    return this.#state === "up";
+  }
+
   /** Current state for the stats endpoint. */
   info(): UpstreamInfo {
     return {
@@ -110,6 +123,7 @@ export class Upstream {
       connects: this.#connects,
       disconnects: this.#disconnects,
       inFlight: this.#inFlight,
+      requests: this.#requests,
       ...(this.#lastError ? { lastError: this.#lastError } : {}),
     };
   }
@@ -124,6 +138,7 @@ export class Upstream {
     options: { method?: "GET" | "HEAD"; signal: AbortSignal },
   ): Promise<FlowResponse> {
     const client = await this.#ready(options.signal);
+    this.#requests++;
     this.#inFlight++;
     this.#touch();
     let done = false;
@@ -273,6 +288,7 @@ export class Upstream {
           streams: client.association.outboundStreams,
         });
         this.#up.resolve();
+        this.#options.onChange?.(true);
       } catch (error) {
         this.#lastError = errorText(error);
         this.#log.warn("upstream connect failed", {
@@ -330,6 +346,7 @@ export class Upstream {
     // Fails every request in flight at once.
     client.association.abort().catch(() => {});
     this.#wake?.();
+    this.#options.onChange?.(false);
   }
 
   #checkProgress() {

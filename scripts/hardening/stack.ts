@@ -181,7 +181,8 @@ export async function startServer(spec: ServerSpec): Promise<Service> {
 /** How to start a proxy. */
 export interface ProxySpec {
   readonly listen: string;
-  readonly upstream: string;
+  /** One server, or several (one `--upstream` each). */
+  readonly upstream: string | readonly string[];
   readonly cache: string;
   readonly netns?: string;
   /** More `proxy/main.ts` flags. */
@@ -203,7 +204,7 @@ export async function startProxy(spec: ProxySpec): Promise<RunningProxy> {
     "--no-check",
     "proxy/main.ts",
     `--listen=${spec.listen}`,
-    `--upstream=${spec.upstream}`,
+    ...[spec.upstream].flat().map((url) => `--upstream=${url}`),
     `--cache=${spec.cache}`,
     "--log-level=info",
     ...(spec.args ?? []),

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ConfigError, helpText, parseOptions } from "../../cli/options.ts";
+import { ConfigError, helpText, type OptionTable, parseOptions } from "../../cli/options.ts";
 import { SERVER_OPTIONS } from "../../server/config.ts";
 import { POLICY_NAMES } from "../../server/policies/mod.ts";
 import { SERVER_TRANSPORTS } from "../../server/transports.ts";
@@ -97,6 +97,66 @@ Deno.test("--help lists every option with its default", async () => {
   assert.ok(help.includes(`(${SERVER_TRANSPORTS.join(" | ")}) [default: "usrsctp"]`), help);
   assert.ok(SERVER_TRANSPORTS.includes("tcp"));
   assert.ok(help.includes(`(${POLICY_NAMES.join(" | ")}) [default: "scf"]`), help);
+});
+
+const LIST_OPTIONS = {
+  upstream: {
+    kind: "strings",
+    default: ["usrsctp://127.0.0.1:9000"],
+    help: "a server",
+    short: "u",
+  },
+} as const satisfies OptionTable;
+
+Deno.test("a repeated flag gives every value in order, and replaces the config file's", {
+  ignore,
+}, async () => {
+  const defaults = await parseOptions([], LIST_OPTIONS);
+  assert.deepEqual(defaults?.values.upstream, ["usrsctp://127.0.0.1:9000"]);
+  const flags = await parseOptions(
+    ["--upstream", "tcpmux://127.0.0.1:9001", "-u", "tcpmux://127.0.0.1:9002"],
+    LIST_OPTIONS,
+  );
+  assert.deepEqual(flags?.values.upstream, ["tcpmux://127.0.0.1:9001", "tcpmux://127.0.0.1:9002"]);
+  const list = await configFile({ upstream: ["kernel://10.0.0.2:9000", "kernel://10.0.0.3:9000"] });
+  assert.deepEqual(
+    (await parseOptions(["--config", list], LIST_OPTIONS))?.values.upstream,
+    ["kernel://10.0.0.2:9000", "kernel://10.0.0.3:9000"],
+  );
+  const one = await configFile({ upstream: "kernel://10.0.0.2:9000" });
+  assert.deepEqual(
+    (await parseOptions(["--config", one], LIST_OPTIONS))?.values.upstream,
+    ["kernel://10.0.0.2:9000"],
+  );
+  assert.deepEqual(
+    (await parseOptions(["--config", list, "--upstream", "tcpmux://127.0.0.1:9001"], LIST_OPTIONS))
+      ?.values.upstream,
+    ["tcpmux://127.0.0.1:9001"],
+  );
+});
+
+Deno.test("a list option refuses a bad element by its index, and an empty list", {
+  ignore,
+}, async () => {
+  const badElement = await configFile({ upstream: ["tcpmux://127.0.0.1:9001", 9002] });
+  await assert.rejects(
+    parseOptions(["--config", badElement], LIST_OPTIONS),
+    /key "upstream", element 1: 9002 is not valid; expected a string$/,
+  );
+  for (const value of [[], 9001, { url: "tcpmux://127.0.0.1:9001" }]) {
+    const path = await configFile({ upstream: value });
+    await assert.rejects(
+      parseOptions(["--config", path], LIST_OPTIONS),
+      /key "upstream": .* is not valid; expected a string or a non-empty array of strings$/,
+    );
+  }
+});
+
+Deno.test("--help says that a list option's flag may be repeated", () => {
+  const help = helpText("Usage: command", LIST_OPTIONS);
+  const line = help.split("\n").find((row) => row.includes("--upstream"));
+  assert.match(line ?? "", /may be repeated/);
+  assert.match(line ?? "", /\[default: \["usrsctp:\/\/127\.0\.0\.1:9000"\]\]$/);
 });
 
 Deno.test("the server command exits 2 with the message for a bad flag, and 0 for --help", {

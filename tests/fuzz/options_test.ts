@@ -41,6 +41,9 @@ const fitting = fc.oneof(
   fc.integer({ min: 0, max: 70000 }).map(String),
   fc.boolean(),
   fc.constantFrom("true", "false"),
+  fc.array(fc.constantFrom("usrsctp://127.0.0.1:9000", "tcpmux://127.0.0.1:9001"), {
+    maxLength: 3,
+  }),
 );
 
 function configObject(table: OptionTable) {
@@ -86,6 +89,9 @@ function conforms(spec: OptionSpec, value: unknown): boolean {
       return typeof value === "boolean";
     case "rate":
       return typeof value === "number" && value >= 0 && Number.isFinite(value);
+    case "strings":
+      return Array.isArray(value) && value.length > 0 &&
+        value.every((item) => typeof item === "string");
   }
 }
 
@@ -110,6 +116,7 @@ for (const [command, table] of TABLES) {
               const spec = table[key];
               if (spec.kind === "rate") assert.equal(loaded, parseRate(String(value)));
               else if (spec.kind === "integer") assert.equal(loaded, Number(value));
+              else if (spec.kind === "strings") assert.deepEqual(loaded, [value].flat());
               else if (spec.kind === "boolean") {
                 assert.equal(loaded, value === true || value === "true");
               } else assert.equal(loaded, value);
