@@ -2,7 +2,8 @@
  * A client for the scale-out lab tests, run in the client namespace:
  * `deno run -P=client tests/scale/_fetch.ts <url> <manifest.json> <associations>`.
  * It opens that many associations to `url` (each a new one, so IPVS places
- * each), fetches every file of the manifest once, spread over them, and
+ * each), says "connected" on stderr, fetches every file of the manifest
+ * once, spread over them, and
  * prints what came back as JSON: complete and sha256-identical (`ok`), a
  * different body (`mismatched`, never allowed), or an error (`failed`).
  */
@@ -19,13 +20,18 @@ export interface FetchReport {
   errors: string[];
 }
 
-async function fetchShare(url: string, files: SiteFile[], report: FetchReport) {
-  let client: FlowClient;
+async function connect(url: string): Promise<FlowClient | Error> {
   try {
-    client = await FlowClient.connect(url, { streams: 4 });
+    return await FlowClient.connect(url, { streams: 4 });
   } catch (error) {
+    return error as Error;
+  }
+}
+
+async function fetchShare(client: FlowClient | Error, files: SiteFile[], report: FetchReport) {
+  if (client instanceof Error) {
     report.failed += files.length;
-    report.errors.push(`connect: ${(error as Error).message}`);
+    report.errors.push(`connect: ${client.message}`);
     return;
   }
   try {
@@ -55,11 +61,11 @@ if (import.meta.main) {
   const files: SiteFile[] = JSON.parse(await Deno.readTextFile(manifest));
   const n = Number(associations);
   const report: FetchReport = { ok: 0, mismatched: 0, failed: 0, errors: [] };
+  const clients = await Promise.all(Array.from({ length: n }, () => connect(url)));
+  // The test waits for this line before it kills a server under the fetches.
+  console.error("connected");
   await Promise.all(
-    Array.from(
-      { length: n },
-      (_, a) => fetchShare(url, files.filter((_, i) => i % n === a), report),
-    ),
+    clients.map((client, a) => fetchShare(client, files.filter((_, i) => i % n === a), report)),
   );
   console.log(JSON.stringify(report));
 }

@@ -31,21 +31,49 @@ const table = new IpvsService({
   ipvsadm: (args) => run("ip", ["netns", "exec", "proxy", "ipvsadm", ...args]),
 });
 
-async function fetchAll(manifest: string, associations: number): Promise<FetchReport> {
-  const out = await run("ip", [
-    "netns",
-    "exec",
-    "client",
-    Deno.execPath(),
-    "run",
-    "-P=client",
-    "--no-check",
-    "tests/scale/_fetch.ts",
-    `kernel://${VIRTUAL}`,
-    manifest,
-    String(associations),
-  ]);
-  return JSON.parse(out);
+/** Starts the client in the client namespace; `connected` once its associations are up. */
+function startFetch(manifest: string, associations: number) {
+  const child = new Deno.Command("ip", {
+    args: [
+      "netns",
+      "exec",
+      "client",
+      Deno.execPath(),
+      "run",
+      "-P=client",
+      "--no-check",
+      "tests/scale/_fetch.ts",
+      `kernel://${VIRTUAL}`,
+      manifest,
+      String(associations),
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const connected = Promise.withResolvers<void>();
+  const stderr = (async () => {
+    let text = "";
+    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
+      text += chunk;
+      if (text.includes("connected\n")) connected.resolve();
+    }
+    return text;
+  })();
+  const report = (async (): Promise<FetchReport> => {
+    const [stdout, status, errors] = await Promise.all([
+      new Response(child.stdout).text(),
+      child.status,
+      stderr,
+    ]);
+    connected.resolve();
+    assert.equal(status.code, 0, errors);
+    return JSON.parse(stdout);
+  })();
+  return { connected: connected.promise, report };
+}
+
+function fetchAll(manifest: string, associations: number): Promise<FetchReport> {
+  return startFetch(manifest, associations).report;
 }
 
 function startServer(root: string, k: number): Promise<Child> {
@@ -101,15 +129,16 @@ Deno.test("IPVS spreads associations over 3 servers, bodies intact; a killed ser
     }
 
     // Kill server 2 while clients fetch: a response may fail, none may arrive cut short.
-    const during = fetchAll(longManifest, 6);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    const during = startFetch(longManifest, 6);
+    await during.connected;
+    await new Promise((resolve) => setTimeout(resolve, 200));
     await servers[1]!.kill("SIGKILL");
     servers[1] = undefined;
     const killedAt = performance.now();
     const out = await front.waitForLine("server out of service", 10_000);
     assert.match(out, new RegExp(`"server":"${REALS[1]}"`));
     const outAfterMs = performance.now() - killedAt;
-    const cut = await during;
+    const cut = await during.report;
     assert.equal(cut.mismatched, 0, JSON.stringify(cut));
     assert.equal(cut.ok + cut.failed, 1200);
     const afterKill = await table.realServers();
