@@ -1,20 +1,15 @@
 /**
  * `deno task ipvs <virtual> <real> [<real> ...]`: puts Linux IPVS in front of
  * several flowsched servers over kernel SCTP and keeps dead ones out of it
- * (see scripts/scale/ipvs.ts).
+ * (see scripts/scale/ipvs.ts and scripts/scale/health.ts).
  *
  * @module
  */
 
 import { ConfigError, helpText, parseOptions } from "../cli/options.ts";
 import { createLogger, LOG_LEVELS, type LogLevel } from "../cli/log.ts";
-import {
-  HealthChecker,
-  IPVS_SCHEDULERS,
-  type IpvsScheduler,
-  IpvsService,
-  parseIpPort,
-} from "./scale/ipvs.ts";
+import { HealthChecker } from "./scale/health.ts";
+import { IPVS_SCHEDULERS, type IpvsScheduler, IpvsService, parseIpPort } from "./scale/ipvs.ts";
 
 const OPTIONS = {
   scheduler: {
@@ -50,10 +45,10 @@ const OPTIONS = {
 const USAGE = `Usage: deno task ipvs <virtual address:port> <server address:port> [...] [options]
 
 Creates the IPVS virtual SCTP service <virtual> (NAT forwarding) over flowsched servers on kernel
-SCTP, and health-checks them with flowsched's own client: a new association and HEAD <path> each
-interval. A server that refuses the association or answers 5xx leaves the service at once (new
-associations go to the others), one that times out --fall times in a row too; one that passes
-again comes back. On SIGINT or SIGTERM the service is removed.
+SCTP, and health-checks them with flowsched's own client: one standing association per server and
+HEAD <path> on it each interval. A server whose association is aborted, refused or answered with
+5xx leaves the service at once (new associations go to the others), one that times out --fall
+times in a row too; one that answers again comes back. On SIGINT or SIGTERM the service is removed.
 
 The virtual address must be one of this host's (e.g. ip addr add 10.10.9.9/32 dev lo), and this
 host must be the servers' route back to the clients. Needs root (CAP_NET_ADMIN) and ipvsadm.
@@ -98,7 +93,7 @@ if (import.meta.main) {
         else if (state === "down") log.warn("server out of service", { server: real, reason });
         else log.warn("server not in service yet", { server: real, reason });
       },
-      onError: (error) => log.error("health check round failed", { error: error.message }),
+      onError: (error) => log.error("cannot change the IPVS table", { error: error.message }),
     });
     const stop = async () => {
       await checker.stop();

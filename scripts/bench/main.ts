@@ -1,5 +1,5 @@
 /**
- * `deno task bench <transports|files|sched|thesis> [options]`: runs one benchmark.
+ * `deno task bench <transports|files|sched|thesis|scale> [options]`: runs one benchmark.
  * `deno task bench <name> --help` shows its options.
  *
  * @module
@@ -10,6 +10,7 @@ const BENCHMARKS: Record<string, string> = {
   files: "./files.ts",
   sched: "./sched.ts",
   thesis: "./thesis.ts",
+  scale: "./scale.ts",
 };
 
 const USAGE = `Usage: deno task bench <benchmark> [options]
@@ -18,7 +19,8 @@ Benchmarks (each prints ratios measured in one run; --help for its options):
   transports   one-way message throughput: usrsctp / kernel SCTP vs tcpmux vs plain TCP
   files        file serving over one association (scf, rr) vs the TCP HTTP/1.1 baseline
   sched        response times at a bottleneck in the lab: every policy vs the simulated ideal
-  thesis       the reference thesis's 5.2-5.5 and seed 004 in the lab, with nginx, plots, verdicts`;
+  thesis       the reference thesis's 5.2-5.5 and seed 004 in the lab, with nginx, plots, verdicts
+  scale        1..3 servers, each behind its own link, through IPVS and the proxy's path hashing`;
 
 const [name, ...args] = Deno.args;
 if (!name || name === "-h" || name === "--help") {

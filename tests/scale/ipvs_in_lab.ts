@@ -145,6 +145,7 @@ Deno.test("IPVS spreads associations over 3 servers, bodies intact; a killed ser
     assert.deepEqual([...afterKill.keys()].sort(), [REALS[0], REALS[2]]);
     console.log(
       `server 2 out of service ${Math.round(outAfterMs)} ms after the kill ` +
+        `(${JSON.parse(out).reason}) ` +
         `(interval ${INTERVAL_MS} ms); ${cut.failed} of 1200 requests failed, none cut short`,
     );
 

@@ -39,8 +39,13 @@ export interface LoadJob {
   persistent: boolean;
   /** Requests in flight (flow), connections (http), parallel requests per page (pages). */
   workers: number;
-  /** flow: streams of the association. */
+  /** flow: streams of each association. */
   streams: number;
+  /**
+   * flow: associations, each a new one (so a balancer in front places each);
+   * requests take them in turn. @default 1
+   */
+  associations?: number;
   /** Seconds of the timed phase; requests in flight at its end complete. */
   seconds: number;
   /** Paths to request in order (pages: the pages), cycled. */
@@ -114,11 +119,17 @@ async function openClient(job: LoadJob): Promise<Client> {
   let served = 0;
   const sample = () => ++served % job.hashEvery === 0;
   if (job.mode === "flow") {
-    const flow = await FlowClient.connect(job.target, { streams: job.streams });
+    const flows = await Promise.all(
+      Array.from(
+        { length: job.associations ?? 1 },
+        () => FlowClient.connect(job.target, { streams: job.streams }),
+      ),
+    );
+    let turn = 0;
     const client: Client = {
-      opened: 1,
+      opened: flows.length,
       get: async (path, keep) => {
-        const response = await flow.request(path);
+        const response = await flows[turn++ % flows.length].request(path);
         const body = await response.bytes();
         const hashed = keep || sample();
         return {
@@ -127,7 +138,9 @@ async function openClient(job: LoadJob): Promise<Client> {
           body,
         };
       },
-      close: () => flow.close(),
+      close: async () => {
+        await Promise.all(flows.map((flow) => flow.close()));
+      },
     };
     return client;
   }
