@@ -25,6 +25,15 @@ export const PROXY_OPTIONS = {
       "path goes to one of them",
     short: "u",
   },
+  hashBalanceFactor: {
+    kind: "integer",
+    default: 0,
+    min: 0,
+    help: "several upstreams: 0 sends each path to its own server always; N >= 100 bounds " +
+      "each server's requests in flight to N% of the mean, sending a path to its next server " +
+      "while its own is over that (consistent hashing with bounded loads, as HAProxy's " +
+      "hash-balance-factor)",
+  },
   streams: {
     kind: "integer",
     default: 8,

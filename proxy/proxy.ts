@@ -66,6 +66,12 @@ export interface ProxyOptions {
    * @default "usrsctp://127.0.0.1:9000"
    */
   upstream?: string | readonly string[];
+  /**
+   * Several upstreams: 0, each path always to its own server; N ≥ 100, no
+   * server holds more than N% of the mean requests in flight (see
+   * `UpstreamSetOptions.balanceFactor`). @default 0
+   */
+  hashBalanceFactor?: number;
   /** Streams of each upstream association. @default 8 */
   streams?: number;
   /** usrsctp: the server's UDP encapsulation port. @default 9899 */
@@ -142,6 +148,7 @@ export async function startProxy(options: ProxyOptions = {}): Promise<FlowProxy>
   const { hostname, port } = parseListen(options.listen ?? "127.0.0.1:8080");
   const upstreams = new UpstreamSet({
     urls: [options.upstream ?? "usrsctp://127.0.0.1:9000"].flat(),
+    balanceFactor: options.hashBalanceFactor,
     streams: options.streams,
     udpPort: options.udpPort,
     dataPath: options.dataPath,
@@ -196,6 +203,7 @@ export async function startProxy(options: ProxyOptions = {}): Promise<FlowProxy>
       errors: { badGateway: stats.badGateway, gatewayTimeout: stats.gatewayTimeout },
       upstream: info[0],
       upstreams: info,
+      rebalanced: upstreams.rebalanced,
     };
   };
 

@@ -72,3 +72,32 @@ export function highestWeight(
   }
   return best;
 }
+
+/**
+ * Consistent hashing with bounded loads (Mirrokni, Thorup and Zadimoghaddam,
+ * "Consistent Hashing with Bounded Loads", SODA 2018; HAProxy's
+ * `hash-balance-factor`): a path goes to the highest-weight server among
+ * those `up` whose `load` (requests in flight) is below `factor` percent of
+ * the mean load after this request, rounded up. So no server holds more than
+ * its share times the factor, and a path leaves its server only while that
+ * server is over the bound. One up server is always under it: if all were at
+ * or over it, their loads would sum past the total. Returns -1 if none is up.
+ */
+export function boundedChoice(
+  seeds: readonly number[],
+  path: number,
+  up: (index: number) => boolean,
+  load: (index: number) => number,
+  factor: number,
+): number {
+  let total = 0;
+  let upCount = 0;
+  for (let i = 0; i < seeds.length; i++) {
+    if (!up(i)) continue;
+    total += load(i);
+    upCount++;
+  }
+  if (upCount === 0) return -1;
+  const limit = Math.ceil((factor / 100) * (total + 1) / upCount);
+  return highestWeight(seeds, path, (i) => up(i) && load(i) < limit);
+}

@@ -80,6 +80,11 @@ export interface StatsSnapshot {
   upstream: UpstreamInfo;
   /** Every upstream server, in the order given. */
   upstreams: UpstreamInfo[];
+  /**
+   * Requests sent to another server than their path's because it held more
+   * than its bound (`--hash-balance-factor`); 0 without one.
+   */
+  rebalanced: number;
 }
 
 /** What an upstream reports about itself. */

@@ -114,6 +114,11 @@ export class Upstream {
     return this.#state === "up";
   }
 
+  /** Requests sent whose response has not ended. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
   /** Current state for the stats endpoint. */
   info(): UpstreamInfo {
     return {

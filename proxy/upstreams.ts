@@ -25,7 +25,7 @@
 
 import type { Logger } from "../cli/log.ts";
 import type { FlowResponse } from "../protocol/client.ts";
-import { highestWeight, pathHash, serverSeed } from "./rendezvous.ts";
+import { boundedChoice, highestWeight, pathHash, serverSeed } from "./rendezvous.ts";
 import type { UpstreamInfo } from "./stats.ts";
 import { Upstream, type UpstreamOptions } from "./upstream.ts";
 
@@ -33,6 +33,12 @@ import { Upstream, type UpstreamOptions } from "./upstream.ts";
 export interface UpstreamSetOptions extends Omit<UpstreamOptions, "url" | "onChange"> {
   /** `<transport>://host:port` of each server, at least one. */
   urls: readonly string[];
+  /**
+   * Bounded loads: 0 (off), or the most requests in flight a server may hold,
+   * in percent of the mean (at least 100; `rendezvous.ts`, `boundedChoice`).
+   * @default 0
+   */
+  balanceFactor?: number;
 }
 
 /** Several upstream servers of one site, each request routed by its path. */
@@ -46,11 +52,21 @@ export class UpstreamSet {
   /** Per upstream: its paths went to others since it was last up (its return is logged). */
   readonly #moved: boolean[];
   readonly #isUp = (index: number) => this.upstreams[index].up;
+  readonly #load = (index: number) => this.upstreams[index].inFlight;
+  readonly #balanceFactor: number;
+  /** Requests sent to another server than their path's because it held more than its bound. */
+  rebalanced = 0;
 
   /** Throws TypeError for no URL, a malformed one, or two naming the same server. */
   constructor(options: UpstreamSetOptions) {
-    const { urls, ...shared } = options;
+    const { urls, balanceFactor, ...shared } = options;
     if (urls.length === 0) throw new TypeError("no upstream server given");
+    this.#balanceFactor = balanceFactor ?? 0;
+    if (!(this.#balanceFactor === 0 || this.#balanceFactor >= 100)) {
+      throw new TypeError(
+        `the hash balance factor must be 0 (off) or a percentage of at least 100, got ${balanceFactor}`,
+      );
+    }
     this.#log = options.log;
     const names = new Map<string, string>();
     this.upstreams = urls.map((url, index) => {
@@ -84,18 +100,27 @@ export class UpstreamSet {
   /**
    * The upstream a request for `target` goes to: by its path (a query does
    * not count), the highest-weight one that is up, else the highest-weight
-   * one (the request then waits for it).
+   * one (the request then waits for it). With a balance factor, the
+   * highest-weight one that is up and under its bound.
    */
   pick(target: string): Upstream {
     const upstreams = this.upstreams;
     if (upstreams.length === 1) return upstreams[0];
     const path = pathHash(target);
     const first = highestWeight(this.#seeds, path);
-    if (upstreams[first].up) return upstreams[first];
-    const other = highestWeight(this.#seeds, path, this.#isUp);
-    if (other < 0) return upstreams[first];
-    this.#moved[first] = true;
-    return upstreams[other];
+    const preferred = upstreams[first].up ? first : highestWeight(this.#seeds, path, this.#isUp);
+    if (preferred < 0) return upstreams[first];
+    if (preferred !== first) this.#moved[first] = true;
+    if (this.#balanceFactor === 0) return upstreams[preferred];
+    const bounded = boundedChoice(
+      this.#seeds,
+      path,
+      this.#isUp,
+      this.#load,
+      this.#balanceFactor,
+    );
+    if (bounded !== preferred) this.rebalanced++;
+    return upstreams[bounded];
   }
 
   /** Sends a request to the upstream `pick(target)` chooses; see `Upstream.request`. */

@@ -15,6 +15,9 @@
  * - proxy: one client process keeps `--workers` persistent HTTP/1.1
  *   connections to the proxy busy; the proxy sends each path to one server by
  *   rendezvous hashing, over one kernel-SCTP association per server.
+ * - proxy-bounded: the same with `--hash-balance-factor 125`: a path goes to
+ *   its next server while its own holds over 125% of the mean requests in
+ *   flight.
  *
  * Every body's length is checked and every 10th body's sha256. Rows run in
  * turn, `--repeats` times; the ratio is the median MB/s with n servers over
@@ -89,6 +92,8 @@ const VIRTUAL = `10.10.9.9:${PORT}`;
 const PROXY_LISTEN = `${LAB_ADDRESSES.LAB_PROXY_IP}:8080`;
 const SEQUENCE_LENGTH = 20_000;
 const KIB = 1024;
+/** proxy-bounded: no server holds more than 125% of the mean requests in flight. */
+const BALANCE_FACTOR = 125;
 
 /** Runs `argv` in network namespace `netns`; resolves with its stdout. */
 async function inNamespace(netns: string, argv: string[]): Promise<string> {
@@ -146,15 +151,18 @@ function ipvsTable(): IpvsService {
   });
 }
 
-/** The proxy in front of servers 1..n, without a cache; resolves once every association is up. */
-async function startFront(n: number, work: string): Promise<Service> {
+/**
+ * The proxy in front of servers 1..n, without a cache, bounded loads at
+ * `balanceFactor` percent (0: off); resolves once every association is up.
+ */
+async function startFront(n: number, work: string, balanceFactor: number): Promise<Service> {
   const cache = join(work, `cache-${n}`);
   const { service } = await startProxy({
     listen: PROXY_LISTEN,
     upstream: Array.from({ length: n }, (_, i) => `kernel://${serverAddress(i + 1)}:${PORT}`),
     cache,
     netns: "proxy",
-    args: ["--cache-size=0", "--stats-access=public"],
+    args: ["--cache-size=0", "--stats-access=public", `--hash-balance-factor=${balanceFactor}`],
   });
   for (const deadline = Date.now() + 30_000;;) {
     const up = service.lines.filter((line) => line.includes("upstream association up")).length;
@@ -167,19 +175,26 @@ async function startFront(n: number, work: string): Promise<Service> {
   }
 }
 
-/** Requests (proxy) or associations (ipvs) each server took during a row. */
-async function shares(front: Front, n: number): Promise<number[]> {
+/**
+ * Requests (proxy) or associations (ipvs) each server took during a row, and
+ * the requests the proxy sent off their path's server.
+ */
+async function shares(front: Front, n: number): Promise<{ taken: number[]; rebalanced?: number }> {
   if (front === "ipvs") {
     const table = await ipvsTable().realServers();
-    return Array.from(
+    const taken = Array.from(
       { length: n },
       (_, i) => table.get(`${serverAddress(i + 1)}:${PORT}`)?.associations ?? 0,
     );
+    return { taken };
   }
   const stats = JSON.parse(
     await inNamespace("proxy", ["curl", "-sS", `http://${PROXY_LISTEN}/_flowsched/stats`]),
   );
-  return (stats.upstreams as { requests: number }[]).map((u) => u.requests);
+  return {
+    taken: (stats.upstreams as { requests: number }[]).map((u) => u.requests),
+    rebalanced: stats.rebalanced,
+  };
 }
 
 /** Lab side: every row, `repeats` times; the records back to the host. */
@@ -221,9 +236,12 @@ async function inLab(values: Options) {
     for (let repeat = 0; repeat < values.repeats; repeat++) {
       for (const front of FRONTS) {
         for (const n of counts) {
-          const started = front === "ipvs" ? await startIpvs(n) : await startFront(n, work);
+          const started = front === "ipvs"
+            ? await startIpvs(n)
+            : await startFront(n, work, front === "proxy-bounded" ? BALANCE_FACTOR : 0);
           let outcome: LoadOutcome;
           let taken: number[];
+          let rebalanced: number | undefined;
           try {
             const job: LoadJob = {
               mode: front === "ipvs" ? "flow" : "http",
@@ -241,7 +259,7 @@ async function inLab(values: Options) {
               proxyPids: [started.process.pid],
             };
             outcome = await runClient(job, work, `${front}-${n}-${repeat}`);
-            taken = await shares(front, n);
+            ({ taken, rebalanced } = await shares(front, n));
           } finally {
             await started.stop("SIGTERM");
           }
@@ -259,6 +277,7 @@ async function inLab(values: Options) {
             serverCpuMs: outcome.serverCpuMs,
             frontCpuMs: outcome.proxyCpuMs,
             shares: taken,
+            ...(rebalanced === undefined ? {} : { rebalanced }),
           });
           progress(
             "scale",

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { createLogger } from "../../cli/log.ts";
-import { highestWeight, pathHash, serverSeed } from "../../proxy/rendezvous.ts";
+import { boundedChoice, highestWeight, pathHash, serverSeed } from "../../proxy/rendezvous.ts";
 import { UpstreamSet } from "../../proxy/upstreams.ts";
 
 /** Three distinct servers, named as the set names them. */
@@ -127,4 +127,40 @@ Deno.test("an upstream set refuses no server, and two URLs naming the same serve
     },
   );
   assert.throws(() => new UpstreamSet({ urls: ["quic://127.0.0.1:1"], log }), /unknown transport/);
+});
+
+Deno.test("bounded loads: a path keeps its server while that server is under the bound, and no pick is over it", () => {
+  fc.assert(
+    fc.property(
+      threeServers,
+      fc.array(fc.integer({ min: 0, max: 20 }), { minLength: 3, maxLength: 3 }),
+      fc.array(fc.boolean(), { minLength: 3, maxLength: 3 }),
+      fc.integer({ min: 100, max: 300 }),
+      fc.string(),
+      (names, loads, up, factor, path) => {
+        const seeds = names.map(serverSeed);
+        const hash = pathHash(`/${path}`);
+        const isUp = (i: number) => up[i];
+        const choice = boundedChoice(seeds, hash, isUp, (i) => loads[i], factor);
+        const upLoads = loads.filter((_, i) => up[i]);
+        if (upLoads.length === 0) return choice === -1;
+        const total = upLoads.reduce((a, b) => a + b, 0);
+        const limit = Math.ceil((factor / 100) * (total + 1) / upLoads.length);
+        const own = highestWeight(seeds, hash, isUp);
+        assert.ok(up[choice], "an up server");
+        assert.ok(loads[choice] < limit, `load ${loads[choice]} under the bound ${limit}`);
+        if (loads[own] < limit) assert.equal(choice, own, "its own server while under the bound");
+        return true;
+      },
+    ),
+  );
+});
+
+Deno.test("a hash balance factor below 100 is refused with what is allowed", () => {
+  const log = createLogger("silent", "test");
+  const urls = ["tcpmux://127.0.0.1:9001", "tcpmux://127.0.0.1:9002"];
+  assert.throws(
+    () => new UpstreamSet({ urls, log, balanceFactor: 50 }),
+    /hash balance factor must be 0 \(off\) or a percentage of at least 100, got 50/,
+  );
 });

@@ -83,7 +83,8 @@ function percentShares(shares: number[]): string {
 }
 
 function csv(results: ScaleResults): string {
-  const header = "front,servers,repeat,seconds,requests,failed,bytes,mbps,lab_cpu,shares";
+  const header =
+    "front,servers,repeat,seconds,requests,failed,bytes,mbps,lab_cpu,server_cpu_ms,front_cpu_ms,shares,rebalanced";
   const lines = results.runs.map((r) =>
     [
       r.front,
@@ -95,7 +96,10 @@ function csv(results: ScaleResults): string {
       r.bytes,
       round(r.bytes / r.seconds / 1e6, 3),
       round(r.labCpu, 3),
+      Math.round(r.serverCpuMs),
+      Math.round(r.frontCpuMs),
       r.shares.join("/"),
+      r.rebalanced ?? "",
     ].join(",")
   );
   return [header, ...lines].join("\n") + "\n";
@@ -108,8 +112,13 @@ function markdown(results: ScaleResults, rows: ScaleRow[]): string {
     const row = rows.find((r) => r.front === front && r.servers === 3);
     if (!row) return `- ${front}: no run with 3 servers`;
     const met = row.ratio >= GOAL_RATIO_3 ? "meets" : "misses";
+    const busiest = Math.max(...row.shares) / row.shares.reduce((a, b) => a + b, 0);
+    const cap = front === "ipvs" ? "" : `; the busiest server took ${round(100 * busiest, 0)}% ` +
+      `of the requests, which caps the ratio at ${
+        round(1 / busiest, 2)
+      }× while links are the limit`;
     return `- **${front}: ${round(row.ratio, 2)}×** with 3 servers: ${met} the goal of ` +
-      `≥ ${GOAL_RATIO_3}× (${round(100 * row.ofCapacity, 0)}% of the three links' raw rate)`;
+      `≥ ${GOAL_RATIO_3}× (${round(100 * row.ofCapacity, 0)}% of the three links' raw rate${cap})`;
   });
   const table = [
     "| front | servers | MB/s (median) | range | × 1 server | of link capacity | per server | requests | failed |",
@@ -137,6 +146,9 @@ is scaled. ${setup.repeats} timed phase(s) of ${setup.secondsPerPhase} s per row
 - **proxy**: flowsched's proxy with one \`--upstream\` per server and no cache, each path sent to
   one server by rendezvous hashing; the client keeps ${setup.workers} persistent HTTP/1.1
   connections busy. "Per server" is requests.
+- **proxy-bounded**: the same with \`--hash-balance-factor 125\` (consistent hashing with bounded
+  loads): a path goes to its next server while its own holds over 125% of the mean requests in
+  flight. ${rebalancedText(results)}
 
 ${verdicts.join("\n")}
 
@@ -144,6 +156,16 @@ ${table.join("\n")}
 
 ![aggregate MB/s](aggregate.svg)
 `;
+}
+
+function rebalancedText(results: ScaleResults): string {
+  const runs = results.runs.filter((r) => r.front === "proxy-bounded" && r.servers > 1);
+  const moved = runs.reduce((n, r) => n + (r.rebalanced ?? 0), 0);
+  const all = runs.reduce((n, r) => n + r.shares.reduce((a, b) => a + b, 0), 0);
+  return all > 0
+    ? `With 2 or more servers, ${round(100 * moved / all, 1)}% of its requests went off their ` +
+      "path's server."
+    : "";
 }
 
 /** Writes the CSV, the summary and the plot; returns the summary (Markdown). */

@@ -6,8 +6,11 @@
  * @module
  */
 
-/** What spreads the load over the servers: Linux IPVS, or the proxy's path hashing. */
-export const FRONTS = ["ipvs", "proxy"] as const;
+/**
+ * What spreads the load over the servers: Linux IPVS; the proxy's path
+ * hashing; the same with bounded loads (`--hash-balance-factor`).
+ */
+export const FRONTS = ["ipvs", "proxy", "proxy-bounded"] as const;
 
 /** One of {@link FRONTS}. */
 export type Front = (typeof FRONTS)[number];
@@ -38,6 +41,8 @@ export interface ScaleRun {
    * counters) or requests (proxy, from its stats), warm-up included.
    */
   shares: number[];
+  /** proxy-bounded: requests sent off their path's server because it was over its bound. */
+  rebalanced?: number;
 }
 
 /** Everything one `bench scale` run hands to the report. */
