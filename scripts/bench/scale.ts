@@ -69,6 +69,11 @@ const OPTIONS = {
     help: "ipvs: client associations (spread by IPVS)",
   },
   workers: { kind: "integer", default: 12, min: 1, help: "requests the client keeps in flight" },
+  fronts: {
+    kind: "string",
+    default: FRONTS.join(","),
+    help: "comma-separated fronts to measure",
+  },
   seed: { kind: "integer", default: 1, min: 0, help: "seed of files and request sequence" },
   report: {
     kind: "boolean",
@@ -115,7 +120,14 @@ async function runClient(job: LoadJob, work: string, name: string): Promise<Load
   const jobFile = join(work, `job-${name}.json`);
   const outFile = join(work, `out-${name}.json`);
   await Deno.writeTextFile(jobFile, JSON.stringify(job));
-  await inNamespace("client", denoArgv("thesis/load.ts", [jobFile, outFile]));
+  // Its stderr passes through: it tells what the first failed requests were.
+  const { success } = await new Deno.Command("ip", {
+    args: ["netns", "exec", "client", ...denoArgv("thesis/load.ts", [jobFile, outFile])],
+    cwd: REPO,
+    stdout: "null",
+    stderr: "inherit",
+  }).output();
+  if (!success) throw new Error(`the client of ${name} failed`);
   return JSON.parse(await Deno.readTextFile(outFile));
 }
 
@@ -232,9 +244,10 @@ async function inLab(values: Options) {
       );
     }
     const counts = Array.from({ length: values.servers }, (_, i) => i + 1);
-    const total = values.repeats * FRONTS.length * counts.length;
+    const fronts = frontsOf(values.fronts);
+    const total = values.repeats * fronts.length * counts.length;
     for (let repeat = 0; repeat < values.repeats; repeat++) {
-      for (const front of FRONTS) {
+      for (const front of fronts) {
         for (const n of counts) {
           const started = front === "ipvs"
             ? await startIpvs(n)
@@ -262,6 +275,10 @@ async function inLab(values: Options) {
             ({ taken, rebalanced } = await shares(front, n));
           } finally {
             await started.stop("SIGTERM");
+          }
+          // What the front had to say: a server out of service, an upstream down.
+          for (const line of started.lines) {
+            if (/"level":"(warn|error)"/.test(line)) progress("scale", `${front}: ${line}`);
           }
           const failed = outcome.fetches.filter((f) => !f.ok).length;
           const bytes = outcome.fetches.reduce((sum, f) => sum + f.bytes, 0);
@@ -313,6 +330,16 @@ async function inLab(values: Options) {
   await Deno.writeTextFile(values.out, JSON.stringify(results));
 }
 
+function frontsOf(text: string): Front[] {
+  const items = text.split(",").map((s) => s.trim()).filter(Boolean);
+  for (const item of items) {
+    if (!(FRONTS as readonly string[]).includes(item)) {
+      throw new ConfigError(`--fronts: unknown front "${item}"; use ${FRONTS.join(", ")}`);
+    }
+  }
+  return items as Front[];
+}
+
 /** Host side: the lab run, then the report. */
 async function orchestrate(values: Options, args: string[]) {
   const given = (flag: string) => args.some((a) => a.startsWith(flag));
@@ -321,7 +348,7 @@ async function orchestrate(values: Options, args: string[]) {
     if (!given("--seconds")) values.seconds = 3;
     if (!given("--files")) values.files = 60;
   }
-  const rows = FRONTS.length * values.servers;
+  const rows = frontsOf(values.fronts).length * values.servers;
   progress(
     "scale",
     `${rows} rows × ${values.repeats} repeats of ${values.seconds} s in the lab ` +
@@ -351,6 +378,7 @@ async function orchestrate(values: Options, args: string[]) {
       `--associations=${values.associations}`,
       `--workers=${values.workers}`,
       `--seed=${values.seed}`,
+      `--fronts=${values.fronts}`,
     ]),
     servers: values.servers,
     links,

@@ -5,29 +5,18 @@
  */
 
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
-import { needs } from "../_permissions.ts";
-
-const REPO = fileURLToPath(new URL("../..", import.meta.url));
-const inLab = !needs("env") && Deno.env.get("LAB") === "1";
+import { benchIgnored, runBench } from "./_bench.ts";
 
 Deno.test(
   "bench sched --quick replays a trace under srpt and ps in the lab and prints its SCHED line",
   {
     // Inside the lab this file has nothing to do (and cannot start another lab).
-    ignore: needs("read", "write", "run", "env", "sys", "net", "ffi") || inLab,
+    ignore: benchIgnored,
   },
   async () => {
-    const output = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-P=bench", "scripts/bench/main.ts", "sched", "--quick", "--duration=8"],
-      cwd: REPO,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stdout = new TextDecoder().decode(output.stdout);
-    const stderr = new TextDecoder().decode(output.stderr);
+    const { code, stdout, stderr } = await runBench(["sched", "--quick", "--duration=8"]);
     console.log(stdout.trim().split("\n").slice(-10).join("\n"));
-    assert.equal(output.code, 0, `bench sched failed:\n${stderr.slice(-3000)}`);
+    assert.equal(code, 0, `bench sched failed:\n${stderr.slice(-3000)}`);
     const lines = stdout.trim().split("\n");
     assert.match(
       lines.at(-1)!,

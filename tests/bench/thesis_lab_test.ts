@@ -8,31 +8,20 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { needs } from "../_permissions.ts";
+import { benchIgnored, runBench } from "./_bench.ts";
 import { EXPERIMENTS } from "../../scripts/bench/thesis/results.ts";
-
-const REPO = fileURLToPath(new URL("../..", import.meta.url));
-const inLab = !needs("env") && Deno.env.get("LAB") === "1";
 
 Deno.test(
   "bench thesis --quick runs 5.2-5.5 and 004 in the lab with no failed request and reports each",
   {
     // Inside the lab this file has nothing to do (and cannot start another lab).
-    ignore: needs("read", "write", "run", "env", "sys", "net", "ffi") || inLab,
+    ignore: benchIgnored,
   },
   async () => {
-    const output = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-P=bench", "scripts/bench/main.ts", "thesis", "--quick"],
-      cwd: REPO,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stdout = new TextDecoder().decode(output.stdout);
-    const stderr = new TextDecoder().decode(output.stderr);
+    const { code, stdout, stderr } = await runBench(["thesis", "--quick"]);
     const headline = stdout.slice(stdout.indexOf("## Headline"), stdout.indexOf("\n## 5.2"));
     console.log(headline.trim());
-    assert.equal(output.code, 0, `bench thesis failed:\n${stderr.slice(-3000)}`);
+    assert.equal(code, 0, `bench thesis failed:\n${stderr.slice(-3000)}`);
     for (const experiment of EXPERIMENTS) {
       assert.match(
         headline,

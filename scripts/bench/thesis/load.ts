@@ -109,10 +109,23 @@ interface Client {
   close(): Promise<void>;
 }
 
+/** Failures told on stderr, so that a run's failures say what they were. */
+const TOLD_FAILURES = 5;
+let told = 0;
+
+function tell(path: string, what: string) {
+  if (told++ < TOLD_FAILURES) console.error(`load: ${path}: ${what}`);
+}
+
 function check(job: LoadJob, path: string, status: number, length: number, body?: Uint8Array) {
   const expected = job.files[path];
-  if (!expected || status !== 200 || length !== expected.size) return false;
-  return !body || sha256Hex(body) === expected.sha256;
+  let wrong = "";
+  if (!expected) wrong = "not a file of the run";
+  else if (status !== 200) wrong = `status ${status}`;
+  else if (length !== expected.size) wrong = `${length} bytes of ${expected.size}`;
+  else if (body && sha256Hex(body) !== expected.sha256) wrong = "a different sha256";
+  if (wrong) tell(path, wrong);
+  return wrong === "";
 }
 
 async function openClient(job: LoadJob): Promise<Client> {
@@ -197,7 +210,10 @@ async function runPhase(
     ? (page: string) => loadPage(page, get, job.workers)
     : async (path: string) => {
       const started = performance.now();
-      const { ok, length } = await get(path, false).catch(() => ({ ok: false, length: 0 }));
+      const { ok, length } = await get(path, false).catch((error) => {
+        tell(path, (error as Error).message);
+        return { ok: false, length: 0 };
+      });
       return { ms: performance.now() - started, bytes: length, ok };
     };
   const worker = async () => {
