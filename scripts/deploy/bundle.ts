@@ -44,7 +44,7 @@ server, the proxy and the get client on a Linux machine of that architecture, of
 holds that architecture's Deno (the version package-lock.json pins, from npm), the program
 with its npm packages, the .debs of libsctp1 and libusrsctp2 (apt-get download; for arm64,
 apt needs 'dpkg --add-architecture arm64', which scripts/bootstrap.sh does), launchers
-bin/flowsched-{server,proxy,get}, systemd units and an INSTALL text. Downloads are cached
+bin/flowsched-{server,proxy,get,ipvs}, systemd units and an INSTALL text. Downloads are cached
 in .cache/deploy/. Install on the target: INSTALL in the archive, or docs/DEPLOY.md.`;
 
 /** Options of {@link bundle}. */

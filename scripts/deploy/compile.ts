@@ -63,7 +63,7 @@ const OPTIONS = {
 const USAGE =
   `Usage: deno task compile [--target all|x86_64|aarch64] [--command all|server|proxy|get]
 
-Builds <out>/flowsched-{server,proxy,get}-<arch> with deno compile: Worker modules embedded,
+Builds <out>/flowsched-{server,proxy,get,ipvs}-<arch> with deno compile: Worker modules embedded,
 each command's permission set from deno.json baked in. deno compile needs denort, Deno's
 runtime for compiled programs, for each target: DENORT_BIN (a local denort of the same Deno
 version; one --target at a time), a copy in DENO_DIR (dl/release/v<version>/), or a download

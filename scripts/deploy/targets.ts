@@ -74,13 +74,19 @@ export const COMMANDS: readonly DeployCommand[] = [
     name: "proxy",
     entry: "proxy/main.ts",
     permissions: "proxy-release",
-    summary: "HTTP/1.1 over TCP in front of one association to a server",
+    summary: "HTTP/1.1 over TCP in front of associations to one or more servers",
   },
   {
     name: "get",
     entry: "scripts/get.ts",
     permissions: "client",
     summary: "fetches files from a server over one association, like curl",
+  },
+  {
+    name: "ipvs",
+    entry: "scripts/ipvs.ts",
+    permissions: "ipvs",
+    summary: "Linux IPVS in front of several servers, health-checked (needs root and ipvsadm)",
   },
 ];
 

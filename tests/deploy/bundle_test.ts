@@ -66,7 +66,12 @@ Deno.test(
     const deno = await output(join(bundle, "lib/deno"), ["--version"]);
     assert.match(deno.stdout, new RegExp(`^deno ${version.replaceAll(".", "\\.")} `));
 
-    assert.deepEqual(names("bin").sort(), ["flowsched-get", "flowsched-proxy", "flowsched-server"]);
+    assert.deepEqual(names("bin").sort(), [
+      "flowsched-get",
+      "flowsched-ipvs",
+      "flowsched-proxy",
+      "flowsched-server",
+    ]);
     const debs = names("debs").sort();
     assert.equal(debs.length, 2);
     assert.match(debs[0], /^libsctp1_.*_amd64\.deb$/);
