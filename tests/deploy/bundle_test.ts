@@ -92,7 +92,7 @@ Deno.test(
       assert.ok(!packages.includes(name), `${name} left out`);
     }
     assert.ok(!names("app/scripts").includes("bench"), "scripts/bench left out");
-    assert.deepEqual(names("app/scripts"), ["get.ts"]);
+    assert.deepEqual(names("app/scripts").sort(), ["get.ts", "ipvs.ts", "scale"]);
 
     // The example configurations pass the commands' own validation.
     await parseOptions(["--config", join(bundle, "etc/server.json")], SERVER_OPTIONS);
