@@ -7,7 +7,8 @@
  * blocking pool (the one such call a process makes at a time, see
  * `transport/reactor.ts`). Calls that can block (accept, connect, recv,
  * send without MSG_DONTWAIT) are only ever made from Worker threads, never
- * from the main event loop.
+ * from the main event loop, except a connect on a socket made nonblocking
+ * for it (O_NONBLOCK), which returns at once (EINPROGRESS).
  *
  * @module
  */
@@ -55,6 +56,10 @@ export const libcSymbols = {
     result: "i32",
     nonblocking: true,
   },
+  // int fcntl(int fd, int cmd, ... /* int arg */)
+  // Variadic: on x86_64 and aarch64 Linux an int vararg travels where a fixed
+  // int would, so F_GETFL and F_SETFL may pass it as a third i32.
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   // int eventfd(unsigned int initval, int flags)
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
   // ssize_t write(int fd, const void *buf, size_t count)
@@ -142,9 +147,12 @@ export const C = {
   EFD_CLOEXEC: 0x80000,
   EFD_NONBLOCK: 0x800,
   POLLIN: 0x1,
+  POLLOUT: 0x4,
   POLLERR: 0x8,
   POLLHUP: 0x10,
   POLLNVAL: 0x20,
+  F_GETFL: 3,
+  F_SETFL: 4,
   O_RDONLY: 0,
   SEEK_END: 2,
   O_CLOEXEC: 0x80000,
@@ -251,7 +259,11 @@ export function errno(): number {
 
 /** Builds the error for a failed call from errno and its `strerror` text. */
 export function lastError(call: string): NativeError {
-  const code = errno();
+  return nativeError(call, errno());
+}
+
+/** The error of `call` failing with the errno value `code` (e.g. one read from SO_ERROR). */
+export function nativeError(call: string, code: number): NativeError {
   const text = Deno.UnsafePointerView.getCString(libc().strerror(code)!);
   return new NativeError(call, code, text);
 }
@@ -309,11 +321,30 @@ function copyPlainly(target: Uint8Array<ArrayBuffer>, source: Deno.PointerValue,
 
 const intOption = new Int32Array(1);
 const intOptionBytes = new Uint8Array(intOption.buffer);
+const optionLength = new Uint32Array(1);
+const optionLengthBytes = new Uint8Array(optionLength.buffer);
 
 /** Sets an `int` socket option; `call` names it in the error, e.g. `"setsockopt(SO_SNDBUF)"`. */
 export function setIntOption(fd: number, level: number, name: number, value: number, call: string) {
   intOption[0] = value;
   check(call, libc().setsockopt(fd, level, name, intOptionBytes, 4));
+}
+
+/** Sets (`on`) or clears O_NONBLOCK on `fd`. */
+export function setNonblocking(fd: number, on: boolean): void {
+  const flags = check("fcntl(F_GETFL)", libc().fcntl(fd, C.F_GETFL, 0));
+  const wanted = on ? flags | C.O_NONBLOCK : flags & ~C.O_NONBLOCK;
+  if (wanted !== flags) check("fcntl(F_SETFL)", libc().fcntl(fd, C.F_SETFL, wanted));
+}
+
+/** The pending error of `fd` (SO_ERROR, which reading clears), 0 for none. */
+export function takeSocketError(fd: number): number {
+  optionLength[0] = 4;
+  check(
+    "getsockopt(SO_ERROR)",
+    libc().getsockopt(fd, C.SOL_SOCKET, C.SO_ERROR, intOptionBytes, optionLengthBytes),
+  );
+  return intOption[0];
 }
 
 /** Sets SO_SNDBUF and SO_RCVBUF; a size of 0 keeps the system default. */

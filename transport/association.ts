@@ -1,9 +1,11 @@
 /**
- * Opening associations: `connect` and `listen` for every transport. The
- * handshakes and accept loop run in I/O Workers (`io_worker.ts`); an
- * established association then moves its data on the event loop
- * (`LoopAssociation`) where the driver has a nonblocking channel, or in I/O
- * Workers (`WorkerAssociation`). Transports differ only in their `SocketDriver`.
+ * Opening associations: `connect` and `listen` for every transport. An
+ * association on the event-loop data path (`LoopAssociation`, where the
+ * driver has a nonblocking channel) also connects on the event loop, with no
+ * Worker at all; other connects, and every accept loop, run their blocking
+ * handshakes in I/O Workers (`io_worker.ts`), and the association then moves
+ * its data on the event loop or in I/O Workers (`WorkerAssociation`).
+ * Transports differ only in their `SocketDriver`.
  *
  * @module
  */
@@ -12,7 +14,7 @@ import { driverFor } from "./drivers.ts";
 import type { AssociationSetup } from "./base_association.ts";
 import type { SocketDriver } from "./driver.ts";
 import { LoopAssociation } from "./loop_association.ts";
-import { TransportError } from "./types.ts";
+import { SHARED_BYTES, TransportError } from "./types.ts";
 import type {
   Association,
   AssociationOptions,
@@ -77,6 +79,9 @@ export function connect(
   const resolved = withDefaults(options);
   const driver = driverWith(transport, resolved);
   driver.prepare(resolved);
+  if (resolved.dataPath === "event-loop" && driver.channel && driver.connectOnLoop) {
+    return connectOnLoop(transport, driver, host, port, resolved);
+  }
   const writer = spawnIoWorker(`${transport}-writer`, {
     role: "connect",
     transport,
@@ -98,6 +103,23 @@ export function connect(
       }
     };
   });
+}
+
+/**
+ * Connects from the event loop: starting a Worker costs far more than the
+ * handshake. In the lab (one CPU), connect + one request + close took about
+ * 250 ms of CPU through a Worker, 20 ms without (`scripts/bench/connect.ts`).
+ */
+async function connectOnLoop(
+  transport: TransportName,
+  driver: SocketDriver,
+  host: string,
+  port: number,
+  options: Required<AssociationOptions>,
+): Promise<Association> {
+  const established = await driver.connectOnLoop!(host, port, options);
+  const shared = new SharedArrayBuffer(SHARED_BYTES);
+  return new LoopAssociation({ transport, driver, options, established, shared });
 }
 
 /** Listens for associations of `transport` on `host:port` (port 0: any free port). */

@@ -38,6 +38,16 @@ export interface SocketDriver {
   accept(listening: bigint, options: Required<AssociationOptions>): Established | null;
   /** *Blocking*: connects to `host:port`. */
   connect(host: string, port: number, options: Required<AssociationOptions>): Established;
+  /**
+   * Connects to `host:port` from the event loop, with no Worker and no
+   * blocking call: what `connect` does, with the same errors after the same
+   * time. Present only beside `channel`, for the event-loop data path.
+   */
+  connectOnLoop?(
+    host: string,
+    port: number,
+    options: Required<AssociationOptions>,
+  ): Promise<Established>;
   /** *Blocking*: sends one whole message. */
   send(handle: SocketHandle, stream: number, pointer: Deno.PointerValue, length: number): void;
   /**

@@ -19,6 +19,7 @@ import {
   lastError,
   libc,
   linger,
+  nativeError,
   setBufferSizes,
   setIntOption,
   timeval,
@@ -37,7 +38,7 @@ import {
 } from "../ffi/libsctp.ts";
 import { StructBuffer } from "../ffi/struct.ts";
 import type { Channel, Established, SocketDriver } from "./driver.ts";
-import { connectTo, streamEndpoints } from "./libc_stream.ts";
+import { connectTo, connectWithoutBlocking, streamEndpoints } from "./libc_stream.ts";
 import { ensureUdpTunnel, setRemoteUdpPort } from "./kernel_udp.ts";
 import { BufferPool } from "./bytes.ts";
 import { notificationReader, ReceiveBuffer } from "./sctp_shared.ts";
@@ -120,6 +121,12 @@ function configure(socket: number, options: Required<AssociationOptions>) {
   setBufferSizes(socket, options.sendBufferSize, options.receiveBufferSize);
 }
 
+/** The options of a connecting socket: `configure`'s, and the peer's UDP port. */
+function configureClient(socket: number, options: Required<AssociationOptions>) {
+  configure(socket, options);
+  if (options.udpEncapsulation) setRemoteUdpPort(socket, options.udpPort);
+}
+
 /** SO_SNDTIMEO: how long a blocking send, or connect, waits. */
 function setSendTimeout(socket: number, seconds: number) {
   const timeout = new StructBuffer(timeval).set("tv_sec", seconds);
@@ -149,6 +156,15 @@ function unanswered(
     `kernel SCTP: no answer from ${host}:${port} within ${CONNECT_TIMEOUT_S} s: ${why}`,
     { cause },
   );
+}
+
+/**
+ * The error a blocking connect gives for the socket error `code`: the
+ * kernel's wait for the association (`sctp_wait_for_connect`) calls every
+ * failure a refusal, unless the INIT was sent its last time (ETIMEDOUT).
+ */
+function connectFailure(code: number): NativeError {
+  return nativeError("connect", code === Errno.ETIMEDOUT ? code : Errno.ECONNREFUSED);
 }
 
 function readStatus(socket: number): StructBuffer<keyof typeof sctp_status.fields> {
@@ -414,8 +430,7 @@ export const kernelDriver: SocketDriver = {
 
   connect: (host, port, options) =>
     connectTo(host, port, openSocket, (socket, connect) => {
-      configure(socket, options);
-      if (options.udpEncapsulation) setRemoteUdpPort(socket, options.udpPort);
+      configureClient(socket, options);
       // A blocking connect gives up with EINPROGRESS once SO_SNDTIMEO runs
       // out, while the kernel retries its INIT for minutes.
       setSendTimeout(socket, CONNECT_TIMEOUT_S);
@@ -427,6 +442,16 @@ export const kernelDriver: SocketDriver = {
       }
       setSendTimeout(socket, 1);
       return established(socket, options);
+    }),
+
+  // The same, waiting for the INIT's answer on the reactor for as long.
+  connectOnLoop: (host, port, options) =>
+    connectWithoutBlocking(host, port, openSocket, {
+      configure: (socket) => configureClient(socket, options),
+      timeoutMs: CONNECT_TIMEOUT_S * 1000,
+      timedOut: (cause) => unanswered(host, port, options, cause),
+      failed: connectFailure,
+      establish: (socket) => established(socket, options),
     }),
 
   send(handle, stream, pointer, length) {

@@ -1,7 +1,8 @@
 /**
- * Listening and accepting on libc stream sockets, shared by the drivers that
- * use them (kernel SCTP's one-to-one sockets and tcpmux's TCP): the same
- * options, the same accept loop, the same way a shut-down listener ends it.
+ * Listening, accepting and connecting on libc stream sockets, shared by the
+ * drivers that use them (kernel SCTP's one-to-one sockets and tcpmux's TCP):
+ * the same options, the same accept loop, the same way a shut-down listener
+ * ends it, and the same connect on the event loop (`connectWithoutBlocking`).
  *
  * @module
  */
@@ -14,10 +15,16 @@ import {
   encodeSockaddr,
   lastError,
   libc,
+  nativeError,
+  pollfd,
   setIntOption,
+  setNonblocking,
+  takeSocketError,
 } from "../ffi/libc.ts";
-import { Errno } from "../ffi/errors.ts";
+import { Errno, type NativeError } from "../ffi/errors.ts";
+import { StructBuffer } from "../ffi/struct.ts";
 import type { Established, SocketDriver } from "./driver.ts";
+import { forget, readyWithin, WRITABLE } from "./reactor.ts";
 import type { AssociationOptions } from "./types.ts";
 
 /** How a driver on libc stream sockets opens, configures and completes a connection. */
@@ -123,4 +130,88 @@ export function connectTo(
     socket,
     () => establish(socket, () => check("connect", libc().connect(socket, addr, addr.byteLength))),
   );
+}
+
+/** How a driver on libc stream sockets connects from the event loop. */
+export interface LoopConnect {
+  /** Socket options, set before the connect. */
+  configure(socket: number): void;
+  /** Milliseconds the connect may take: as long as the blocking connect waits. */
+  readonly timeoutMs: number;
+  /** The error of a connect still in progress at the deadline (`cause`: its EINPROGRESS). */
+  timedOut(cause: NativeError): Error;
+  /**
+   * The error of a connect that failed with the socket error `code`, as a
+   * blocking connect reports it. @default the `connect` error of `code`
+   */
+  failed?(code: number): Error;
+  /**
+   * Completes the connected socket (negotiation, stream counts) without
+   * blocking: nonblocking calls, and waits on `reactor.ts`.
+   */
+  establish(socket: number): Established | Promise<Established>;
+}
+
+/**
+ * Opens a socket for `host` with `open(family)` and connects it without
+ * blocking the event loop: the socket is nonblocking until connected (then
+ * blocking again, as every other socket of ours, for Workers the handle is
+ * lent to), and the wait for the answer is a wait on the reactor. Errors are
+ * those of a blocking connect: the same `connect` error for a refusal or an
+ * unreachable peer, and `timedOut` after the same time. On failure the
+ * socket is closed; on success it is no longer watched by the reactor.
+ */
+export async function connectWithoutBlocking(
+  host: string,
+  port: number,
+  open: (family: number) => number,
+  how: LoopConnect,
+): Promise<Established> {
+  const addr = encodeSockaddr(host, port);
+  const socket = open(addr[0] === C.AF_INET ? C.AF_INET : C.AF_INET6);
+  try {
+    how.configure(socket);
+    setNonblocking(socket, true);
+    await connected(socket, addr, how);
+    setNonblocking(socket, false);
+    const established = await how.establish(socket);
+    forget(socket);
+    return established;
+  } catch (error) {
+    // Before the close: a later socket may get the same number.
+    forget(socket);
+    libc().close(socket);
+    throw error;
+  }
+}
+
+/** Starts the connect of nonblocking `socket` and waits until it is made or has failed. */
+async function connected(socket: number, addr: Uint8Array<ArrayBuffer>, how: LoopConnect) {
+  if (libc().connect(socket, addr, addr.byteLength) === 0) return;
+  const inProgress = lastError("connect");
+  if (inProgress.errno !== Errno.EINPROGRESS) throw inProgress;
+  const failed = how.failed ?? ((code: number) => nativeError("connect", code));
+  const deadline = performance.now() + how.timeoutMs;
+  for (;;) {
+    const left = deadline - performance.now();
+    if (left <= 0 || !(await readyWithin(socket, WRITABLE, left))) {
+      throw how.timedOut(inProgress);
+    }
+    const code = takeSocketError(socket);
+    if (code !== 0) throw failed(code);
+    const events = pollNow(socket);
+    if (events & C.POLLOUT) return;
+    // Ended without an error to tell (no such case is known).
+    if (events & (C.POLLERR | C.POLLHUP)) throw failed(Errno.ECONNREFUSED);
+    // Otherwise a spurious wake-up: still in progress.
+  }
+}
+
+const polled = new StructBuffer(pollfd);
+
+/** The events `socket` has now (`poll` with a timeout of 0: it does not wait). */
+function pollNow(socket: number): number {
+  polled.set("fd", socket).set("events", C.POLLOUT).set("revents", 0);
+  check("poll", libc().poll(polled.bytes, 1n, 0));
+  return polled.get("revents");
 }

@@ -167,3 +167,25 @@ export function wake(fd: number): void {
 export function forget(fd: number): void {
   reactor?.forget(fd);
 }
+
+/**
+ * Like `ready`, with a deadline: true once `fd` is ready (or woken), false
+ * once `ms` milliseconds passed first (the wait is then ended with `wake`).
+ */
+export async function readyWithin(
+  fd: number,
+  what: typeof READABLE | typeof WRITABLE,
+  ms: number,
+): Promise<boolean> {
+  let late = false;
+  const timer = setTimeout(() => {
+    late = true;
+    wake(fd);
+  }, ms);
+  try {
+    await ready(fd, what);
+  } finally {
+    clearTimeout(timer);
+  }
+  return !late;
+}

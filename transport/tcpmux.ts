@@ -33,7 +33,8 @@ import { Errno, type NativeError } from "../ffi/errors.ts";
 import { StructBuffer } from "../ffi/struct.ts";
 import type { Established, SocketDriver } from "./driver.ts";
 import { acceptGreeted, type Greeting } from "./handshakes.ts";
-import { streamEndpoints } from "./libc_stream.ts";
+import { connectWithoutBlocking, streamEndpoints } from "./libc_stream.ts";
+import { READABLE, readyWithin } from "./reactor.ts";
 import { FRAME_HEADER_BYTES, MAX_MESSAGE_BYTES, TcpmuxChannel } from "./tcpmux_channel.ts";
 import { SHARED_CLOSING, SHARED_WRITE_LOCK, TransportError } from "./types.ts";
 import type { AssociationOptions, Message, PathInfo, SocketHandle } from "./types.ts";
@@ -60,10 +61,17 @@ function openSocket(family: number): number {
   return check("socket", libc().socket(family, C.SOCK_STREAM, 0));
 }
 
+/**
+ * Seconds a blocking send waits before it looks whether the association is
+ * closing; also how long a blocking connect waits (it then fails with
+ * EINPROGRESS), and so the event-loop connect too.
+ */
+const SEND_TIMEOUT_S = 1;
+
 function configure(socket: number, options: Required<AssociationOptions>) {
   setIntOption(socket, C.IPPROTO_TCP, C.TCP_NODELAY, 1, "setsockopt(TCP_NODELAY)");
   setBufferSizes(socket, options.sendBufferSize, options.receiveBufferSize);
-  setTimeoutOption(socket, C.SO_SNDTIMEO, 1);
+  setTimeoutOption(socket, C.SO_SNDTIMEO, SEND_TIMEOUT_S);
 }
 
 /** Sets SO_SNDTIMEO or SO_RCVTIMEO in whole seconds (0: wait forever). */
@@ -184,6 +192,53 @@ function exchangeHello(socket: number, options: Required<AssociationOptions>): E
   return negotiate(socket, peer, options);
 }
 
+/**
+ * The client side of the handshake from the event loop: `exchangeHello`
+ * with nonblocking calls, waiting for the peer's hello on the reactor. It
+ * reads no more than the hello: frames after it are the channel's.
+ */
+async function exchangeHelloOnLoop(
+  socket: number,
+  options: Required<AssociationOptions>,
+): Promise<Established> {
+  sendHello(socket, encodeHello(options.streams, options.streams));
+  const peer = new Uint8Array(HELLO_BYTES);
+  const deadline = performance.now() + options.handshakeTimeout * 1000;
+  for (let got = 0; got < HELLO_BYTES;) {
+    const n = libc().recv(
+      socket,
+      Deno.UnsafePointer.offset(Deno.UnsafePointer.of(peer)!, got),
+      BigInt(HELLO_BYTES - got),
+      C.MSG_DONTWAIT,
+    );
+    if (n > 0n) {
+      got += Number(n);
+      continue;
+    }
+    if (n === 0n) throw new TransportError("tcpmux: peer closed before its hello");
+    const error = lastError("recv");
+    if (error.errno === Errno.EINTR) continue;
+    if (error.errno !== Errno.EAGAIN) throw error;
+    const left = deadline - performance.now();
+    if (left <= 0 || !(await readyWithin(socket, READABLE, left))) {
+      throw new TransportError(`tcpmux: peer sent no hello within ${options.handshakeTimeout} s`);
+    }
+  }
+  return negotiate(socket, peer, options);
+}
+
+/** Sends our hello on a fresh socket: its send buffer is empty, so 8 bytes go out at once. */
+function sendHello(socket: number, hello: Uint8Array<ArrayBuffer>) {
+  const n = libc().send(
+    socket,
+    Deno.UnsafePointer.of(hello),
+    BigInt(hello.byteLength),
+    C.MSG_DONTWAIT | C.MSG_NOSIGNAL,
+  );
+  if (n < 0n) throw lastError("send");
+  if (n < hello.byteLength) throw new TransportError("tcpmux: our hello went out only in part");
+}
+
 /** The server side of the handshake, run for many peers at once (see `handshakes.ts`). */
 function greeting(options: Required<AssociationOptions>): Greeting {
   const hello = encodeHello(options.streams, options.streams);
@@ -194,15 +249,7 @@ function greeting(options: Required<AssociationOptions>): Greeting {
     maxWaiting: MAX_WAITING_HANDSHAKES,
     greet(socket) {
       configure(socket, options);
-      // A fresh socket's send buffer is empty: 8 bytes go out at once.
-      const n = libc().send(
-        socket,
-        Deno.UnsafePointer.of(hello),
-        BigInt(hello.byteLength),
-        C.MSG_DONTWAIT | C.MSG_NOSIGNAL,
-      );
-      if (n < 0n) throw lastError("send");
-      if (n < hello.byteLength) throw new TransportError("tcpmux: our hello went out only in part");
+      sendHello(socket, hello);
     },
     complete: (socket, peer) => negotiate(socket, peer, options),
   };
@@ -224,6 +271,15 @@ export const tcpmuxDriver: SocketDriver = {
   prepare() {},
 
   ...streamEndpoints({ open: openSocket, configure, establish: exchangeHello }),
+
+  connectOnLoop: (host, port, options) =>
+    connectWithoutBlocking(host, port, openSocket, {
+      configure: (socket) => configure(socket, options),
+      timeoutMs: SEND_TIMEOUT_S * 1000,
+      // A blocking connect reports only its EINPROGRESS.
+      timedOut: (cause) => cause,
+      establish: (socket) => exchangeHelloOnLoop(socket, options),
+    }),
 
   // Peers greet concurrently: a silent one holds up nobody (see `handshakes.ts`).
   accept: (listening, options) => acceptGreeted(listening, greeting(options)),

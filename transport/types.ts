@@ -98,8 +98,9 @@ export interface AssociationOptions {
    * Where an established association moves its messages. `event-loop`:
    * nonblocking calls on the main thread, waiting on epoll only when the
    * socket buffer is full or empty (kernel and tcpmux; usrsctp sockets are
-   * no file descriptors and always use Workers). `workers`: blocking calls
-   * in a reader and a writer Worker, each message a thread hop (the earlier
+   * no file descriptors and always use Workers); a client then connects on
+   * the event loop too, starting no Worker. `workers`: blocking calls in a
+   * reader and a writer Worker, each message a thread hop (the earlier
    * design, kept for comparison).
    * @default "event-loop"
    */

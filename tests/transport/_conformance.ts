@@ -19,6 +19,12 @@ export interface ConformanceTarget {
   options?: AssociationOptions;
   /** Port for the listener; 0 picks a free one. @default 0 */
   port?: number;
+  /**
+   * Whether a client on the event-loop data path connects on the event loop,
+   * with no Worker (a transport without a nonblocking channel, like usrsctp,
+   * runs every association in I/O Workers). @default true
+   */
+  connectsOnEventLoop?: boolean;
 }
 
 const MESSAGE_COUNT = 2000;
@@ -66,6 +72,25 @@ async function pair(target: ConformanceTarget, serverOptions?: AssociationOption
   const client = await connect(target.transport, host, listener.port, target.options);
   const server = await accepted;
   return { listener, client, server };
+}
+
+/** How many Workers `body` starts (every `new Worker` is counted while it runs). */
+async function workersStartedBy<T>(
+  body: () => Promise<T>,
+): Promise<{ result: T; workers: number }> {
+  const original = globalThis.Worker;
+  let workers = 0;
+  globalThis.Worker = class extends original {
+    constructor(...args: ConstructorParameters<typeof Worker>) {
+      super(...args);
+      workers++;
+    }
+  };
+  try {
+    return { result: await body(), workers };
+  } finally {
+    globalThis.Worker = original;
+  }
 }
 
 async function closeAll(listener: Listener, ...associations: Association[]) {
@@ -292,6 +317,40 @@ export function conformanceSuite(target: ConformanceTarget): void {
         const admitted = await again;
         assert.deepEqual((await admitted.receive())?.data, new Uint8Array([7]));
         await Promise.all([next.close(), admitted.close()]);
+      } finally {
+        await listener.close();
+      }
+    },
+  );
+
+  Deno.test(
+    target.connectsOnEventLoop === false
+      ? `${name}: a client connects on either data path, in its I/O Workers`
+      : `${name}: a client connects on either data path, on the event loop's with no Worker`,
+    { ignore },
+    async () => {
+      const host = target.host ?? "127.0.0.1";
+      const listener = listen(target.transport, host, target.port ?? 0, target.options);
+      try {
+        for (const dataPath of ["event-loop", "workers"] as const) {
+          const accepted = listener.accept();
+          const { result: client, workers } = await workersStartedBy(() =>
+            connect(target.transport, host, listener.port, { ...target.options, dataPath })
+          );
+          const server = await accepted;
+          if (target.connectsOnEventLoop !== false) {
+            // In Workers: the one that connected goes on as the writer, and a reader. (The
+            // server's end, on the event loop, starts none; usrsctp's would be counted too.)
+            const expected = dataPath === "event-loop" ? 0 : 2;
+            assert.equal(workers, expected, `Workers started to connect on the ${dataPath} path`);
+          }
+          await client.send(1, new TextEncoder().encode(dataPath));
+          const request = await server.receive();
+          assert.equal(new TextDecoder().decode(request?.data), dataPath);
+          await server.send(1, new TextEncoder().encode("back"));
+          assert.equal(new TextDecoder().decode((await client.receive())?.data), "back");
+          await Promise.all([client.close(), server.close()]);
+        }
       } finally {
         await listener.close();
       }

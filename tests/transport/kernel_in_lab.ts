@@ -111,3 +111,59 @@ Deno.test("kernel: pathInfo reports the round-trip time in milliseconds, cwnd an
     await listener.close();
   }
 });
+
+const DATA_PATHS = ["event-loop", "workers"] as const;
+
+Deno.test("kernel: a refused or unroutable connect fails at once with the same error on either data path", async () => {
+  const probe = listen("kernel", HOST, 0);
+  const port = probe.port;
+  await probe.close();
+  // The lab's root namespace has no route beyond the loopback.
+  const cases = [
+    { host: HOST, port, message: "connect: Connection refused (errno 111)" },
+    { host: "192.0.2.1", port: 9, message: "connect: Network is unreachable (errno 101)" },
+  ];
+  for (const { host, port, message } of cases) {
+    for (const dataPath of DATA_PATHS) {
+      await assert.rejects(connect("kernel", host, port, { dataPath }), {
+        name: "NativeError",
+        message,
+      });
+    }
+  }
+});
+
+async function iptables(...args: string[]) {
+  const { code, stderr } = await new Deno.Command("iptables-legacy", { args }).output();
+  assert.equal(code, 0, new TextDecoder().decode(stderr));
+}
+
+Deno.test("kernel: an INIT nobody answers fails after 10 s with the diagnosis on either data path, and the event loop runs meanwhile", async () => {
+  // 127.0.0.99 drops SCTP for this test, as a path that drops IP protocol 132 does.
+  const silent = "127.0.0.99";
+  const rule = ["OUTPUT", "-d", silent, "-p", "132", "-j", "DROP"];
+  await iptables("-A", ...rule);
+  let ticks = 0;
+  const ticker = setInterval(() => ticks++, 100);
+  const start = performance.now();
+  try {
+    await Promise.all(
+      DATA_PATHS.map((dataPath) =>
+        assert.rejects(connect("kernel", silent, 9, { dataPath }), (error: Error) => {
+          assert.match(
+            error.message,
+            /^kernel SCTP: no answer from 127\.0\.0\.99:9 within 10 s: the server is down, or the path drops SCTP/,
+            dataPath,
+          );
+          return true;
+        })
+      ),
+    );
+  } finally {
+    clearInterval(ticker);
+    await iptables("-D", ...rule);
+  }
+  const took = performance.now() - start;
+  assert.ok(took >= 9_500 && took < 15_000, `gave up after ${took} ms`);
+  assert.ok(ticks >= 50, `the event loop ran only ${ticks} timer ticks while connecting`);
+});

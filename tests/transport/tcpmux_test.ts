@@ -189,3 +189,101 @@ Deno.test("tcpmux: one association carries more than 2 GiB (the read credit stay
   await server.close();
   await listener.close();
 });
+
+/** A plain TCP server that does `serve` with each connection; `port`, and `close` to stop. */
+function rawServer(serve: (conn: Deno.Conn) => Promise<void>) {
+  const server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.Conn[] = [];
+  const serving = (async () => {
+    for await (const conn of server) {
+      conns.push(conn);
+      serve(conn).catch(() => {});
+    }
+  })();
+  return {
+    port: (server.addr as Deno.NetAddr).port,
+    async close() {
+      server.close();
+      await serving;
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch {
+          // Closed by `serve`.
+        }
+      }
+    },
+  };
+}
+
+/** Connects with each data path at once and checks every one fails with a message matching `says`. */
+async function rejectsOnBothPaths(
+  port: number,
+  options: { handshakeTimeout?: number },
+  says: RegExp,
+) {
+  await Promise.all(
+    (["event-loop", "workers"] as const).map((dataPath) =>
+      assert.rejects(
+        connect("tcpmux", "127.0.0.1", port, { ...options, dataPath }),
+        (error: Error) => {
+          assert.match(error.message, says, dataPath);
+          return true;
+        },
+      )
+    ),
+  );
+}
+
+Deno.test(
+  "tcpmux: a client whose server sends no hello gives up after handshakeTimeout on either data path, and the event loop runs meanwhile",
+  { ignore: needs("read", "net") },
+  async () => {
+    const server = rawServer(() => new Promise(() => {}));
+    let ticks = 0;
+    const ticker = setInterval(() => ticks++, 50);
+    try {
+      const start = performance.now();
+      await rejectsOnBothPaths(
+        server.port,
+        { handshakeTimeout: 1 },
+        /^tcpmux: peer sent no hello within 1 s$/,
+      );
+      const took = performance.now() - start;
+      assert.ok(took >= 950 && took < 3000, `gave up after ${took} ms`);
+      assert.ok(ticks >= 10, `the event loop ran only ${ticks} timer ticks while connecting`);
+    } finally {
+      clearInterval(ticker);
+      await server.close();
+    }
+  },
+);
+
+Deno.test(
+  "tcpmux: a client whose server closes before its hello, or sends a wrong one, fails with the reason on either data path",
+  { ignore: needs("read", "net") },
+  async () => {
+    // It reads the client's hello first: closing with it unread would send a reset instead.
+    const closing = rawServer(async (conn) => {
+      await readBytes(conn, 8);
+      conn.close();
+    });
+    const wrong = rawServer(async (conn) => {
+      await conn.write(new TextEncoder().encode("HTTP/1.1"));
+    });
+    const refusing = rawServer(async (conn) => {
+      await conn.write(encodeHello(0, 8));
+    });
+    try {
+      await rejectsOnBothPaths(closing.port, {}, /^tcpmux: peer closed before its hello$/);
+      await rejectsOnBothPaths(
+        wrong.port,
+        {},
+        /^tcpmux: peer is not a tcpmux endpoint \(bad hello\)$/,
+      );
+      await rejectsOnBothPaths(refusing.port, {}, /asks for 0 outgoing and allows 8 incoming/);
+    } finally {
+      await Promise.all([closing.close(), wrong.close(), refusing.close()]);
+    }
+  },
+);
