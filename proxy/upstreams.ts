@@ -8,8 +8,9 @@
  * - A path goes to the highest-weight server among those whose association
  *   is up. When one goes down its paths, and only they, move to the others
  *   (each to its next-highest weight); when its association is back (the
- *   `Upstream`'s reconnect loop backs off up to 5 s, so the server is tried
- *   at most 5 s after it answers again) exactly those paths return to it.
+ *   `Upstream`'s reconnect loop waits up to 5 s after a failed attempt,
+ *   which gives up after 2 s, so the server is tried within about 7 s of
+ *   answering again) exactly those paths return to it.
  * - When none is up, a request waits for its highest-weight server as a
  *   single upstream does (`connectTimeout`, then 502).
  * - Requests in flight on a server that dies fail (502) as with one server;

@@ -39,6 +39,11 @@ const OPTIONS = {
       "(a refused association or a 5xx answer takes it out at once)",
   },
   path: { kind: "string", default: "/", help: "the path each health check sends HEAD for" },
+  replace: {
+    kind: "boolean",
+    default: false,
+    help: "take over the virtual service if it exists (left by a front that was killed)",
+  },
   logLevel: { kind: "string", default: "info", choices: LOG_LEVELS, help: "log level" },
 } as const;
 
@@ -80,7 +85,7 @@ if (import.meta.main) {
       scheduler: values.scheduler as IpvsScheduler,
       hashPort: values.hashPort,
     });
-    await service.create();
+    await service.create(values.replace);
     const checker = new HealthChecker({
       service,
       reals,

@@ -5,11 +5,11 @@
  * `HEAD <path>` on it each interval. A killed server's kernel aborts that
  * association, and the checker takes the server out at once, without waiting
  * for the next round; a server that hangs is out after `fall` timed-out
- * probes. While a server is out, each round tries a new association.
+ * probes. Once a server's association has ended, each round tries a new one.
  *
- * Opening an association costs far more than a request on an open one (the
- * handshake runs in an I/O Worker), so probing over a standing association
- * keeps the checker cheap: it shares one CPU with the servers in the lab.
+ * Opening an association costs more than a request on an open one, and a
+ * standing association is what tells of a killed server at once; the checker
+ * shares one CPU with the servers in the lab.
  *
  * @module
  */
@@ -135,8 +135,11 @@ export interface HealthCheckerOptions {
   fall?: number;
   /** The path probed with HEAD. @default "/" */
   path?: string;
-  /** How servers are probed; the default is an {@link AssociationProber}. */
-  prober?: Prober;
+  /**
+   * Makes the prober, given what to call when a server's standing association
+   * is lost. The default makes an {@link AssociationProber}.
+   */
+  prober?: (onLost: (real: string, reason: string) => void) => Prober;
   /** Called on each change of a server's state. */
   onChange?: (event: HealthEvent) => void;
   /** Called when a change to the table fails (ipvsadm refused it); the next round tries again. */
@@ -158,6 +161,8 @@ export class HealthChecker {
   readonly #seen = new Set<string>();
   /** Timed-out probes in a row, per server. */
   readonly #timeouts = new Map<string, number>();
+  /** Standing associations lost so far, per server. */
+  readonly #losses = new Map<string, number>();
   /** Changes to the table, one at a time. */
   #changes: Promise<void> = Promise.resolve();
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -166,10 +171,14 @@ export class HealthChecker {
 
   constructor(options: HealthCheckerOptions) {
     this.#options = options;
-    this.#prober = options.prober ?? new AssociationProber({
+    const onLost = (real: string, reason: string) => {
+      this.#losses.set(real, (this.#losses.get(real) ?? 0) + 1);
+      this.#apply(real, { reason, timedOut: false });
+    };
+    this.#prober = options.prober?.(onLost) ?? new AssociationProber({
       path: options.path ?? "/",
       timeoutMs: options.timeoutMs ?? 2000,
-      onLost: (real, reason) => this.#apply(real, { reason, timedOut: false }),
+      onLost,
     });
   }
 
@@ -186,9 +195,14 @@ export class HealthChecker {
 
   /** One round: probes every server and changes the table where a state changed. */
   async checkOnce(): Promise<void> {
-    const { reals } = this.#options;
-    const results = await Promise.all(reals.map((real) => this.#prober.probe(real)));
-    results.forEach((failure, i) => this.#apply(reals[i], failure));
+    // Each outcome is applied as its probe settles, in the order things happened.
+    await Promise.all(this.#options.reals.map(async (real) => {
+      const losses = this.#losses.get(real) ?? 0;
+      const failure = await this.#prober.probe(real);
+      // An answer on an association lost since says nothing of the server now.
+      if (failure === undefined && (this.#losses.get(real) ?? 0) !== losses) return;
+      this.#apply(real, failure);
+    }));
     await this.#changes;
   }
 

@@ -84,16 +84,26 @@ export class IpvsService {
     this.#ipvsadm = options.ipvsadm ?? runIpvsadm;
   }
 
-  /** Adds the virtual service to the table; fails if it exists already. */
-  async create(): Promise<void> {
+  /**
+   * Adds the virtual service to the table. If it exists already, `replace`
+   * removes it first (one left by a front that was killed); otherwise that
+   * is an error.
+   */
+  async create(replace = false): Promise<void> {
     const flags = this.#hashPort && this.scheduler !== "rr" ? ["-b", `${this.scheduler}-port`] : [];
+    const add = ["-A", "--sctp-service", this.virtual, "-s", this.scheduler, ...flags];
     try {
-      await this.#ipvsadm(["-A", "--sctp-service", this.virtual, "-s", this.scheduler, ...flags]);
+      await this.#ipvsadm(add);
     } catch (error) {
       if (!/exists/i.test((error as Error).message)) throw error;
+      if (replace) {
+        await this.destroy();
+        await this.#ipvsadm(add);
+        return;
+      }
       throw new IpvsError(
         `the virtual service sctp ${this.virtual} exists already (another front running?); ` +
-          `remove it with: ipvsadm -D --sctp-service ${this.virtual}`,
+          `take it over with --replace, or remove it with: ipvsadm -D --sctp-service ${this.virtual}`,
       );
     }
   }

@@ -28,7 +28,7 @@ function setup(reals: string[], fall = 3) {
     service,
     reals,
     fall,
-    prober,
+    prober: () => prober,
     onChange: ({ real, state }) => events.push(`${real} ${state}`),
   });
   return { calls, prober, events, checker };
@@ -104,4 +104,44 @@ Deno.test("a virtual service that exists already is refused with the command tha
     () => new IpvsService({ virtual: "10.10.9.9" }),
     /virtual service "10.10.9.9" is not an IPv4 address:port/,
   );
+});
+
+Deno.test("--replace takes over a virtual service left behind: it is removed, then created again", async () => {
+  const calls: string[] = [];
+  let exists = true;
+  const service = new IpvsService({
+    virtual: "10.10.9.9:7100",
+    ipvsadm: (args) => {
+      calls.push(args[0]);
+      if (args[0] === "-A" && exists) return Promise.reject(new Error("Service already exists"));
+      if (args[0] === "-D") exists = false;
+      return Promise.resolve("");
+    },
+  });
+  await service.create(true);
+  assert.deepEqual(calls, ["-A", "-D", "-A"]);
+});
+
+Deno.test("a success on an association lost meanwhile does not put a server back", async () => {
+  const events: string[] = [];
+  let answers: "plain" | "lost-during" = "plain";
+  const checker = new HealthChecker({
+    service: new IpvsService({ virtual: "10.10.9.9:7100", ipvsadm: () => Promise.resolve("") }),
+    reals: [A],
+    prober: (onLost) => ({
+      probe: async (real) => {
+        // The server dies while this probe's (older) answer is on its way.
+        if (answers === "lost-during") onLost(real, "the server closed the association");
+        await Promise.resolve();
+        return undefined;
+      },
+      close: () => Promise.resolve(),
+    }),
+    onChange: ({ real, state }) => events.push(`${real} ${state}`),
+  });
+  await checker.checkOnce();
+  answers = "lost-during";
+  await checker.checkOnce();
+  assert.deepEqual(events, [`${A} up`, `${A} down`]);
+  assert.deepEqual([...checker.inService], []);
 });
