@@ -9,6 +9,7 @@
 import { createHash } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
+import { ConfigError } from "../../cli/options.ts";
 
 /** The repository root (two levels above this file). */
 export const REPO = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
@@ -178,4 +179,23 @@ export async function retry<T>(attempt: () => Promise<T>, seconds: number): Prom
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
   }
+}
+
+/**
+ * The comma-separated items of `text`, each one of `allowed`; throws a
+ * ConfigError naming the flag, the bad item (a `what`) and what is allowed.
+ */
+export function listOf<T extends string>(
+  text: string,
+  allowed: readonly T[],
+  flag: string,
+  what: string,
+): T[] {
+  const items = text.split(",").map((s) => s.trim()).filter(Boolean);
+  for (const item of items) {
+    if (!(allowed as readonly string[]).includes(item)) {
+      throw new ConfigError(`${flag}: unknown ${what} "${item}"; use ${allowed.join(", ")}`);
+    }
+  }
+  return items as T[];
 }

@@ -37,7 +37,7 @@ import {
 import { LAB_ADDRESSES, runInLab, serverAddress, serverNamespace } from "../lab/lab.ts";
 import { Service, startProxy, startServer } from "../hardening/stack.ts";
 import { IpvsService } from "../scale/ipvs.ts";
-import { denoArgv, prng, progress, REPO, round, runMain, sha256Hex } from "./common.ts";
+import { denoArgv, listOf, prng, progress, REPO, round, runMain, sha256Hex } from "./common.ts";
 import { fileBytes, fileSet, uniformSize, writeFileSet } from "./sched/workload.ts";
 import type { Expected, LoadJob, LoadOutcome } from "./thesis/load.ts";
 import { type Front, FRONTS, type ScaleResults, type ScaleRun } from "./scale/results.ts";
@@ -331,13 +331,7 @@ async function inLab(values: Options) {
 }
 
 function frontsOf(text: string): Front[] {
-  const items = text.split(",").map((s) => s.trim()).filter(Boolean);
-  for (const item of items) {
-    if (!(FRONTS as readonly string[]).includes(item)) {
-      throw new ConfigError(`--fronts: unknown front "${item}"; use ${FRONTS.join(", ")}`);
-    }
-  }
-  return items as Front[];
+  return listOf(text, FRONTS, "--fronts", "front");
 }
 
 /** Host side: the lab run, then the report. */

@@ -35,7 +35,7 @@
 import { join } from "node:path";
 import { ConfigError, helpText, type OptionTable, parseOptions } from "../../cli/options.ts";
 import { runInLab } from "../lab/lab.ts";
-import { denoArgv, prng, progress, REPO, round, runMain, sha256Hex } from "./common.ts";
+import { denoArgv, listOf, prng, progress, REPO, round, runMain, sha256Hex } from "./common.ts";
 import {
   boundedPareto,
   fileBytes,
@@ -385,13 +385,7 @@ async function report(results: ThesisResults, dir: string, values: Options) {
 }
 
 function experimentsOf(text: string): Experiment[] {
-  const items = text.split(",").map((s) => s.trim()).filter(Boolean);
-  for (const item of items) {
-    if (!(EXPERIMENTS as readonly string[]).includes(item)) {
-      throw new ConfigError(`--only: unknown experiment "${item}"; use ${EXPERIMENTS.join(", ")}`);
-    }
-  }
-  return items as Experiment[];
+  return listOf(text, EXPERIMENTS, "--only", "experiment");
 }
 
 async function hasNginx(): Promise<boolean> {
