@@ -33,7 +33,7 @@
  */
 
 import { join } from "node:path";
-import { ConfigError, helpText, type OptionTable, parseOptions } from "../../cli/options.ts";
+import { helpText, type OptionTable, parseOptions } from "../../cli/options.ts";
 import { runInLab } from "../lab/lab.ts";
 import { denoArgv, listOf, prng, progress, REPO, round, runMain, sha256Hex } from "./common.ts";
 import {
