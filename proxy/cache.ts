@@ -35,6 +35,13 @@
  * `remove` of the `.tmp` only means failure if the `.body` does not exist
  * afterwards. A slow poll backs the watcher up.
  *
+ * Memory. Bodies read whole (up to 256 KiB) are also kept in memory, by key,
+ * within `memoryBytes`: a repeated hit then touches no file. Complete entries
+ * never change in place (a new body gets a new file through a rename), so a
+ * copy stays right until its files are removed or replaced, by this process
+ * or another; the watcher's events on them drop it (and an event queue
+ * overflow drops every copy).
+ *
  * Size. Body bytes of the entries this process knows, plus the room given to
  * its downloads in flight, stay within `maxBytes`: a download asks for room
  * (`reserve`) once its size is known, least recently used entries are evicted
@@ -55,8 +62,10 @@ const META = ".meta";
 const BODY = ".body";
 /** Longest key stored; longer paths pass through uncached. */
 const MAX_KEY = 8192;
-/** Bodies up to this size are read into memory at once when served. */
+/** Bodies up to this size are read into memory at once when served (and kept there). */
 const SMALL_BODY = 256 * 1024;
+/** Default of `DiskCacheOptions.memoryBytes`. */
+const MEMORY_BYTES = 32 * 1024 * 1024;
 const POLL_MS = 250;
 /** Longer than any gap between creating a `.tmp` and locking it. */
 const CLAIM_GRACE_MS = 1000;
@@ -74,13 +83,32 @@ export interface EntryMeta {
   storedAt: string;
 }
 
-/** An entry opened for serving: read its body exactly once. */
+/**
+ * An entry opened for serving. A large body is a stream of its file: read it
+ * or cancel it, and call `release` once it has been sent or dropped; until
+ * then the entry is pinned (never evicted). A small body is bytes in memory,
+ * shared between hits (do not write to them); `release` does nothing.
+ */
 export interface OpenEntry {
   readonly meta: EntryMeta;
   readonly size: number;
-  /** The body; the entry stays pinned (not evictable) until it is read or cancelled. */
+  /**
+   * The body. A stream is the file's own (`FsFile.readable`), so a server can
+   * send it without passing the bytes through JavaScript; it closes the file
+   * when read or cancelled.
+   */
   readonly body: ReadableStream<Uint8Array> | Uint8Array;
+  /** Unpins the entry; call it once, when the body has been sent or dropped. */
+  release(): void;
 }
+
+/** A small entry kept in memory: what a hit answers without touching a file. */
+interface MemoryEntry extends OpenEntry {
+  readonly id: string;
+  readonly body: Uint8Array;
+}
+
+const NOTHING_TO_RELEASE = () => {};
 
 /** The files of one entry. */
 export interface EntryFiles {
@@ -162,6 +190,12 @@ export interface DiskCacheOptions {
    */
   syncIo?: boolean;
   /**
+   * Memory for copies of small bodies (up to 256 KiB), least recently used
+   * dropped first; 0 keeps none.
+   * @default 33554432
+   */
+  memoryBytes?: number;
+  /**
    * How often waiters also look at the disk, as a backstop to `Deno.watchFs`.
    * @default 250
    */
@@ -198,6 +232,13 @@ export class DiskCache implements CacheView {
   /** Room given to downloads in flight, by id. */
   readonly #reserved = new Map<string, number>();
   readonly #waiters = new Map<string, Set<(result: "done" | "failed") => void>>();
+  /** Small entries in memory by key, least recently used first; and their keys by id. */
+  readonly #memory = new Map<string, MemoryEntry>();
+  readonly #memoryKeys = new Map<string, string>();
+  readonly #memoryLimit: number;
+  #memoryBytes = 0;
+  /** Counts the watcher's events on complete entries' files (a copy read across one is not kept). */
+  #changes = 0;
   #bytes = 0;
   #reservedBytes = 0;
   #watcher: Deno.FsWatcher | undefined;
@@ -211,6 +252,7 @@ export class DiskCache implements CacheView {
     this.maxBytes = options.maxBytes;
     this.#log = options.log;
     this.#onEvict = options.onEvict;
+    this.#memoryLimit = options.memoryBytes ?? MEMORY_BYTES;
   }
 
   /** Opens (creating if needed) a cache directory and starts watching it. */
@@ -257,6 +299,11 @@ export class DiskCache implements CacheView {
     return this.#index.size;
   }
 
+  /** Bytes of the small bodies kept in memory, and how many there are. */
+  get memory(): { bytes: number; entries: number } {
+    return { bytes: this.#memoryBytes, entries: this.#memory.size };
+  }
+
   /** The absolute paths of the files of the entry of `key`. */
   files(key: string): EntryFiles {
     return filesOf(entryId(key), this.dir);
@@ -284,7 +331,17 @@ export class DiskCache implements CacheView {
    * whose metadata is missing or does not match it is removed.
    */
   async open(key: string): Promise<OpenEntry | null> {
+    const kept = this.#memory.get(key);
+    if (kept) {
+      // Most recently used, here and in the index.
+      this.#memory.delete(key);
+      this.#memory.set(key, kept);
+      this.#index.delete(kept.id);
+      this.#index.set(kept.id, kept.size);
+      return kept;
+    }
     const id = entryId(key);
+    const changes = this.#changes;
     this.#pin(id);
     let released = false;
     const release = () => {
@@ -328,9 +385,11 @@ export class DiskCache implements CacheView {
         }
         file.close();
         release();
-        return { meta, size, body: bytes };
+        const entry = { id, meta, size, body: bytes, release: NOTHING_TO_RELEASE };
+        // An event seen meanwhile may have been this entry's: its copy could be stale already.
+        return changes === this.#changes ? this.#keep(key, entry) : entry;
       }
-      return { meta, size, body: pinnedBody(file, release) };
+      return { meta, size, body: file.readable, release };
     } catch (error) {
       try {
         file.close();
@@ -507,7 +566,32 @@ export class DiskCache implements CacheView {
     this.#scheduleEvict();
   }
 
+  /** Keeps a small entry in memory if the budget allows; returns it. */
+  #keep(key: string, entry: MemoryEntry): MemoryEntry {
+    if (entry.size > this.#memoryLimit) return entry;
+    this.#drop(entry.id);
+    this.#memory.set(key, entry);
+    this.#memoryKeys.set(entry.id, key);
+    this.#memoryBytes += entry.size;
+    for (const [oldest, old] of this.#memory) {
+      if (this.#memoryBytes <= this.#memoryLimit) break;
+      this.#drop(old.id);
+      if (oldest === key) break;
+    }
+    return entry;
+  }
+
+  /** Drops the memory copy of entry `id`, if there is one. */
+  #drop(id: string) {
+    const key = this.#memoryKeys.get(id);
+    if (key === undefined) return;
+    this.#memoryKeys.delete(id);
+    this.#memoryBytes -= this.#memory.get(key)!.size;
+    this.#memory.delete(key);
+  }
+
   #forget(id: string) {
+    this.#drop(id);
     const old = this.#index.get(id);
     if (old === undefined) return;
     this.#bytes -= old;
@@ -598,11 +682,22 @@ export class DiskCache implements CacheView {
   async #watch(watcher: Deno.FsWatcher) {
     try {
       for await (const event of watcher) {
-        if (this.#waiters.size === 0) continue;
+        if (event.flag === "rescan") {
+          // Events were lost: any kept copy may be stale.
+          this.#changes++;
+          for (const id of [...this.#memoryKeys.keys()]) this.#drop(id);
+        }
+        if (this.#waiters.size === 0 && this.#memoryLimit === 0) continue;
         for (const path of event.paths) {
           const match = ENTRY_NAME.exec(path.slice(path.lastIndexOf("/") + 1));
-          if (!match || !this.#waiters.has(match[1])) continue;
+          if (!match) continue;
           const [, id, suffix] = match;
+          // A kept entry's files were removed, replaced or written: its copy goes.
+          if (suffix !== TMP && event.kind !== "access") {
+            this.#changes++;
+            this.#drop(id);
+          }
+          if (!this.#waiters.has(id)) continue;
           // `remove [h.tmp]` comes first on success too: look at the body, not at the event.
           if (suffix === TMP && event.kind === "remove") this.#check(id);
           else if (
@@ -641,37 +736,6 @@ export class DiskCache implements CacheView {
 
 function exists(path: string): Promise<boolean> {
   return Deno.stat(path).then(() => true, () => false);
-}
-
-/** A body streamed from `file`; `release` runs once when it is read, fails or is cancelled. */
-function pinnedBody(file: Deno.FsFile, release: () => void): ReadableStream<Uint8Array> {
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        const buffer = new Uint8Array(64 * 1024);
-        const n = await file.read(buffer);
-        if (n === null) {
-          file.close();
-          release();
-          controller.close();
-        } else {
-          controller.enqueue(buffer.subarray(0, n));
-        }
-      } catch (error) {
-        try {
-          file.close();
-        } catch { /* already closed */ }
-        release();
-        controller.error(error);
-      }
-    },
-    cancel() {
-      try {
-        file.close();
-      } catch { /* already closed */ }
-      release();
-    },
-  });
 }
 
 /** Closes `file`, which may be closed already. */

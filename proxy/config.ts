@@ -68,6 +68,21 @@ export const PROXY_OPTIONS = {
     help:
       "cache size limit in body bytes, entries being read included (least recently used ones are evicted; a body that does not fit is passed on, not stored); 0 turns the cache and prefetching off",
   },
+  threads: {
+    kind: "integer",
+    default: 1,
+    min: 1,
+    max: 64,
+    help:
+      "proxies on this port, one per thread (SO_REUSEPORT), sharing the cache; each keeps its own upstream associations, so one client's connections may reach the server on several",
+  },
+  memoryCache: {
+    kind: "integer",
+    default: 32 * 1024 * 1024,
+    min: 0,
+    help:
+      "bytes of memory for copies of small cached bodies (up to 256 KiB), so a repeated hit touches no file; 0 keeps none",
+  },
   noPrefetch: {
     kind: "boolean",
     default: false,

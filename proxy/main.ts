@@ -9,7 +9,8 @@ import { ConfigError, helpText, parseOptions } from "../cli/options.ts";
 import type { LogLevel } from "../cli/log.ts";
 import type { DataPath } from "../transport/types.ts";
 import { PROXY_OPTIONS } from "./config.ts";
-import { type ProxyOptions, startProxy } from "./proxy.ts";
+import type { ProxyOptions } from "./proxy.ts";
+import { startProxyThreads } from "./threads.ts";
 
 const USAGE = `Usage: deno task proxy [options]
 
@@ -34,14 +35,14 @@ if (import.meta.main) {
       console.log(helpText(USAGE, PROXY_OPTIONS));
       Deno.exit(0);
     }
-    const { values } = parsed;
-    const proxy = await startProxy({
+    const { threads, ...values } = parsed.values;
+    const proxy = await startProxyThreads({
       ...values,
       prefetch: !values.noPrefetch,
       dataPath: values.dataPath as DataPath,
       logLevel: values.logLevel as LogLevel,
       statsAccess: values.statsAccess as ProxyOptions["statsAccess"],
-    });
+    }, threads);
     const stop = async () => {
       await proxy.close();
       Deno.exit(0);

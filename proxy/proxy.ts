@@ -37,7 +37,7 @@
 
 import { createLogger, type Logger, type LogLevel } from "../cli/log.ts";
 import { reasonPhrase } from "../protocol/http1.ts";
-import { cacheKey, type CacheView, DiskCache, type OpenEntry } from "./cache.ts";
+import { cacheKey, type CacheView, DiskCache, type EntryMeta, type OpenEntry } from "./cache.ts";
 import { Fetcher, type Inspector } from "./fetcher.ts";
 import { guardBody } from "./guard.ts";
 import { Prefetcher } from "./prefetch.ts";
@@ -54,11 +54,18 @@ const MAX_TARGET = 8192;
  * cost more than the bytes.
  */
 const SMALL_PASS_THROUGH = 64 * 1024;
+/** A cached page is parsed for its resources at most this often (ms). */
+const REINSPECT_MS = 1000;
 
 /** Proxy options; every field has a default. */
 export interface ProxyOptions {
   /** `host:port` for HTTP/1.1 over TCP (port 0: any free port). @default "127.0.0.1:8080" */
   listen?: string;
+  /**
+   * Listen with SO_REUSEPORT, beside other proxies on the same port (Linux
+   * spreads the connections over them; see `startProxyThreads`). @default false
+   */
+  reusePort?: boolean;
   /**
    * The server, `<transport>://host:port`, or several servers of the same
    * site: each request then goes to one of them by its path (see
@@ -86,6 +93,11 @@ export interface ProxyOptions {
    * @default 268435456
    */
   cacheSize?: number;
+  /**
+   * Memory for copies of small cached bodies (up to 256 KiB): a repeated hit
+   * then touches no file. 0 keeps none. @default 33554432
+   */
+  memoryCache?: number;
   /** Prefetch the embedded resources of HTML pages. @default true */
   prefetch?: boolean;
   /** ms before a client gets 504. @default 30000 */
@@ -160,6 +172,7 @@ export async function startProxy(options: ProxyOptions = {}): Promise<FlowProxy>
   const cache = await DiskCache.open({
     dir: options.cache ?? "/dev/shm/flowsched-cache",
     maxBytes: options.cacheSize ?? 256 * 1024 * 1024,
+    memoryBytes: options.memoryCache,
     log,
     onEvict: () => stats.evictions++,
   });
@@ -200,6 +213,7 @@ export async function startProxy(options: ProxyOptions = {}): Promise<FlowProxy>
         cacheLimit: cache.maxBytes,
       },
       cacheEntries: cache.entries,
+      memory: cache.memory,
       errors: { badGateway: stats.badGateway, gatewayTimeout: stats.gatewayTimeout },
       upstream: info[0],
       upstreams: info,
@@ -208,6 +222,7 @@ export async function startProxy(options: ProxyOptions = {}): Promise<FlowProxy>
   };
 
   const handler = new RequestHandler({
+    logRequests: (options.logLevel ?? "info") === "debug",
     cache,
     fetcher,
     upstreams,
@@ -222,12 +237,13 @@ export async function startProxy(options: ProxyOptions = {}): Promise<FlowProxy>
   const server = Deno.serve({
     hostname,
     port,
+    reusePort: options.reusePort ?? false,
     onListen: (addr) => listening.resolve(addr as Deno.NetAddr),
     onError: (error) => {
       log.error("handler failed", { error: String(error) });
       return textResponse(500);
     },
-  }, (request, info) => handler.handle(request, info.remoteAddr));
+  }, (request, info) => handler.handle(request, info));
   const addr = await listening.promise;
   log.info("listening", {
     listen: `${addr.hostname}:${addr.port}`,
@@ -261,6 +277,8 @@ export async function startProxy(options: ProxyOptions = {}): Promise<FlowProxy>
 }
 
 interface HandlerContext {
+  /** Whether each request is logged (at debug level). */
+  logRequests: boolean;
   cache: DiskCache;
   fetcher: Fetcher;
   upstreams: UpstreamSet;
@@ -272,16 +290,35 @@ interface HandlerContext {
   statsAccess: "loopback" | "public" | "off";
 }
 
+/** What `Deno.serve` tells a handler besides the request. */
+type ServeInfo = Deno.ServeHandlerInfo<Deno.NetAddr>;
+
+/** A response's header list. */
+type HeaderList = [string, string][];
+
+/** What the handler works out once per cache entry (per metadata object). */
+interface KnownEntry {
+  /** Its content type. */
+  type: string;
+  html: boolean;
+  /** When its body was last parsed for resources (`performance.now()`). */
+  inspectedAt: number;
+  /** Its response headers, by the value of `x-flowsched-cache`. */
+  headers: Map<string, HeaderList>;
+}
+
 class RequestHandler {
   readonly #c: HandlerContext;
+  readonly #entries = new WeakMap<EntryMeta, KnownEntry>();
 
   constructor(context: HandlerContext) {
     this.#c = context;
   }
 
-  async handle(request: Request, client: Deno.Addr): Promise<Response> {
+  async handle(request: Request, info: ServeInfo): Promise<Response> {
+    if (!this.#c.logRequests) return await this.#handle(request, info);
     const started = performance.now();
-    const response = await this.#handle(request, client);
+    const response = await this.#handle(request, info);
     this.#c.log.debug("request", {
       method: request.method,
       url: URL.canParse(request.url) ? request.url : undefined,
@@ -292,7 +329,7 @@ class RequestHandler {
     return response;
   }
 
-  async #handle(request: Request, client: Deno.Addr): Promise<Response> {
+  async #handle(request: Request, info: ServeInfo): Promise<Response> {
     let url: URL;
     try {
       url = new URL(request.url);
@@ -303,7 +340,7 @@ class RequestHandler {
       });
       return textResponse(400);
     }
-    if (url.pathname === STATS_PATH) return this.#stats(client);
+    if (url.pathname === STATS_PATH) return this.#stats(info.remoteAddr);
     if (request.method !== "GET" && request.method !== "HEAD") {
       return textResponse(405, { Allow: "GET, HEAD" });
     }
@@ -324,7 +361,7 @@ class RequestHandler {
         const prefetched = this.#c.fetcher.takePrefetched(key);
         if (prefetched) this.#c.stats.prefetchHits++;
         this.#reinspect(key, entry);
-        return this.#serve(entry, prefetched ? "prefetched" : "hit", request.method);
+        return this.#serve(entry, prefetched ? "prefetched" : "hit", request.method, info);
       }
       // Only the head is wanted: downloading the body for it would cost the whole
       // transfer on the association, and a HEAD says nothing about a later GET.
@@ -345,7 +382,7 @@ class RequestHandler {
               : result.shared
               ? "shared"
               : "miss";
-            return this.#serve(stored, how, request.method);
+            return this.#serve(stored, how, request.method, info);
           }
           continue; // evicted by another process meanwhile: once more
         }
@@ -397,31 +434,64 @@ class RequestHandler {
   }
 
   /**
-   * A cached page is parsed again (bodies read into memory only), so
-   * resources evicted since it was stored are prefetched anew; cached ones
-   * are skipped without I/O.
+   * A cached page is parsed again (bodies read into memory only), at most
+   * once a second, so resources evicted since it was stored are prefetched
+   * anew; cached ones are skipped without I/O.
    */
   #reinspect(path: string, entry: OpenEntry) {
     if (!(entry.body instanceof Uint8Array) || !this.#c.inspector) return;
-    const type = new Headers(entry.meta.headers).get("content-type") ?? "";
-    if (!type.startsWith("text/html")) return;
-    const sink = this.#c.inspector(path, type, 0);
+    const known = this.#known(entry.meta);
+    if (!known.html || performance.now() - known.inspectedAt < REINSPECT_MS) return;
+    known.inspectedAt = performance.now();
+    const sink = this.#c.inspector(path, known.type, 0);
     try {
       sink?.write(entry.body);
       sink?.end();
     } catch { /* a parser error must not fail the answer */ }
   }
 
-  #serve(entry: OpenEntry, how: string, method: string): Response {
-    const headers = forwardHeaders(new Headers(entry.meta.headers), how);
-    headers.set("content-length", String(entry.size));
+  /**
+   * Answers from an open entry. A streamed body is the file's own stream,
+   * which `Deno.serve` sends without passing it through JavaScript; the entry
+   * stays pinned until the response has been sent or dropped.
+   */
+  #serve(entry: OpenEntry, how: string, method: string, info: ServeInfo): Response {
+    const headers = this.#entryHeaders(entry, how);
     if (method === "HEAD") {
-      // Unpins the entry at once: nobody will read this body.
       if (entry.body instanceof ReadableStream) entry.body.cancel().catch(() => {});
+      entry.release();
       return new Response(null, { status: 200, headers });
     }
     this.#c.stats.bytesServed += entry.size;
+    if (entry.body instanceof ReadableStream) info.completed.then(entry.release, entry.release);
     return new Response(entry.body as BodyInit, { status: 200, headers });
+  }
+
+  #entryHeaders(entry: OpenEntry, how: string): HeaderList {
+    const { headers } = this.#known(entry.meta);
+    let list = headers.get(how);
+    if (!list) {
+      const forwarded = forwardHeaders(new Headers(entry.meta.headers), how);
+      forwarded.set("content-length", String(entry.size));
+      headers.set(how, list = [...forwarded]);
+    }
+    return list;
+  }
+
+  /** What a hit needs to know of an entry's metadata, worked out once per entry. */
+  #known(meta: EntryMeta): KnownEntry {
+    let known = this.#entries.get(meta);
+    if (!known) {
+      const type = new Headers(meta.headers).get("content-type") ?? "";
+      known = {
+        type,
+        html: type.startsWith("text/html"),
+        inspectedAt: -Infinity,
+        headers: new Map(),
+      };
+      this.#entries.set(meta, known);
+    }
+    return known;
   }
 
   /**

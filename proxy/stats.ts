@@ -71,6 +71,8 @@ export interface StatsSnapshot {
   bytes: { served: number; fetched: number; cached: number; cacheLimit: number };
   /** Cache entries this process knows. */
   cacheEntries: number;
+  /** Small bodies this process keeps in memory: their bytes and how many. */
+  memory: { bytes: number; entries: number };
   /** Answers 502 (upstream failed) and 504 (timed out). */
   errors: { badGateway: number; gatewayTimeout: number };
   /**

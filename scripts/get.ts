@@ -9,6 +9,7 @@
 import { dirname, join } from "node:path";
 import { ConfigError, helpText, parseOptions } from "../cli/options.ts";
 import { FlowClient, parseServerUrl } from "../protocol/client.ts";
+import { reasonPhrase } from "../protocol/http1.ts";
 
 const OPTIONS = {
   output: {
@@ -119,6 +120,8 @@ export async function get(url: string, paths: string[], options: GetOptions): Pr
     if (options.include || options.head) {
       console.error(`${target}: ${response.status} (stream ${response.stream})`);
       for (const [name, value] of response.headers) console.error(`  ${name}: ${value}`);
+    } else if (response.status >= 400) {
+      console.error(`get: ${target}: ${response.status} ${reasonPhrase(response.status)}`);
     }
     await save(await response.bytes(), files[i]);
     return response.status < 400;

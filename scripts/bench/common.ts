@@ -105,6 +105,65 @@ export function denoArgv(script: string, args: string[]): string[] {
   ];
 }
 
+/**
+ * argv that runs `script` (a path from the repository root) with Deno, the
+ * repository's config and the permission set `permissions`; `extra` goes
+ * before the script (e.g. `--no-code-cache`).
+ */
+export function repoDenoArgv(
+  script: string,
+  args: string[],
+  permissions: string,
+  extra: string[] = [],
+): string[] {
+  return [
+    Deno.execPath(),
+    "run",
+    "--no-check",
+    ...extra,
+    `--config=${join(REPO, "deno.json")}`,
+    `-P=${permissions}`,
+    join(REPO, script),
+    ...args,
+  ];
+}
+
+/** Where and how {@link nginxConfig}'s nginx serves. */
+export interface NginxSetup {
+  /** Its pid file, error log and temporary files go here. */
+  dir: string;
+  /** The document root (world-readable: the workers run as nobody). */
+  root: string;
+  /** `address:port`. */
+  listen: string;
+  /** Worker processes. @default 1 */
+  workers?: number;
+  /**
+   * Over SCTP (lksctp's `withsctp`): without TCP_CORK and TCP_NODELAY, which
+   * SCTP sockets refuse.
+   */
+  sctp?: boolean;
+}
+
+/** An nginx config as a user would write it for static files. */
+export function nginxConfig(setup: NginxSetup): string {
+  const { dir, root, listen, workers = 1, sctp = false } = setup;
+  return `worker_processes ${workers};
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  ${sctp ? "tcp_nopush off;\n  tcp_nodelay off;" : "tcp_nopush on;"}
+  keepalive_requests 1000000;
+  client_body_temp_path ${dir}/body;
+  types { text/html html; text/css css; application/javascript js; image/png png; }
+  server { listen ${listen}; root ${root}; }
+}
+`;
+}
+
 /** A child process whose stdout lines are read one at a time. */
 export class Child {
   readonly process: Deno.ChildProcess;

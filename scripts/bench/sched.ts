@@ -27,7 +27,16 @@ import { FlowClient } from "../../protocol/client.ts";
 import { POLICY_NAMES, type PolicyName } from "../../server/policies/mod.ts";
 import { runInLab } from "../lab/lab.ts";
 import { SCTP_SYSCTLS, setSctpTimers } from "../lab/sctp_timers.ts";
-import { progress, REPO, retry, round, runMain, sha256Hex } from "./common.ts";
+import {
+  nginxConfig,
+  progress,
+  REPO,
+  repoDenoArgv,
+  retry,
+  round,
+  runMain,
+  sha256Hex,
+} from "./common.ts";
 import {
   boundedPareto,
   fileBytes,
@@ -337,23 +346,6 @@ async function hasNginx(): Promise<boolean> {
   }
 }
 
-/** An nginx config serving `root` on `port`, everything under `dir`. */
-function nginxConfig(dir: string, root: string, port: number): string {
-  return `worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  keepalive_requests 1000000;
-  client_body_temp_path ${dir}/nginx-body;
-  server { listen ${LAB_SERVER}:${port}; root ${root}; }
-}
-`;
-}
-
 /** Starts the server of a run: flowsched under its policy, or nginx. */
 async function startRunServer(
   run: RunSpec,
@@ -364,7 +356,7 @@ async function startRunServer(
   const root = join(dir, "site");
   if (run.policy === NGINX) {
     const config = join(dir, `nginx-${port}.conf`);
-    await Deno.writeTextFile(config, nginxConfig(dir, root, port));
+    await Deno.writeTextFile(config, nginxConfig({ dir, root, listen: `${LAB_SERVER}:${port}` }));
     return {
       url: `http://${LAB_SERVER}:${port}`,
       process: spawn("server", ["nginx", "-c", config, "-g", "daemon off;"]),
@@ -386,7 +378,7 @@ async function startRunServer(
   }
   const process = spawn(
     "server",
-    deno("server/main.ts", [
+    repoDenoArgv("server/main.ts", [
       "--transport=kernel",
       `--host=${LAB_SERVER}`,
       `--port=${port}`,
@@ -401,18 +393,6 @@ async function startRunServer(
     ], "server"),
   );
   return { url: `kernel://${LAB_SERVER}:${port}`, process };
-}
-
-function deno(script: string, args: string[], permissions: string): string[] {
-  return [
-    Deno.execPath(),
-    "run",
-    "--no-check",
-    `--config=${join(REPO, "deno.json")}`,
-    `-P=${permissions}`,
-    join(REPO, script),
-    ...args,
-  ];
 }
 
 function spawn(netns: string, argv: string[]): Deno.ChildProcess {
@@ -439,7 +419,7 @@ async function inLab(values: Options) {
     const loads = outs.map((out, client) =>
       spawn(
         client === 0 ? "proxy" : "client",
-        deno("scripts/bench/sched.ts", [
+        repoDenoArgv("scripts/bench/sched.ts", [
           "--role=load",
           `--trace=${run.trace}`,
           `--client=${client}`,

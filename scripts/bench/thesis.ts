@@ -35,7 +35,18 @@
 import { join } from "node:path";
 import { helpText, type OptionTable, parseOptions } from "../../cli/options.ts";
 import { runInLab } from "../lab/lab.ts";
-import { denoArgv, listOf, prng, progress, REPO, round, runMain, sha256Hex } from "./common.ts";
+import {
+  denoArgv,
+  listOf,
+  nginxConfig,
+  prng,
+  progress,
+  REPO,
+  repoDenoArgv,
+  round,
+  runMain,
+  sha256Hex,
+} from "./common.ts";
 import {
   boundedPareto,
   fileBytes,
@@ -460,19 +471,6 @@ async function run(argv: string[]) {
   if (!success) throw new Error(`${argv.join(" ")}: ${new TextDecoder().decode(stderr)}`);
 }
 
-function deno(script: string, args: string[], permissions: string, extra: string[] = []): string[] {
-  return [
-    Deno.execPath(),
-    "run",
-    "--no-check",
-    ...extra,
-    `--config=${join(REPO, "deno.json")}`,
-    `-P=${permissions}`,
-    join(REPO, script),
-    ...args,
-  ];
-}
-
 function spawn(netns: string, argv: string[], quiet = false): Deno.ChildProcess {
   return new Deno.Command("ip", {
     args: ["netns", "exec", netns, ...argv],
@@ -483,27 +481,6 @@ function spawn(netns: string, argv: string[], quiet = false): Deno.ChildProcess 
   }).spawn();
 }
 
-/**
- * nginx as a user would configure it for static files. Over SCTP (withsctp)
- * without TCP_CORK and TCP_NODELAY, which SCTP sockets refuse.
- */
-function nginxConfig(dir: string, root: string, port: number, sctp: boolean): string {
-  return `worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  sendfile on;
-  ${sctp ? "tcp_nopush off;\n  tcp_nodelay off;" : "tcp_nopush on;"}
-  keepalive_requests 1000000;
-  client_body_temp_path ${dir}/body;
-  types { text/html html; text/css css; application/javascript js; image/png png; }
-  server { listen ${SERVER}:${port}; root ${root}; }
-}
-`;
-}
-
 /** Starts the processes of a row; returns them (the server's first) and the client's target. */
 async function startRow(spec: RowSpec, port: number, work: string, root: string) {
   const processes: Deno.ChildProcess[] = [];
@@ -512,14 +489,17 @@ async function startRow(spec: RowSpec, port: number, work: string, root: string)
   if (server.kind === "nginx") {
     const dir = join(work, `nginx-${port}`);
     await Deno.mkdir(dir, { recursive: true });
-    await Deno.writeTextFile(join(dir, "nginx.conf"), nginxConfig(dir, root, port, server.sctp));
+    await Deno.writeTextFile(
+      join(dir, "nginx.conf"),
+      nginxConfig({ dir, root, listen: `${SERVER}:${port}`, sctp: server.sctp }),
+    );
     const argv = ["nginx", "-c", join(dir, "nginx.conf"), "-g", "daemon off;"];
     processes.push(spawn("server", server.sctp ? ["withsctp", ...argv] : argv));
     target = `${SERVER}:${port}`;
   } else {
     processes.push(spawn(
       "server",
-      deno(
+      repoDenoArgv(
         "server/main.ts",
         [
           `--transport=${server.transport}`,
@@ -544,7 +524,7 @@ async function startRow(spec: RowSpec, port: number, work: string, root: string)
     const proxyPort = port + 1000;
     processes.push(spawn(
       "proxy",
-      deno(
+      repoDenoArgv(
         "proxy/main.ts",
         [
           `--listen=${listen}:${proxyPort}`,
@@ -594,7 +574,7 @@ async function inLab(values: Options) {
       await Deno.writeTextFile(jobFile, JSON.stringify(job));
       const load = spawn(
         spec.from,
-        deno("scripts/bench/thesis/load.ts", [jobFile, outFile], "bench"),
+        repoDenoArgv("scripts/bench/thesis/load.ts", [jobFile, outFile], "bench"),
       );
       const status = await load.status;
       // The proxy first, so that it does not see its server go away.

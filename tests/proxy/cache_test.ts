@@ -33,11 +33,11 @@ function exists(path: string): Promise<boolean> {
 }
 
 /** Downloads `size` bytes of `key` into the cache the way the fetcher does. */
-async function store(cache: DiskCache, key: string, size: number): Promise<void> {
+async function store(cache: DiskCache, key: string, size: number, fill = 7): Promise<void> {
   const file = await cache.claim(key);
   assert.ok(file instanceof Deno.FsFile);
   assert.ok(cache.reserve(key, size), `room for ${key}`);
-  await file.write(new Uint8Array(size).fill(7));
+  await file.write(new Uint8Array(size).fill(fill));
   await cache.commit(key, file, {
     status: 200,
     headers: [],
@@ -277,7 +277,8 @@ Deno.test(
       assert.ok(await exists(cache.files("/a.bin").body), "nothing was evicted for nothing");
       assert.equal(cache.reserve("/b.bin", (1 << 20) + 1), false, "larger than the whole cache");
       await new Response(a.body).arrayBuffer();
-      // The reader lets go of the entry as its stream closes, a task after the last chunk.
+      assert.equal(cache.reserve("/b.bin", size), false, "still pinned until released");
+      a.release();
       await waitUntil(() => cache.reserve("/b.bin", size), 5000, "room once a is read");
       assert.equal(await exists(cache.files("/a.bin").body), false, "a was evicted");
       assert.equal(await exists(cache.files("/a.bin").meta), false);
@@ -358,9 +359,11 @@ Deno.test(
       const large = await cache.open("/large.bin");
       assert.ok(large?.body instanceof ReadableStream, "a large body streams");
       assert.deepEqual(await new Response(large.body).bytes(), new Uint8Array(300 * 1024).fill(7));
-      // Metadata that does not match its body: a miss, and the entry is gone.
+      large.release();
+      // Metadata that does not match its body: a miss once the watcher has dropped the
+      // memory copy, and the entry is gone.
       await Deno.writeTextFile(cache.files("/small.bin").meta, JSON.stringify({ url: "/other" }));
-      assert.equal(await cache.open("/small.bin"), null);
+      await waitUntil(async () => (await cache.open("/small.bin")) === null, 5000, "a miss");
       assert.equal(await exists(cache.files("/small.bin").body), false);
       assert.equal(await cache.open("/missing.bin"), null);
       // An abandoned download leaves nothing behind.
@@ -376,3 +379,76 @@ Deno.test(
     }
   },
 );
+
+/**
+ * Opens `key` until its copy is kept in memory: a copy read while the
+ * watcher reports changes (the entry's own commit, just before) is not kept.
+ */
+async function openKept(cache: DiskCache, key: string) {
+  let entry = await cache.open(key);
+  await waitUntil(
+    async () => {
+      entry = await cache.open(key);
+      return cache.memory.entries > 0 && (await cache.open(key)) === entry;
+    },
+    5000,
+    `a copy of ${key} kept`,
+  );
+  return entry;
+}
+
+Deno.test(
+  "small bodies are kept in memory within their budget, and a copy goes when another process replaces or evicts its entry",
+  { ignore },
+  async () => {
+    await withCache(async (cache) => {
+      const other = await openOther(cache.dir);
+      try {
+        await store(cache, "/k.bin", 3);
+        const first = await openKept(cache, "/k.bin");
+        assert.deepEqual(first?.body, new Uint8Array(3).fill(7));
+        assert.deepEqual(cache.memory, { bytes: 3, entries: 1 });
+        assert.equal(await cache.open("/k.bin"), first, "a repeated hit is the copy in memory");
+
+        // Another proxy evicts the entry and stores a new body under the same key.
+        const { body, meta } = cache.files("/k.bin");
+        await Deno.remove(body);
+        await Deno.remove(meta);
+        await store(other, "/k.bin", 4, 9);
+        await waitUntil(() => cache.memory.entries === 0, 5000, "the copy is dropped");
+        assert.deepEqual((await cache.open("/k.bin"))?.body, new Uint8Array(4).fill(9));
+
+        // Evicted by another proxy and not stored again: a miss, not the old copy.
+        await Deno.remove(body);
+        await Deno.remove(meta);
+        await waitUntil(() => cache.memory.entries === 0, 5000, "the copy is dropped");
+        assert.equal(await cache.open("/k.bin"), null);
+      } finally {
+        await other.close();
+      }
+    });
+  },
+);
+
+Deno.test("the memory budget keeps the most recently used small bodies; 0 keeps none", {
+  ignore,
+}, async () => {
+  for (const [memoryBytes, kept] of [[5, 1], [0, 0]] as const) {
+    const dir = await Deno.makeTempDir({ prefix: "flowsched-cache-test-" });
+    const cache = await DiskCache.open({ dir, maxBytes: 1 << 20, memoryBytes, log, pollMs: 1e9 });
+    try {
+      await store(cache, "/a.bin", 3, 1);
+      await store(cache, "/b.bin", 3, 2);
+      if (kept) await openKept(cache, "/a.bin");
+      assert.deepEqual((await cache.open("/a.bin"))?.body, new Uint8Array(3).fill(1));
+      if (kept) await openKept(cache, "/b.bin");
+      assert.deepEqual((await cache.open("/b.bin"))?.body, new Uint8Array(3).fill(2));
+      assert.deepEqual(cache.memory, { bytes: 3 * kept, entries: kept }, `budget ${memoryBytes}`);
+      // The evicted copy is read from the file again, whole and right.
+      assert.deepEqual((await cache.open("/a.bin"))?.body, new Uint8Array(3).fill(1));
+    } finally {
+      await cache.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
+});

@@ -1,0 +1,573 @@
+/**
+ * `deno task bench perf [--quick]`: the performance table of issue #15 in one
+ * command, every row a ratio measured in one run.
+ *
+ * Proxy cache hits (host): `wrk` against three HTTP/1.1 servers of the same
+ * files, rounds interleaved:
+ * - nginx as a user would run it for static files (`worker_processes
+ *   --nginx-workers`, sendfile on, access log off);
+ * - the runtime's ceiling (`perf/ceiling.ts`: `Deno.serve` answering small
+ *   files from memory and streaming large ones from the file);
+ * - the flowsched proxy in front of a flowsched server (tcpmux, loopback),
+ *   its cache filled before the timed rounds, so every timed request is a hit.
+ *
+ * Two workloads: 100 files of 1 KiB, `wrk -t1 -c32` cycling through them
+ * (requests/s), and 16 files of 1 MiB, `wrk -t1 -c8` (MB/s, 10^6 bytes of
+ * body). Every server's answers are checked byte for byte against the files
+ * first, and a round with a socket error or a non-2xx answer fails the run.
+ * One untimed round per server and workload warms each one up first.
+ *
+ * The client over kernel SCTP (lab, one boot): `deno task get` fetching
+ * `--get-files` files of 1 MiB over one association (8 streams), from the
+ * client namespace to a flowsched server in the server namespace, against
+ * `withsctp curl --parallel` fetching the same files from nginx over kernel
+ * SCTP (`withsctp nginx`), rounds interleaved. Wall time of the whole command,
+ * start-up included; a second pair of rows fetches one 1-byte file, which is
+ * all start-up. Every fetched file is compared with the original.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { helpText, parseOptions } from "../../cli/options.ts";
+import { LAB_ADDRESSES, runInLab } from "../lab/lab.ts";
+import {
+  denoArgv,
+  labOutFile,
+  loadAverage,
+  median,
+  nginxConfig,
+  progress,
+  REPO,
+  repoDenoArgv,
+  retry,
+  round,
+  runMain,
+  sha256Hex,
+  table,
+  writeResults,
+} from "./common.ts";
+
+const OPTIONS = {
+  quick: { kind: "boolean", default: false, help: "one short round per server (a smoke run)" },
+  repeat: { kind: "integer", default: 3, min: 1, help: "rounds per server and workload (median)" },
+  seconds: { kind: "integer", default: 5, min: 1, help: "length of one wrk round" },
+  nginxWorkers: { kind: "integer", default: 2, min: 1, help: "nginx worker processes" },
+  proxyArgs: {
+    kind: "string",
+    default: "",
+    help: "extra proxy options, space-separated (to compare settings)",
+  },
+  where: {
+    kind: "string",
+    default: "both",
+    choices: ["both", "host", "lab"],
+    help: "proxy hits on the host, the client over kernel SCTP in the lab, or both",
+  },
+  getFiles: { kind: "integer", default: 120, min: 1, help: "1 MiB files a lab round fetches" },
+  labTimeout: { kind: "integer", default: 1200, min: 60, help: "seconds before the lab is killed" },
+  // Internal: how the script re-invokes itself.
+  insideLab: { kind: "boolean", default: false, help: "(internal) run the lab part here" },
+  labOut: { kind: "string", default: "", help: "(internal) file for the lab's rounds" },
+} as const;
+
+const USAGE = `Usage: deno task bench perf [options]
+
+Proxy cache hits on this host: wrk against nginx, the runtime's ceiling (Deno.serve) and the
+flowsched proxy (its cache filled first), 1 KiB files (wrk -t1 -c32, requests/s) and 1 MiB
+files (wrk -t1 -c8, MB/s). In the lab (kernel SCTP, one boot): \`deno task get\` fetching
+--get-files files of 1 MiB over one association against withsctp curl --parallel from nginx
+over SCTP, start-up included, and both fetching one tiny file. Rounds are interleaved; the
+tables give medians and ratios measured in the same run. Writes
+results/bench/perf-<timestamp>.json.`;
+
+type Values = NonNullable<Awaited<ReturnType<typeof parseOptions<typeof OPTIONS>>>>["values"];
+
+const KIB = 1024;
+const MIB = 1024 * KIB;
+
+/** A workload: files of one size, and how wrk loads them. */
+interface Workload {
+  name: string;
+  dir: string;
+  files: number;
+  size: number;
+  connections: number;
+}
+
+const WORKLOADS: Workload[] = [
+  { name: "1 KiB", dir: "small", files: 100, size: KIB, connections: 32 },
+  { name: "1 MiB", dir: "big", files: 16, size: MIB, connections: 8 },
+];
+
+/** A server under test: its name and base URL. */
+interface Target {
+  name: "nginx" | "deno-serve" | "proxy";
+  url: string;
+}
+
+/** One wrk round. */
+interface Round {
+  target: Target["name"];
+  workload: string;
+  round: number;
+  requestsPerSecond: number;
+}
+
+/** Writes the files of every workload under `root`; returns each URL path's sha256. */
+async function writeSite(root: string): Promise<Map<string, string>> {
+  const digests = new Map<string, string>();
+  for (const w of WORKLOADS) {
+    await Deno.mkdir(join(root, w.dir), { recursive: true });
+    for (let i = 1; i <= w.files; i++) {
+      const body = new Uint8Array(w.size);
+      for (let at = 0; at < w.size; at += 65536) {
+        crypto.getRandomValues(body.subarray(at, Math.min(w.size, at + 65536)));
+      }
+      await Deno.writeFile(join(root, w.dir, `${i}.bin`), body);
+      digests.set(`/${w.dir}/${i}.bin`, sha256Hex(body));
+    }
+  }
+  // nginx's workers run as nobody.
+  await Deno.chmod(root, 0o755);
+  for (const w of WORKLOADS) await Deno.chmod(join(root, w.dir), 0o755);
+  return digests;
+}
+
+/** A wrk script cycling through a workload's paths. */
+function wrkScript(w: Workload): string {
+  return `local i = 0
+request = function()
+  i = (i % ${w.files}) + 1
+  return wrk.format("GET", "/${w.dir}/" .. i .. ".bin")
+end
+`;
+}
+
+/** A port nobody listens on now. */
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+/** Fetches every path from `url` (until it answers) and compares each body with the file's. */
+async function verify(target: Target, digests: Map<string, string>) {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      await (await fetch(`${target.url}/small/1.bin`)).body?.cancel();
+      break;
+    } catch (error) {
+      if (Date.now() > deadline) throw new Error(`${target.name} does not answer: ${error}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+  for (const [path, digest] of digests) {
+    const response = await fetch(target.url + path);
+    const body = await response.bytes();
+    if (response.status !== 200 || sha256Hex(body) !== digest) {
+      throw new Error(
+        `${target.name} answered ${path} with ${response.status}, ${body.byteLength} bytes that ` +
+          "are not the file's",
+      );
+    }
+  }
+}
+
+/** One wrk round; throws if wrk saw a socket error or a non-2xx answer. */
+async function wrk(target: Target, w: Workload, script: string, seconds: number) {
+  const { stdout, stderr, success } = await new Deno.Command("wrk", {
+    args: ["-t1", `-c${w.connections}`, `-d${seconds}s`, "-s", script, target.url],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(stdout);
+  const rate = /Requests\/sec:\s+([\d.]+)/.exec(text);
+  if (!success || !rate) {
+    throw new Error(
+      `wrk against ${target.name} failed: ${text}${new TextDecoder().decode(stderr)}`,
+    );
+  }
+  const bad = /(Socket errors:.*|Non-2xx or 3xx responses:.*)/.exec(text);
+  if (bad) throw new Error(`wrk against ${target.name}, ${w.name}: ${bad[1]}`);
+  return Number(rate[1]);
+}
+
+function spawn(argv: string[], stdout: "null" | "piped" = "null"): Deno.ChildProcess {
+  return new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    stdin: "null",
+    stdout,
+    stderr: "inherit",
+    cwd: REPO,
+  }).spawn();
+}
+
+/** Starts nginx, the ceiling, the flowsched server and the proxy; returns the targets. */
+async function startServers(work: string, root: string, values: Values) {
+  const processes: Deno.ChildProcess[] = [];
+  const nginxPort = freePort();
+  const nginxDir = join(work, "nginx");
+  await Deno.mkdir(nginxDir);
+  await Deno.writeTextFile(
+    join(nginxDir, "nginx.conf"),
+    nginxConfig({
+      dir: nginxDir,
+      root,
+      listen: `127.0.0.1:${nginxPort}`,
+      workers: values.nginxWorkers,
+    }),
+  );
+  processes.push(spawn(["nginx", "-c", join(nginxDir, "nginx.conf"), "-g", "daemon off;"]));
+
+  const ceilingPort = freePort();
+  processes.push(spawn(
+    repoDenoArgv(
+      "scripts/bench/perf/ceiling.ts",
+      [`--root=${root}`, `--port=${ceilingPort}`],
+      "bench",
+    ),
+  ));
+
+  const serverPort = freePort();
+  processes.push(spawn(repoDenoArgv("server/main.ts", [
+    "--transport=tcpmux",
+    "--host=127.0.0.1",
+    `--port=${serverPort}`,
+    `--root=${root}`,
+    "--streams=8",
+    "--log-level=warn",
+  ], "server")));
+  const proxyPort = freePort();
+  processes.push(spawn(repoDenoArgv("proxy/main.ts", [
+    `--listen=127.0.0.1:${proxyPort}`,
+    `--upstream=tcpmux://127.0.0.1:${serverPort}`,
+    "--streams=8",
+    `--cache=${join("/dev/shm", `flowsched-perf-${proxyPort}`)}`,
+    "--log-level=warn",
+    ...values.proxyArgs.split(" ").filter(Boolean),
+  ], "proxy")));
+  const targets: Target[] = [
+    { name: "nginx", url: `http://127.0.0.1:${nginxPort}` },
+    { name: "deno-serve", url: `http://127.0.0.1:${ceilingPort}` },
+    { name: "proxy", url: `http://127.0.0.1:${proxyPort}` },
+  ];
+  return { processes, targets, cache: join("/dev/shm", `flowsched-perf-${proxyPort}`) };
+}
+
+async function hits(values: Values): Promise<Round[]> {
+  const work = await Deno.makeTempDir({ prefix: "flowsched-perf-" });
+  await Deno.chmod(work, 0o755);
+  const root = join(work, "site");
+  const digests = await writeSite(root);
+  const scripts = new Map<string, string>();
+  for (const w of WORKLOADS) {
+    const path = join(work, `${w.dir}.lua`);
+    await Deno.writeTextFile(path, wrkScript(w));
+    scripts.set(w.name, path);
+  }
+  const { processes, targets, cache } = await startServers(work, root, values);
+  const rounds: Round[] = [];
+  try {
+    // The proxy's fetch fills its cache: from here on every request to it is a hit.
+    for (const target of targets) {
+      await verify(target, digests);
+      progress("perf", `${target.name} answers every file byte for byte`);
+    }
+    const repeat = values.quick ? 1 : values.repeat;
+    const seconds = values.quick ? 1 : values.seconds;
+    // Untimed: the JIT compiles the hot paths, and the proxy keeps its small bodies in memory.
+    for (const w of WORKLOADS) {
+      for (const target of targets) await wrk(target, w, scripts.get(w.name)!, seconds);
+    }
+    progress("perf", "warmed up");
+    for (let r = 0; r < repeat; r++) {
+      for (const w of WORKLOADS) {
+        for (const target of targets) {
+          const requestsPerSecond = await wrk(target, w, scripts.get(w.name)!, seconds);
+          rounds.push({ target: target.name, workload: w.name, round: r, requestsPerSecond });
+          progress(
+            "perf",
+            `round ${r + 1}/${repeat} ${w.name} ${target.name}: ${
+              round(requestsPerSecond, 0)
+            } req/s`,
+          );
+        }
+      }
+    }
+  } finally {
+    // The proxy first, then what it talks to.
+    for (const p of processes.toReversed()) {
+      try {
+        p.kill("SIGTERM");
+      } catch { /* already gone */ }
+      await p.status;
+    }
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+    await Deno.remove(cache, { recursive: true }).catch(() => {});
+  }
+  return rounds;
+}
+
+/** One timed fetch in the lab. */
+interface LabRound {
+  client: "get" | "curl";
+  what: "files" | "tiny";
+  round: number;
+  seconds: number;
+}
+
+const LAB_SERVER = LAB_ADDRESSES.LAB_SERVER_IP;
+
+/** Runs `argv` in namespace `netns`; returns its wall time in seconds; throws on failure. */
+async function timed(netns: string, argv: string[]): Promise<number> {
+  const started = performance.now();
+  const { success, stderr } = await new Deno.Command("ip", {
+    args: ["netns", "exec", netns, ...argv],
+    cwd: REPO,
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  const seconds = (performance.now() - started) / 1000;
+  if (!success) {
+    throw new Error(
+      `${argv.slice(0, 4).join(" ")} ... failed: ${new TextDecoder().decode(stderr)}`,
+    );
+  }
+  return seconds;
+}
+
+/** Compares every fetched file under `out` with the original; removes `out`. */
+async function checkFetched(out: string, paths: string[], digests: Map<string, string>) {
+  for (const path of paths) {
+    const body = await Deno.readFile(join(out, path));
+    if (sha256Hex(body) !== digests.get(path)) throw new Error(`${path} arrived corrupted`);
+  }
+  await Deno.remove(out, { recursive: true });
+}
+
+/** Lab side: the servers, then `get` and curl in turn; the rounds go to `--lab-out`. */
+async function inLab(values: Values) {
+  const work = "/tmp/perf";
+  await Deno.remove(work, { recursive: true }).catch(() => {});
+  const root = join(work, "site");
+  await Deno.mkdir(join(root, "g"), { recursive: true });
+  const digests = new Map<string, string>();
+  const count = values.quick ? 8 : values.getFiles;
+  for (let i = 1; i <= count; i++) {
+    const body = crypto.getRandomValues(new Uint8Array(MIB).subarray(0, 65536));
+    const file = new Uint8Array(MIB);
+    for (let at = 0; at < MIB; at += body.length) file.set(body, at);
+    file[0] = i & 0xff;
+    await Deno.writeFile(join(root, "g", `${i}.bin`), file);
+    digests.set(`/g/${i}.bin`, sha256Hex(file));
+  }
+  await Deno.writeFile(join(root, "g", "tiny.txt"), new Uint8Array([0x2e]));
+  digests.set("/g/tiny.txt", sha256Hex(new Uint8Array([0x2e])));
+  for (const dir of [work, root, join(root, "g")]) await Deno.chmod(dir, 0o755);
+  const paths = Array.from({ length: count }, (_, i) => `/g/${i + 1}.bin`);
+
+  const flowPort = 9000;
+  const nginxPort = 8000;
+  const nginxDir = join(work, "nginx");
+  await Deno.mkdir(nginxDir);
+  await Deno.writeTextFile(
+    join(nginxDir, "nginx.conf"),
+    nginxConfig({ dir: nginxDir, root, listen: `${LAB_SERVER}:${nginxPort}`, sctp: true }),
+  );
+  const servers = [
+    ["withsctp", "nginx", "-c", join(nginxDir, "nginx.conf"), "-g", "daemon off;"],
+    repoDenoArgv("server/main.ts", [
+      "--transport=kernel",
+      `--host=${LAB_SERVER}`,
+      `--port=${flowPort}`,
+      `--root=${root}`,
+      "--streams=8",
+      "--log-level=warn",
+    ], "server"),
+  ].map((argv) =>
+    new Deno.Command("ip", {
+      args: ["netns", "exec", "server", ...argv],
+      cwd: REPO,
+      stdin: "null",
+      stdout: "null",
+      stderr: "inherit",
+    }).spawn()
+  );
+  const get = (targets: string[], out: string) => [
+    Deno.execPath(),
+    "task",
+    "--quiet",
+    "get",
+    `kernel://${LAB_SERVER}:${flowPort}${targets[0]}`,
+    ...targets.slice(1),
+    "-o",
+    `${out}/`,
+  ];
+  const curl = (targets: string[], out: string) => [
+    "withsctp",
+    "curl",
+    "-sf",
+    "--parallel",
+    "--create-dirs",
+    ...targets.flatMap((p) => ["-o", join(out, p), `http://${LAB_SERVER}:${nginxPort}${p}`]),
+  ];
+  const rounds: LabRound[] = [];
+  try {
+    await retry(() => timed("client", curl(["/g/tiny.txt"], join(work, "probe"))), 30);
+    await retry(() => timed("client", get(["/g/tiny.txt"], join(work, "probe"))), 30);
+    const repeat = values.quick ? 1 : values.repeat;
+    for (let r = 0; r < repeat; r++) {
+      for (const what of ["files", "tiny"] as const) {
+        const targets = what === "files" ? paths : ["/g/tiny.txt"];
+        for (const client of ["get", "curl"] as const) {
+          const out = join(work, `out-${client}-${r}`);
+          const seconds = await timed("client", (client === "get" ? get : curl)(targets, out));
+          await checkFetched(out, targets, digests);
+          rounds.push({ client, what, round: r, seconds });
+          progress("perf", `round ${r + 1}/${repeat} ${what} ${client}: ${seconds.toFixed(2)} s`);
+        }
+      }
+    }
+  } finally {
+    for (const p of servers) {
+      try {
+        p.kill("SIGTERM");
+      } catch { /* already gone */ }
+      await p.status;
+    }
+  }
+  await Deno.writeTextFile(values.labOut, JSON.stringify(rounds));
+}
+
+/** Host side of the lab part: boots it, runs {@link inLab} there, returns its rounds. */
+async function lab(values: Values): Promise<LabRound[]> {
+  const out = await labOutFile("perf");
+  const forward = [
+    `--lab-out=${out}`,
+    `--repeat=${values.repeat}`,
+    `--get-files=${values.getFiles}`,
+    ...(values.quick ? ["--quick"] : []),
+  ];
+  const result = await runInLab({
+    command: denoArgv("perf.ts", ["--inside-lab", ...forward]),
+    cwd: REPO,
+    output: "inherit",
+    timeoutSeconds: values.labTimeout,
+  });
+  if (result.code !== 0) throw new Error(`the lab run failed (exit code ${result.code})`);
+  const rounds: LabRound[] = JSON.parse(await Deno.readTextFile(out));
+  await Deno.remove(out);
+  return rounds;
+}
+
+/** The lab's table: per fetch, the median wall time and curl's over get's (≥ 1: get is faster). */
+function summarizeLab(rounds: LabRound[], files: number) {
+  const rows: (string | number)[][] = [];
+  const summary = [];
+  for (const what of ["files", "tiny"] as const) {
+    const of = (client: LabRound["client"]) =>
+      median(rounds.filter((r) => r.what === what && r.client === client).map((r) => r.seconds));
+    const [get, curl] = [of("get"), of("curl")];
+    const label = what === "files" ? `${files} x 1 MiB` : "1 tiny file";
+    const spread = (client: LabRound["client"]) =>
+      rounds.filter((r) => r.what === what && r.client === client).map((r) => r.seconds.toFixed(2))
+        .join(" ");
+    rows.push([
+      label,
+      "deno task get → flowsched",
+      round(get, 2),
+      round(curl / get, 2),
+      spread("get"),
+    ]);
+    rows.push([label, "withsctp curl → nginx", round(curl, 2), 1, spread("curl")]);
+    summary.push({ what: label, getSeconds: get, curlSeconds: curl, getVsNginx: curl / get });
+  }
+  return { rows, summary };
+}
+
+/** The table: per workload and server, the median and the ratio to nginx's median. */
+function summarize(rounds: Round[]) {
+  const rows: (string | number)[][] = [];
+  const summary = [];
+  for (const w of WORKLOADS) {
+    const of = (name: Target["name"]) =>
+      median(
+        rounds.filter((r) => r.workload === w.name && r.target === name).map((r) =>
+          r.requestsPerSecond
+        ),
+      );
+    const nginx = of("nginx");
+    for (const name of ["nginx", "deno-serve", "proxy"] as const) {
+      const rate = of(name);
+      const mbps = (rate * w.size) / 1e6;
+      const spread = rounds.filter((r) => r.workload === w.name && r.target === name)
+        .map((r) => round(r.requestsPerSecond, 0));
+      rows.push([
+        `hit ${w.name}, wrk -c${w.connections}`,
+        name,
+        round(rate, 0),
+        round(mbps, 0),
+        round(rate / nginx, 2),
+        spread.join(" "),
+      ]);
+      summary.push({
+        workload: w.name,
+        target: name,
+        requestsPerSecond: rate,
+        mbPerSecond: mbps,
+        vsNginx: rate / nginx,
+      });
+    }
+  }
+  return { rows, summary };
+}
+
+export async function main(args: string[]) {
+  const parsed = await parseOptions(args, OPTIONS);
+  if (!parsed) {
+    console.log(helpText(USAGE, OPTIONS));
+    return;
+  }
+  const { values } = parsed;
+  if (values.insideLab) return await inLab(values);
+  const load = { start: loadAverage(), end: null as number[] | null };
+  const rounds = values.where === "lab" ? [] : await hits(values);
+  const labRounds = values.where === "host" ? [] : await lab(values);
+  load.end = loadAverage();
+  const { rows, summary } = summarize(rounds);
+  const files = values.quick ? 8 : values.getFiles;
+  const labTable = summarizeLab(labRounds, files);
+  const path = await writeResults("perf", {
+    options: values,
+    loadAverage: load,
+    rounds,
+    summary,
+    lab: { rounds: labRounds, summary: labTable.summary },
+  });
+  if (rounds.length > 0) printHits(values, rows);
+  if (labRounds.length > 0) {
+    console.log(
+      `\nThe client over kernel SCTP in the lab, median of ${
+        values.quick ? 1 : values.repeat
+      } (wall time, start-up included; × = curl's time over get's)`,
+    );
+    console.log(
+      table(["fetch", "client → server", "seconds", "× nginx", "rounds (s)"], labTable.rows),
+    );
+  }
+  console.log(`\nload average ${JSON.stringify(load)}; results: ${path}`);
+}
+
+function printHits(values: Values, rows: (string | number)[][]) {
+  console.log(
+    `\nProxy cache hits vs nginx on this host, median of ${
+      values.quick ? 1 : values.repeat
+    } (MB = 10^6 bytes of body)`,
+  );
+  console.log(table(["row", "server", "req/s", "MB/s", "× nginx", "rounds (req/s)"], rows));
+}
+
+if (import.meta.main) await runMain("perf", main);
