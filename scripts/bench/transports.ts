@@ -12,7 +12,9 @@
  * 4-byte big-endian length plus the bytes; the server parses the frames
  * (without copying them). Client and server are two processes.
  *
- * On the host: usrsctp vs tcpmux vs tcp. In the lab (one boot; the script
+ * On the host: usrsctp vs tcpmux vs tcp, and a C program on libusrsctp's
+ * blocking API with the transport's socket options (`anchor/oneway_usrsctp.c`)
+ * in the same rounds, for usrsctp's Deno / C. In the lab (one boot; the script
  * re-runs itself there with --inside-lab), client in namespace `client`,
  * server in namespace `server` (two veth hops through `proxy`, MTU 1500):
  * kernel SCTP vs tcpmux (kernel TCP through the same FFI/Worker path) vs tcp.
@@ -56,8 +58,11 @@ function transportOf(bench: Exclude<Bench, "tcp">): {
   const [transport, workers] = bench.split("-") as [TransportName, string | undefined];
   return { transport, dataPath: workers ? "workers" : "event-loop" };
 }
-/** What is measured: a Deno bench, or the C anchor (`anchor/oneway.c`) over SCTP or TCP. */
-type Measured = Bench | "c-sctp" | "c-tcp";
+/**
+ * What is measured: a Deno bench, or a C anchor: `anchor/oneway.c` over
+ * kernel SCTP or TCP (lab), `anchor/oneway_usrsctp.c` over usrsctp (host).
+ */
+type Measured = Bench | "c-sctp" | "c-tcp" | "c-usrsctp";
 
 const OPTIONS = {
   quick: { kind: "boolean", default: false, help: "small message counts (a smoke run)" },
@@ -90,12 +95,14 @@ const OPTIONS = {
   ports: { kind: "string", default: "", help: "(internal) JSON of the server's ports" },
   labOut: { kind: "string", default: "", help: "(internal) file for the lab's samples" },
   anchor: { kind: "string", default: "", help: "(internal) the C anchor's binary" },
+  usrsctpAnchor: { kind: "string", default: "", help: "(internal) the usrsctp C anchor's binary" },
 } as const;
 
 const USAGE = `Usage: deno task bench transports [options]
 
 One-way message throughput (N messages then an acknowledged end marker; client and server
-in two processes), 64 KiB and 1 KiB messages. Host: usrsctp vs tcpmux vs plain Deno TCP.
+in two processes), 64 KiB and 1 KiB messages. Host: usrsctp vs tcpmux vs plain Deno TCP, and
+usrsctp against a C program on libusrsctp (scripts/bench/anchor/oneway_usrsctp.c).
 Lab (User-Mode Linux, one CPU, client and server namespaces): kernel SCTP vs tcpmux (kernel
 TCP through the same FFI path) vs plain Deno TCP. Prints MB/s (10^6 bytes), messages/s and
 ratios measured in the same run; writes results/bench/transports-<timestamp>.json.`;
@@ -253,6 +260,23 @@ async function batchTcp(conn: Deno.Conn, frame: Uint8Array, count: number) {
   return new Float64Array(reply.buffer.slice(4));
 }
 
+/** One run of the usrsctp C anchor's client against its server (started by `runPair`). */
+async function measureAnchor(
+  size: number,
+  count: number,
+  values: Values,
+  ports: Record<string, number>,
+): Promise<number> {
+  const args = ["client", values.host, ports["c-usrsctp"], ports["c-usrsctp-udp"], size, count];
+  const client = await new Deno.Command(values.usrsctpAnchor, {
+    args: args.map(String),
+    stderr: "inherit",
+  }).output();
+  // It checks the acknowledgement's counts itself and fails on a mismatch.
+  if (!client.success) throw new Error(`the usrsctp C anchor failed (${size} B)`);
+  return Number(new TextDecoder().decode(client.stdout));
+}
+
 /** One measurement: connect, warm up, time `count` messages of `size` bytes, close. */
 async function measure(
   transport: Bench,
@@ -302,7 +326,7 @@ async function measure(
 }
 
 async function runClient(values: Values) {
-  const transports = values.transports.split(",") as Bench[];
+  const transports = values.transports.split(",") as (Bench | "c-usrsctp")[];
   const ports = JSON.parse(values.ports);
   const sizes: [number, number][] = [[64 * KIB, values.bigCount], [KIB, values.smallCount]];
   for (let r = 0; r < values.repeat; r++) {
@@ -312,7 +336,9 @@ async function runClient(values: Values) {
           "transports",
           `round ${r + 1}/${values.repeat}: ${transport}, ${count} × ${size / KIB} KiB`,
         );
-        const seconds = await measure(transport, size, count, values, ports);
+        const seconds = transport === "c-usrsctp"
+          ? await measureAnchor(size, count, values, ports)
+          : await measure(transport, size, count, values, ports);
         const sample: Sample = { transport, size, count, round: r, seconds };
         progress("transports", `  ${round((size * count) / seconds / 1e6)} MB/s`);
         console.log(JSON.stringify(sample));
@@ -324,27 +350,61 @@ async function runClient(values: Values) {
 
 // ---------------------------------------------------------------- orchestration
 
-/** Runs server and client processes (in lab namespaces if `lab`); returns the samples. */
-async function runPair(values: Values, transports: Bench[], lab: boolean): Promise<Sample[]> {
+/** The usrsctp C anchor's SCTP port: any will do, it is its own stack's. */
+const USRSCTP_ANCHOR_PORT = 9733;
+
+/**
+ * Starts the usrsctp C anchor's server with its stack on a free UDP port;
+ * returns the process and the ports its client needs.
+ */
+async function startUsrsctpAnchor(binary: string, host: string) {
+  const udpPort = localUdpPort();
+  const server = new Child([binary, "server", host, String(USRSCTP_ANCHOR_PORT), String(udpPort)]);
+  await server.line();
+  return { server, ports: { "c-usrsctp": USRSCTP_ANCHOR_PORT, "c-usrsctp-udp": udpPort } };
+}
+
+/**
+ * Runs server and client processes (in lab namespaces if `lab`); returns the
+ * samples. With "c-usrsctp" (host only) the usrsctp C anchor's server runs
+ * beside the Deno server, and the client runs the anchor's client in its rounds.
+ */
+async function runPair(
+  values: Values,
+  transports: (Bench | "c-usrsctp")[],
+  lab: boolean,
+): Promise<Sample[]> {
   const host = lab ? Deno.env.get("LAB_SERVER_IP")! : "127.0.0.1";
   const ns = (name: string) => (lab ? ["ip", "netns", "exec", name] : []);
   const common = [
-    `--transports=${transports.join(",")}`,
     `--host=${host}`,
     `--big-count=${values.bigCount}`,
     `--small-count=${values.smallCount}`,
     `--repeat=${values.repeat}`,
     `--window=${values.window}`,
   ];
+  const benches = transports.filter((t) => t !== "c-usrsctp");
   const server = new Child([
     ...ns("server"),
-    ...denoArgv("transports.ts", ["--role=server", ...common]),
+    ...denoArgv("transports.ts", ["--role=server", `--transports=${benches.join(",")}`, ...common]),
   ]);
+  let anchor: Awaited<ReturnType<typeof startUsrsctpAnchor>> | undefined;
   try {
-    const ports = await server.line();
+    const ports = JSON.parse(await server.line());
+    // After the Deno server's stack took its UDP port, so the two cannot pick the same.
+    if (transports.includes("c-usrsctp")) {
+      anchor = await startUsrsctpAnchor(values.usrsctpAnchor, host);
+      Object.assign(ports, anchor.ports);
+    }
     const client = new Child([
       ...ns("client"),
-      ...denoArgv("transports.ts", ["--role=client", `--ports=${ports}`, ...common]),
+      ...denoArgv("transports.ts", [
+        "--role=client",
+        `--transports=${transports.join(",")}`,
+        `--ports=${JSON.stringify(ports)}`,
+        `--usrsctp-anchor=${values.usrsctpAnchor}`,
+        ...common,
+      ]),
     ]);
     const samples: Sample[] = [];
     for (let line = await client.line(); line !== "done"; line = await client.line()) {
@@ -354,18 +414,26 @@ async function runPair(values: Values, transports: Bench[], lab: boolean): Promi
     return samples;
   } finally {
     await server.stop();
+    await anchor?.server.stop();
   }
 }
 
-/** Builds the C anchor on the host (gcc, libsctp-dev) where the lab can run it. */
-async function buildAnchor(): Promise<string> {
-  const binary = join(REPO, ".lab", "anchor", "oneway");
+/**
+ * Builds the C anchor `scripts/bench/anchor/<name>.c` with gcc into
+ * `.lab/anchor/` (on the host, where the lab can run it too); returns the
+ * binary's path.
+ */
+async function buildAnchor(name: string, libraries: string[]): Promise<string> {
+  const binary = join(REPO, ".lab", "anchor", name);
   await Deno.mkdir(dirname(binary), { recursive: true });
-  const source = join(REPO, "scripts", "bench", "anchor", "oneway.c");
-  const gcc = await new Deno.Command("gcc", { args: ["-O2", "-o", binary, source, "-lsctp"] })
+  const source = join(REPO, "scripts", "bench", "anchor", `${name}.c`);
+  const gcc = await new Deno.Command("gcc", { args: ["-O2", "-o", binary, source, ...libraries] })
     .output();
   if (!gcc.success) {
-    throw new Error(`cannot build the C anchor: ${new TextDecoder().decode(gcc.stderr)}`);
+    throw new Error(
+      `cannot build the C anchor ${name}.c (scripts/bootstrap.sh installs gcc and the -dev ` +
+        `packages): ${new TextDecoder().decode(gcc.stderr)}`,
+    );
   }
   return binary;
 }
@@ -411,34 +479,48 @@ async function runAnchor(values: Values): Promise<Sample[]> {
   return samples;
 }
 
-/** Deno over C in the same boot: kernel SCTP against C on kernel SCTP, tcpmux and Deno TCP against C on TCP. */
+/**
+ * Which Deno row is compared with which C anchor: on the host usrsctp against
+ * C on libusrsctp; in the lab kernel SCTP against C on kernel SCTP, tcpmux and
+ * Deno TCP against C on TCP.
+ */
+const ANCHOR_PAIRS: Record<Row["where"], [Bench, Measured][]> = {
+  host: [["usrsctp", "c-usrsctp"]],
+  lab: [
+    ["kernel", "c-sctp"],
+    ["kernel-workers", "c-sctp"],
+    ["tcpmux", "c-tcp"],
+    ["tcpmux-workers", "c-tcp"],
+    ["tcp", "c-tcp"],
+  ],
+};
+
+/** Deno over C, measured in the same run (host) or boot (lab). */
 function printAnchorRatios(rows: Row[]) {
-  const lab = rows.filter((r) => r.where === "lab");
-  const of = (t: Measured, size: number) => lab.find((r) => r.transport === t && r.size === size);
-  const lines: string[] = [];
-  for (const size of [64 * KIB, KIB]) {
-    for (
-      const [deno, c] of [
-        ["kernel", "c-sctp"],
-        ["kernel-workers", "c-sctp"],
-        ["tcpmux", "c-tcp"],
-        ["tcpmux-workers", "c-tcp"],
-        ["tcp", "c-tcp"],
-      ] as const
-    ) {
-      const d = of(deno, size);
-      const base = of(c, size);
-      if (d && base) {
-        lines.push(
-          `  ${deno} / C ${c.slice(2)}, ${size / KIB} KiB: ${
-            round(d.mbPerSecond / base.mbPerSecond, 2)
-          }` +
-            ` (${round(d.mbPerSecond, 1)} vs ${round(base.mbPerSecond, 1)} MB/s)`,
-        );
+  for (const where of ["host", "lab"] as const) {
+    const here = rows.filter((r) => r.where === where);
+    const of = (t: Measured, size: number) =>
+      here.find((r) => r.transport === t && r.size === size);
+    const lines: string[] = [];
+    for (const size of [64 * KIB, KIB]) {
+      for (const [deno, c] of ANCHOR_PAIRS[where]) {
+        const d = of(deno, size);
+        const base = of(c, size);
+        if (d && base) {
+          lines.push(
+            `  ${deno} / C ${c.slice(2)}, ${size / KIB} KiB: ${
+              round(d.mbPerSecond / base.mbPerSecond, 2)
+            }` +
+              ` (${round(d.mbPerSecond, 1)} vs ${round(base.mbPerSecond, 1)} MB/s)`,
+          );
+        }
       }
     }
+    const same = where === "lab" ? "boot" : "run";
+    if (lines.length > 0) {
+      console.log(`\n${where}, Deno / C in the same ${same}:\n${lines.join("\n")}`);
+    }
   }
-  if (lines.length > 0) console.log(`\nlab, Deno / C in the same boot:\n${lines.join("\n")}`);
 }
 
 interface Row {
@@ -546,11 +628,15 @@ async function main(args: string[]) {
   const rows: Row[] = [];
   const load: Record<string, number[] | null> = { start: loadAverage() };
   if (values.where !== "lab") {
-    progress("transports", `host: usrsctp, tcpmux, tcp (client and server processes)`);
+    progress(
+      "transports",
+      `host: usrsctp and its C anchor, tcpmux, tcp (client and server processes)`,
+    );
+    values.usrsctpAnchor = await buildAnchor("oneway_usrsctp", ["-lusrsctp", "-lpthread"]);
     rows.push(
       ...summarize(
         "host",
-        await runPair(values, ["usrsctp", "tcpmux", "tcpmux-workers", "tcp"], false),
+        await runPair(values, ["usrsctp", "c-usrsctp", "tcpmux", "tcpmux-workers", "tcp"], false),
       ),
     );
   }
@@ -558,7 +644,7 @@ async function main(args: string[]) {
     progress("transports", "lab: booting (kernel SCTP, tcpmux, tcp; client ns → server ns)");
     const labOut = await labOutFile("transports");
     const forward = args.filter((a) => !a.startsWith("--where"));
-    const anchor = await buildAnchor();
+    const anchor = await buildAnchor("oneway", ["-lsctp"]);
     const result = await runInLab({
       command: denoArgv("transports.ts", [
         "--inside-lab",
@@ -591,6 +677,6 @@ async function main(args: string[]) {
   console.log(`results: ${path}`);
 }
 
-export { main };
+export { buildAnchor, main };
 
 if (import.meta.main) await runMain("transports", main);
