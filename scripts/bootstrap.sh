@@ -7,9 +7,10 @@ cd "$(dirname "$0")/.."
 
 DEBIAN_PACKAGES="lksctp-tools libsctp1 libsctp-dev libusrsctp2 libusrsctp-dev \
 user-mode-linux kmod iproute2 procps util-linux python3 gcc libc6-dev curl wrk chromium nginx-light \
-qemu-user libc6-arm64-cross libgcc-s1-arm64-cross gcc-aarch64-linux-gnu libc6-dev-arm64-cross iptables ipvsadm"
+qemu-user libc6-arm64-cross libgcc-s1-arm64-cross gcc-aarch64-linux-gnu libc6-dev-arm64-cross iptables ipvsadm ethtool"
 # ipvsadm: the IPVS front of the scale-out (scripts/ipvs.ts, tests/scale).
-# iptables: the NAT router of the lab's SCTP-over-UDP test (tests/transport/udp_encap_in_lab.ts).
+# iptables: the NAT router of the lab's SCTP-over-UDP test (tests/transport/udp_encap_in_lab.ts);
+# ethtool: that test turns off the veth's SCTP checksum offload (the why is there).
 # qemu-user and the arm64 cross packages run the Raspberry Pi (aarch64) build
 # and its struct-layout probes here (tests/deploy, tests/ffi). The Pi bundle
 # takes arm64 .debs from apt-get download, so apt must know arm64 too.

@@ -11,6 +11,7 @@ const BENCHMARKS: Record<string, string> = {
   sched: "./sched.ts",
   thesis: "./thesis.ts",
   perf: "./perf.ts",
+  udp: "./udp.ts",
   scale: "./scale.ts",
 };
 
@@ -22,6 +23,7 @@ Benchmarks (each prints ratios measured in one run; --help for its options):
   sched        response times at a bottleneck in the lab: every policy vs the simulated ideal
   thesis       the reference thesis's 5.2-5.5 and seed 004 in the lab, with nginx, plots, verdicts
   perf         proxy cache hits vs nginx and the runtime's ceiling (Deno.serve), wrk on this host
+  udp          SCTP over UDP (kernel and usrsctp, both ways) vs native kernel SCTP, in the lab
   scale        1..3 servers, each behind its own link, through IPVS and the proxy's path hashing`;
 
 const [name, ...args] = Deno.args;

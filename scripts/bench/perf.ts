@@ -17,6 +17,12 @@
  * first, and a round with a socket error or a non-2xx answer fails the run.
  * One untimed round per server and workload warms each one up first.
  *
+ * usrsctp (host): `bench transports --where host` (one-way messages; the
+ * Deno transport and `anchor/oneway_usrsctp.c` on libusrsctp's blocking API,
+ * rounds interleaved) and `bench files --where host --only usrsctp` (file
+ * serving over one association, policy scf): usrsctp Deno / C at 64 KiB and
+ * 1 KiB, and file serving / the transport at 64 KiB.
+ *
  * The client over kernel SCTP (lab, one boot): `deno task get` fetching
  * `--get-files` files of 1 MiB over one association (8 streams), from the
  * client namespace to a flowsched server in the server namespace, against
@@ -75,7 +81,8 @@ const USAGE = `Usage: deno task bench perf [options]
 
 Proxy cache hits on this host: wrk against nginx, the runtime's ceiling (Deno.serve) and the
 flowsched proxy (its cache filled first), 1 KiB files (wrk -t1 -c32, requests/s) and 1 MiB
-files (wrk -t1 -c8, MB/s). In the lab (kernel SCTP, one boot): \`deno task get\` fetching
+files (wrk -t1 -c8, MB/s). usrsctp on this host: the transport against a C program on
+libusrsctp (bench transports), and file serving over it (bench files). In the lab (kernel SCTP, one boot): \`deno task get\` fetching
 --get-files files of 1 MiB over one association against withsctp curl --parallel from nginx
 over SCTP, start-up included, and both fetching one tiny file. Rounds are interleaved; the
 tables give medians and ratios measured in the same run. Writes
@@ -311,6 +318,76 @@ async function hits(values: Values): Promise<Round[]> {
   return rounds;
 }
 
+/** What the usrsctp rows need from `bench transports` and `bench files`. */
+interface UsrsctpResult {
+  /** MB/s by measured name and message size. */
+  transport: Record<string, number>;
+  /** MB/s of file serving over usrsctp (scf). */
+  files: number;
+}
+
+/** Runs another benchmark of this directory; returns its results file's JSON. */
+async function subBench(script: string, args: string[]): Promise<unknown> {
+  const [command, ...rest] = denoArgv(script, args);
+  const output = await new Deno.Command(command, {
+    args: rest,
+    cwd: REPO,
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  const text = new TextDecoder().decode(output.stdout);
+  const path = /results: (\S+\.json)/.exec(text)?.[1];
+  if (!output.success || !path) throw new Error(`${script} ${args.join(" ")} failed:\n${text}`);
+  const data = JSON.parse(await Deno.readTextFile(path));
+  await Deno.remove(path);
+  return data;
+}
+
+async function usrsctp(values: Values): Promise<UsrsctpResult> {
+  const quick = values.quick ? ["--quick"] : [];
+  progress("perf", "usrsctp: bench transports --where host (the Deno transport and the C anchor)");
+  const transports = await subBench("transports.ts", ["--where=host", ...quick]) as {
+    rows: { where: string; transport: string; size: number; mbPerSecond: number }[];
+  };
+  progress("perf", "usrsctp: bench files --where host --only usrsctp --policies scf");
+  const files = await subBench("files.ts", [
+    "--where=host",
+    "--only=usrsctp",
+    "--policies=scf",
+    ...quick,
+  ]) as { phases: { server: string; policy: string; mbPerSecond: number; errors: number }[] };
+  const phase = files.phases.find((p) => p.server === "usrsctp" && p.policy === "scf");
+  if (!phase || phase.errors > 0) throw new Error("bench files: usrsctp (scf) had errors");
+  const transport: Record<string, number> = {};
+  for (const row of transports.rows) {
+    if (row.where === "host") transport[`${row.transport} ${row.size}`] = row.mbPerSecond;
+  }
+  return { transport, files: phase.mbPerSecond };
+}
+
+/** The usrsctp table: Deno / C by message size, and file serving / the transport. */
+function usrsctpRows(result: UsrsctpResult): (string | number)[][] {
+  const mb = (name: string, size: number) => result.transport[`${name} ${size}`];
+  const rows: (string | number)[][] = [];
+  for (const [label, size] of [["64 KiB", 64 * KIB], ["1 KiB", KIB]] as const) {
+    const [deno, c] = [mb("usrsctp", size), mb("c-usrsctp", size)];
+    rows.push([
+      `usrsctp transport vs C, ${label}`,
+      round(deno, 1),
+      round(c, 1),
+      round(deno / c, 2),
+    ]);
+  }
+  const transport = mb("usrsctp", 64 * KIB);
+  rows.push([
+    "files over usrsctp vs the transport (64 KiB)",
+    round(result.files, 1),
+    round(transport, 1),
+    round(result.files / transport, 2),
+  ]);
+  return rows;
+}
+
 /** One timed fetch in the lab. */
 interface LabRound {
   client: "get" | "curl";
@@ -535,6 +612,7 @@ export async function main(args: string[]) {
   if (values.insideLab) return await inLab(values);
   const load = { start: loadAverage(), end: null as number[] | null };
   const rounds = values.where === "lab" ? [] : await hits(values);
+  const usrsctpResult = values.where === "lab" ? undefined : await usrsctp(values);
   const labRounds = values.where === "host" ? [] : await lab(values);
   load.end = loadAverage();
   const { rows, summary } = summarize(rounds);
@@ -545,9 +623,14 @@ export async function main(args: string[]) {
     loadAverage: load,
     rounds,
     summary,
+    usrsctp: usrsctpResult,
     lab: { rounds: labRounds, summary: labTable.summary },
   });
   if (rounds.length > 0) printHits(values, rows);
+  if (usrsctpResult) {
+    console.log("\nusrsctp on this host (MB = 10^6 bytes; medians of bench transports / files)");
+    console.log(table(["row", "MB/s", "baseline MB/s", "ratio"], usrsctpRows(usrsctpResult)));
+  }
   if (labRounds.length > 0) {
     console.log(
       `\nThe client over kernel SCTP in the lab, median of ${

@@ -1,7 +1,8 @@
 /**
  * Smoke run of `deno task bench perf --quick` (it boots the lab itself):
  * nginx, Deno.serve and the proxy answering every file byte for byte, one
- * short wrk round each, then `deno task get` and withsctp curl over kernel
+ * short wrk round each; usrsctp against its C anchor and under file serving;
+ * then `deno task get` and withsctp curl over kernel
  * SCTP with every fetched file compared. Rates and ratios are printed, never
  * asserted: the run must complete and report every row.
  */
@@ -28,6 +29,10 @@ Deno.test(
         );
       }
     }
+    for (const row of ["usrsctp transport vs C, 64 KiB", "usrsctp transport vs C, 1 KiB"]) {
+      assert.match(stdout, new RegExp(`^${row}\\s+\\d`, "m"), row);
+    }
+    assert.match(stdout, /^files over usrsctp vs the transport/m);
     for (const fetch of ["8 x 1 MiB", "1 tiny file"]) {
       for (const client of ["deno task get", "withsctp curl"]) {
         assert.match(stdout, new RegExp(`^${fetch}\\s+${client}`, "m"), `${fetch} ${client}`);

@@ -13,7 +13,7 @@ const REPO = fileURLToPath(new URL("../..", import.meta.url));
 
 Deno.test({
   name:
-    "kernel SCTP over UDP passes its NAT suite inside the lab (native SCTP refused clearly, 500 files over UDP)",
+    "kernel SCTP over UDP passes its NAT suite inside the lab (native SCTP refused clearly, 500 files over UDP: kernel and usrsctp proxies, kernel and usrsctp servers)",
   // Inside the lab this host-side driver has nothing to do (and cannot boot another lab).
   ignore: needs("read", "write", "env", "run") || Deno.env.get("LAB") === "1",
   async fn() {
