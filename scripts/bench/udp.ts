@@ -22,7 +22,7 @@
 import { join } from "node:path";
 import { helpText, parseOptions } from "../../cli/options.ts";
 import { FlowClient } from "../../protocol/client.ts";
-import { LAB_ADDRESSES, runInLab } from "../lab/lab.ts";
+import { LAB_ADDRESSES, runInLab, sctpOffloadOff } from "../lab/lab.ts";
 import {
   denoArgv,
   labOutFile,
@@ -122,10 +122,8 @@ async function inLab(values: Values) {
   const setup = [
     ["server", "sysctl", "-qw", "net.sctp.udp_port=9899", "net.sctp.encap_port=0"],
     ["client", "sysctl", "-qw", "net.sctp.udp_port=9899", "net.sctp.encap_port=0"],
-    ...[["server", "ps-server"], ["client", "cp-client"]].map(([netns, dev]) => [
-      netns,
-      ...`ethtool -K ${dev} tx-checksum-sctp off tx-sctp-segmentation off gso off`.split(" "),
-    ]),
+    ["server", ...sctpOffloadOff("ps-server")],
+    ["client", ...sctpOffloadOff("cp-client")],
   ];
   for (const [netns, ...argv] of setup) {
     const { success } = await inNamespace(netns, argv).output();

@@ -99,6 +99,26 @@ export const LAB_ADDRESSES = {
   LAB_SERVER_IP: "10.10.2.2",
 } as const;
 
+/**
+ * argv that turns off the SCTP checksum and segmentation offload of a lab
+ * veth. With it on, the kernel sends SCTP-in-UDP packets whose CRC32c nobody
+ * ever computes: kernel peers trust the offload flag, usrsctp peers drop them
+ * (docs/DEPLOY.md, "Why usrsctp ↔ kernel was slow").
+ */
+export function sctpOffloadOff(device: string): string[] {
+  return [
+    "ethtool",
+    "-K",
+    device,
+    "tx-checksum-sctp",
+    "off",
+    "tx-sctp-segmentation",
+    "off",
+    "gso",
+    "off",
+  ];
+}
+
 /** Namespace of server `k` (1-based): `server`, `server2`, `server3`, ... */
 export function serverNamespace(k: number): string {
   return k === 1 ? "server" : `server${k}`;

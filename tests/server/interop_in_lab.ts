@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { sha256 } from "./_fixtures.ts";
+import { sctpOffloadOff } from "../../scripts/lab/lab.ts";
 
 const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const SERVER_IP = Deno.env.get("LAB_SERVER_IP") ?? "10.10.2.2";
@@ -36,17 +37,7 @@ Deno.test("a usrsctp client fetches from a kernel SCTP server in another namespa
   assert.equal(sysctl.code, 0);
   // Without this the kernel sends some SCTP-in-UDP packets with no CRC32c over the veth and
   // usrsctp drops them (docs/DEPLOY.md, "Why usrsctp ↔ kernel was slow").
-  const offload = await inNamespace("server", [
-    "ethtool",
-    "-K",
-    "ps-server",
-    "tx-checksum-sctp",
-    "off",
-    "tx-sctp-segmentation",
-    "off",
-    "gso",
-    "off",
-  ]).output();
+  const offload = await inNamespace("server", sctpOffloadOff("ps-server")).output();
   assert.equal(offload.code, 0, new TextDecoder().decode(offload.stderr));
   const server = inNamespace("server", [
     Deno.execPath(),

@@ -11,6 +11,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Child, sha256, waitUntil } from "../proxy/_helpers.ts";
+import { sctpOffloadOff } from "../../scripts/lab/lab.ts";
 
 const SERVER_IP = Deno.env.get("LAB_SERVER_IP") ?? "10.10.2.2";
 const FILES = 500;
@@ -90,17 +91,7 @@ function setUp(): Promise<Fixture> {
     // offload flag; usrsctp checks and drops them: 63 of 788 packets of a 1 MB transfer
     // (usrsctp's sctps_badsum), so 1 MB took 20 s instead of 0.8 s. Real NICs without that
     // offload get the CRC computed in software; see DEPLOY.md.
-    await ok("server", [
-      "ethtool",
-      "-K",
-      "ps-server",
-      "tx-checksum-sctp",
-      "off",
-      "tx-sctp-segmentation",
-      "off",
-      "gso",
-      "off",
-    ]);
+    await ok("server", sctpOffloadOff("ps-server"));
     const server = new Child([
       "run",
       "-P=server",
@@ -243,17 +234,7 @@ Deno.test(`across a NAT that drops SCTP, a kernel proxy fetches ${FILES} files o
   ], "server");
   // The same offload as the server's (see setUp), on the client side, whose kernel now sends
   // SCTP in UDP to a usrsctp peer: its requests must carry their checksums too.
-  await ok("client", [
-    "ethtool",
-    "-K",
-    "cp-client",
-    "tx-checksum-sctp",
-    "off",
-    "tx-sctp-segmentation",
-    "off",
-    "gso",
-    "off",
-  ]);
+  await ok("client", sctpOffloadOff("cp-client"));
   const masqueraded = await routerCount("nat", "POSTROUTING");
   let proxy: Awaited<ReturnType<typeof startProxy>> | undefined;
   try {
