@@ -7,7 +7,8 @@
  */
 
 import assert from "node:assert/strict";
-import { connect, localUdpPort } from "../../mod.ts";
+import { connect } from "../../mod.ts";
+import { freeUdpPort } from "../../scripts/hardening/stack.ts";
 import { buildAnchor } from "../../scripts/bench/transports.ts";
 import { benchIgnored, runBench } from "./_bench.ts";
 
@@ -34,7 +35,9 @@ Deno.test(
   { ignore: benchIgnored },
   async () => {
     const binary = await buildAnchor("oneway_usrsctp", ["-lusrsctp", "-lpthread"]);
-    const udpPort = localUdpPort();
+    // Not localUdpPort(): an earlier test file may have started this process's usrsctp
+    // stack, which holds that port; the C server needs a port of its own.
+    const udpPort = await freeUdpPort();
     const server = await startServer(binary, udpPort);
     try {
       // Its own client checks the acknowledgement and fails on a mismatch.
