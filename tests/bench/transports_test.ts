@@ -23,10 +23,11 @@ async function startServer(binary: string, udpPort: number): Promise<Deno.ChildP
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
-  const reader = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  // Read straight from stdout (a pipeThrough would keep it locked), so it can be cancelled.
+  const reader = server.stdout.getReader();
   const { value } = await reader.read();
   reader.releaseLock();
-  assert.equal(value?.trim(), "ready");
+  assert.equal(new TextDecoder().decode(value).trim(), "ready");
   return server;
 }
 
