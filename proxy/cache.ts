@@ -573,10 +573,10 @@ export class DiskCache implements CacheView {
     this.#memory.set(key, entry);
     this.#memoryKeys.set(entry.id, key);
     this.#memoryBytes += entry.size;
-    for (const [oldest, old] of this.#memory) {
+    // Least recently used first; the new entry fits on its own, so the loop ends before it.
+    for (const old of this.#memory.values()) {
       if (this.#memoryBytes <= this.#memoryLimit) break;
       this.#drop(old.id);
-      if (oldest === key) break;
     }
     return entry;
   }

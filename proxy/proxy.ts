@@ -300,7 +300,6 @@ type HeaderList = [string, string][];
 interface KnownEntry {
   /** Its content type. */
   type: string;
-  html: boolean;
   /** When its body was last parsed for resources (`performance.now()`). */
   inspectedAt: number;
   /** Its response headers, by the value of `x-flowsched-cache`. */
@@ -441,7 +440,8 @@ class RequestHandler {
   #reinspect(path: string, entry: OpenEntry) {
     if (!(entry.body instanceof Uint8Array) || !this.#c.inspector) return;
     const known = this.#known(entry.meta);
-    if (!known.html || performance.now() - known.inspectedAt < REINSPECT_MS) return;
+    if (!known.type.startsWith("text/html")) return;
+    if (performance.now() - known.inspectedAt < REINSPECT_MS) return;
     known.inspectedAt = performance.now();
     const sink = this.#c.inspector(path, known.type, 0);
     try {
@@ -483,12 +483,7 @@ class RequestHandler {
     let known = this.#entries.get(meta);
     if (!known) {
       const type = new Headers(meta.headers).get("content-type") ?? "";
-      known = {
-        type,
-        html: type.startsWith("text/html"),
-        inspectedAt: -Infinity,
-        headers: new Map(),
-      };
+      known = { type, inspectedAt: -Infinity, headers: new Map() };
       this.#entries.set(meta, known);
     }
     return known;

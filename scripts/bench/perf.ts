@@ -36,6 +36,7 @@
 
 import { join } from "node:path";
 import { helpText, parseOptions } from "../../cli/options.ts";
+import { freeTcpPort } from "../hardening/stack.ts";
 import { LAB_ADDRESSES, runInLab } from "../lab/lab.ts";
 import {
   denoArgv,
@@ -151,26 +152,9 @@ end
 `;
 }
 
-/** A port nobody listens on now. */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
-
 /** Fetches every path from `url` (until it answers) and compares each body with the file's. */
 async function verify(target: Target, digests: Map<string, string>) {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    try {
-      await (await fetch(`${target.url}/small/1.bin`)).body?.cancel();
-      break;
-    } catch (error) {
-      if (Date.now() > deadline) throw new Error(`${target.name} does not answer: ${error}`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-  }
+  await retry(async () => await (await fetch(`${target.url}/small/1.bin`)).body?.cancel(), 30);
   for (const [path, digest] of digests) {
     const response = await fetch(target.url + path);
     const body = await response.bytes();
@@ -215,7 +199,7 @@ function spawn(argv: string[], stdout: "null" | "piped" = "null"): Deno.ChildPro
 /** Starts nginx, the ceiling, the flowsched server and the proxy; returns the targets. */
 async function startServers(work: string, root: string, values: Values) {
   const processes: Deno.ChildProcess[] = [];
-  const nginxPort = freePort();
+  const nginxPort = freeTcpPort();
   const nginxDir = join(work, "nginx");
   await Deno.mkdir(nginxDir);
   await Deno.writeTextFile(
@@ -229,7 +213,7 @@ async function startServers(work: string, root: string, values: Values) {
   );
   processes.push(spawn(["nginx", "-c", join(nginxDir, "nginx.conf"), "-g", "daemon off;"]));
 
-  const ceilingPort = freePort();
+  const ceilingPort = freeTcpPort();
   processes.push(spawn(
     repoDenoArgv(
       "scripts/bench/perf/ceiling.ts",
@@ -238,7 +222,7 @@ async function startServers(work: string, root: string, values: Values) {
     ),
   ));
 
-  const serverPort = freePort();
+  const serverPort = freeTcpPort();
   processes.push(spawn(repoDenoArgv("server/main.ts", [
     "--transport=tcpmux",
     "--host=127.0.0.1",
@@ -247,7 +231,7 @@ async function startServers(work: string, root: string, values: Values) {
     "--streams=8",
     "--log-level=warn",
   ], "server")));
-  const proxyPort = freePort();
+  const proxyPort = freeTcpPort();
   processes.push(spawn(repoDenoArgv("proxy/main.ts", [
     `--listen=127.0.0.1:${proxyPort}`,
     `--upstream=tcpmux://127.0.0.1:${serverPort}`,

@@ -144,6 +144,20 @@ async function startProxy(upstream: string, extra: string[] = []) {
   };
 }
 
+/**
+ * Once the proxy's association is up, fetches every file through it and
+ * checks that the NAT's counter moved past `masqueraded`.
+ */
+async function fetchThroughNat(
+  proxy: Awaited<ReturnType<typeof startProxy>>,
+  hashes: string[],
+  masqueraded: number,
+) {
+  await proxy.child.waitForLine("upstream association up", 60_000);
+  await fetchAll(proxy.base, hashes);
+  assert.ok(await routerCount("nat", "POSTROUTING") > masqueraded, "nothing went through the NAT");
+}
+
 /** Fetches all files through the proxy with curl (8 at a time); checks statuses and hashes. */
 async function fetchAll(base: string, hashes: string[]) {
   const out = await Deno.makeTempDir({ prefix: "udp-encap-out-" });
@@ -206,12 +220,7 @@ Deno.test(`across a NAT that drops SCTP, a usrsctp proxy fetches ${FILES} files 
   const masqueraded = await routerCount("nat", "POSTROUTING");
   const proxy = await startProxy(`usrsctp://${SERVER_IP}:9000`, ["--udp-port=9899"]);
   try {
-    await proxy.child.waitForLine("upstream association up", 60_000);
-    await fetchAll(proxy.base, hashes);
-    assert.ok(
-      await routerCount("nat", "POSTROUTING") > masqueraded,
-      "nothing went through the NAT",
-    );
+    await fetchThroughNat(proxy, hashes, masqueraded);
   } finally {
     await proxy.stop();
   }
@@ -240,12 +249,7 @@ Deno.test(`across a NAT that drops SCTP, a kernel proxy fetches ${FILES} files o
   try {
     await server.waitForLine(`"listening"`, 60_000);
     proxy = await startProxy(`kernel://${SERVER_IP}:9001?udp=9898`);
-    await proxy.child.waitForLine("upstream association up", 60_000);
-    await fetchAll(proxy.base, hashes);
-    assert.ok(
-      await routerCount("nat", "POSTROUTING") > masqueraded,
-      "nothing went through the NAT",
-    );
+    await fetchThroughNat(proxy, hashes, masqueraded);
   } finally {
     await proxy?.stop();
     await server.kill("SIGTERM");
@@ -257,12 +261,7 @@ Deno.test(`across a NAT that drops SCTP, a kernel proxy fetches ${FILES} files o
   const masqueraded = await routerCount("nat", "POSTROUTING");
   const proxy = await startProxy(`kernel://${SERVER_IP}:9000?udp=9899`);
   try {
-    await proxy.child.waitForLine("upstream association up", 60_000);
-    await fetchAll(proxy.base, hashes);
-    assert.ok(
-      await routerCount("nat", "POSTROUTING") > masqueraded,
-      "nothing went through the NAT",
-    );
+    await fetchThroughNat(proxy, hashes, masqueraded);
   } finally {
     await proxy.stop();
   }
