@@ -12,7 +12,7 @@
  * 4-byte big-endian length plus the bytes; the server parses the frames
  * (without copying them). Client and server are two processes.
  *
- * On the host: usrsctp vs tcpmux vs tcp. In the lab (one boot; the script
+ * On the host: usrsctp vs tcpmux vs tcp, each Deno transport on both data paths. In the lab (one boot; the script
  * re-runs itself there with --inside-lab), client in namespace `client`,
  * server in namespace `server` (two veth hops through `proxy`, MTU 1500):
  * kernel SCTP vs tcpmux (kernel TCP through the same FFI/Worker path) vs tcp.
@@ -42,9 +42,9 @@ import {
 } from "./common.ts";
 
 /**
- * What runs through Deno: a transport (its default data path: the event loop
- * for kernel and tcpmux), the same with `-workers` (blocking calls in I/O
- * Workers, the earlier data path), or plain Deno TCP.
+ * What runs through Deno: a transport (its default data path: the event
+ * loop), the same with `-workers` (blocking calls in I/O Workers, the earlier
+ * data path), or plain Deno TCP.
  */
 type Bench = TransportName | `${TransportName}-workers` | "tcp";
 
@@ -550,7 +550,11 @@ async function main(args: string[]) {
     rows.push(
       ...summarize(
         "host",
-        await runPair(values, ["usrsctp", "tcpmux", "tcpmux-workers", "tcp"], false),
+        await runPair(
+          values,
+          ["usrsctp", "usrsctp-workers", "tcpmux", "tcpmux-workers", "tcp"],
+          false,
+        ),
       ),
     );
   }
