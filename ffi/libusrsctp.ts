@@ -97,7 +97,8 @@ export const usrsctpSymbols = {
   // each packet for the socket's association that leaves it readable,
   // writable or in error, with no lock held. A null `upcall` stops further
   // calls, but not one another thread has already begun: the function must
-  // stay callable for a while after it is unset (see `usrsctp_readiness.ts`).
+  // stay callable after it is unset, so it is never freed while its isolate
+  // runs (see `usrsctp_readiness.ts`).
   usrsctp_set_upcall: { parameters: ["pointer", "function", "pointer"], result: "i32" },
   // int usrsctp_get_events(struct socket *so)
   // SCTP_EVENT_READ | SCTP_EVENT_WRITE | SCTP_EVENT_ERROR, as poll would see

@@ -21,12 +21,23 @@
  * `#ready`).
  *
  * **Lifetime of the upcall function.** Unsetting a socket's upcall does not
- * stop a call another thread has already begun, and calling a closed
- * `Deno.UnsafeCallback` is a use after free. So the function lives while any
- * socket is watched, and is closed only `CLOSE_GRACE_MS` after the last one
- * was forgotten (the forget waits for it, and a socket watched meanwhile keeps
- * it). It keeps the process alive only while a wait is pending, as the
- * reactor's `epoll_wait` does for file descriptors.
+ * stop a call a stack thread has already begun (usrsctp reads the pointer and
+ * calls it with no lock held), and the stack's threads belong to the process,
+ * not to any isolate. So the function is made once per isolate, `unref()`'d
+ * (it keeps the process alive only while a wait is pending, as the reactor's
+ * `epoll_wait` does for file descriptors) and never closed: a late call finds
+ * its socket no longer watched and returns. A socket's upcall is unset before
+ * the socket is forgotten, and again by `usrsctpDriver.close` right before
+ * `usrsctp_close`, so no socket outlives its owner with the upcall set.
+ *
+ * Deno frees an isolate's callbacks when the isolate ends, closed or not. So
+ * only isolates that live as long as their sockets use this: the event-loop
+ * path is off in Workers (`usrsctp.ts` gives them no channel; a Worker can be
+ * terminated at any moment, with reads pending and upcalls set), and an
+ * isolate that ends (`unload`) unsets every upcall it set first. What stays
+ * uncovered is a call a stack thread began in the microseconds before that,
+ * while the isolate ends: no JavaScript can close that window, only a native
+ * upcall that outlives every isolate could.
  *
  * @module
  */
@@ -35,8 +46,6 @@ import { libusrsctp, upcallDefinition, USRSCTP } from "../ffi/libusrsctp.ts";
 import { lastError } from "../ffi/libc.ts";
 import type { Readiness, ReadinessSource } from "./driver.ts";
 
-/** How long the upcall function outlives the last watched socket. */
-const CLOSE_GRACE_MS = 50;
 /** How long a socket goes without its upcall after one that left a wait unanswered. */
 const QUIET_MS = 1;
 
@@ -58,18 +67,33 @@ type Upcall = Deno.UnsafeCallback<typeof upcallDefinition>;
 
 /** The upcall function of this isolate and the sockets it serves. */
 class Upcalls {
-  #upcall: Upcall | undefined;
+  /**
+   * The one upcall function of this isolate: made with the first watched
+   * socket, never closed (see the module comment), so its pointer stays
+   * callable for as long as this isolate runs.
+   */
+  readonly #upcall: Upcall = Deno.UnsafeCallback.threadSafe(
+    upcallDefinition,
+    (so) => this.#fire(so),
+  );
   /** Watched sockets by address. */
   readonly #watched = new Map<bigint, Watched>();
   /** Pending waits of every socket: while there are any, the upcall keeps the process alive. */
   #waits = 0;
 
+  constructor() {
+    this.#upcall.unref();
+    // The isolate is ending (a test module done, the main module finished):
+    // its callbacks go with it, so no socket may keep pointing at this one.
+    globalThis.addEventListener("unload", () => {
+      for (const watched of this.#watched.values()) {
+        if (watched.armed) this.#arm(watched, false);
+      }
+    });
+  }
+
   watch(socket: Deno.PointerObject): ReadinessSource {
     const key = BigInt(Deno.UnsafePointer.value(socket));
-    if (!this.#upcall) {
-      this.#upcall = Deno.UnsafeCallback.threadSafe(upcallDefinition, (so) => this.#fire(so));
-      this.#upcall.unref();
-    }
     const watched: Watched = { socket, armed: false, forgotten: false };
     this.#watched.set(key, watched);
     return {
@@ -85,7 +109,7 @@ class Upcalls {
     if (existing) return existing.promise;
     const wait = Promise.withResolvers<void>();
     watched[what] = wait;
-    if (this.#waits++ === 0) this.#upcall!.ref();
+    if (this.#waits++ === 0) this.#upcall.ref();
     if (!watched.armed && !watched.quiet) {
       this.#arm(watched, true);
       // Whatever happened since the owner's last try raised no upcall: look
@@ -145,33 +169,31 @@ class Upcalls {
   }
 
   #waited() {
-    if (--this.#waits === 0) this.#upcall?.unref();
+    if (--this.#waits === 0) this.#upcall.unref();
   }
 
   #arm(watched: Watched, on: boolean) {
     const result = libusrsctp().usrsctp_set_upcall(
       watched.socket,
-      on ? this.#upcall!.pointer : null,
+      on ? this.#upcall.pointer : null,
       null,
     );
     if (result < 0) throw lastError("usrsctp_set_upcall");
     watched.armed = on;
   }
 
-  async #forget(key: bigint, watched: Watched): Promise<void> {
+  /**
+   * Unsets the socket's upcall and resolves its waits; the socket may be
+   * closed right after. A call a stack thread began before finds the socket
+   * no longer watched and does nothing; the function it calls stays alive.
+   */
+  #forget(key: bigint, watched: Watched): void {
     if (watched.forgotten) return;
     watched.forgotten = true;
     clearTimeout(watched.quiet);
     if (watched.armed) this.#arm(watched, false);
     this.#resolve(watched, true, true);
     this.#watched.delete(key);
-    if (this.#watched.size > 0) return;
-    // A stack thread may have begun an upcall just before it was unset.
-    await new Promise((resolve) => setTimeout(resolve, CLOSE_GRACE_MS));
-    if (this.#watched.size === 0 && this.#upcall) {
-      this.#upcall.close();
-      this.#upcall = undefined;
-    }
   }
 }
 
@@ -179,7 +201,7 @@ let upcalls: Upcalls | undefined;
 
 /**
  * Watches a usrsctp socket through its upcall; call `forget` on the result
- * (and let it settle) before the socket is closed.
+ * before the socket is closed. Not for Workers (see the module comment).
  */
 export function upcallReadiness(socket: Deno.PointerObject): ReadinessSource {
   upcalls ??= new Upcalls();

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { connect, listen, localUdpPort } from "../../mod.ts";
 import type { SharedAssociation } from "../../transport/types.ts";
+import { usrsctpDriver } from "../../transport/usrsctp.ts";
 import { needs } from "../_permissions.ts";
 import { conformanceSuite } from "./_conformance.ts";
 
@@ -79,6 +80,28 @@ Deno.test(
       client.releaseHandle();
       await Promise.all([client.close(), server.close()]);
       await listener.close();
+    }
+  },
+);
+
+Deno.test(
+  "usrsctp: a Worker isolate gets no event-loop channel (its upcall function would die with it)",
+  { ignore: needs("read") },
+  async () => {
+    assert.equal(typeof usrsctpDriver.channel, "function", "the main isolate's path");
+    const code = `
+      import { usrsctpDriver } from ${
+      JSON.stringify(import.meta.resolve("../../transport/usrsctp.ts"))
+    };
+      self.postMessage(typeof usrsctpDriver.channel);`;
+    const worker = new Worker(`data:text/javascript,${encodeURIComponent(code)}`, {
+      type: "module",
+    });
+    try {
+      const { data } = await new Promise<MessageEvent>((resolve) => (worker.onmessage = resolve));
+      assert.equal(data, "undefined");
+    } finally {
+      worker.terminate();
     }
   },
 );
