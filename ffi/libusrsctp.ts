@@ -83,6 +83,27 @@ export const usrsctpSymbols = {
   usrsctp_shutdown: { parameters: ["pointer", "i32"], result: "i32" },
   // void usrsctp_close(struct socket *so)
   usrsctp_close: { parameters: ["pointer"], result: "void" },
+  // int usrsctp_set_non_blocking(struct socket *so, int onoff)
+  // Socket-wide (SS_NBIO): usrsctp_sendv and usrsctp_recvv then fail with
+  // EWOULDBLOCK (EAGAIN) instead of waiting, whichever thread calls them.
+  // usrsctp_sendv ignores MSG_DONTWAIT, so this is the only way to send
+  // without blocking.
+  usrsctp_set_non_blocking: { parameters: ["pointer", "i32"], result: "i32" },
+  // int usrsctp_get_non_blocking(struct socket *so)   (1 or 0; -1 for a null socket)
+  usrsctp_get_non_blocking: { parameters: ["pointer"], result: "i32" },
+  // int usrsctp_set_upcall(struct socket *so,
+  //     void (*upcall)(struct socket *, void *, int), void *arg)
+  // The stack calls `upcall` on its own threads (UDP receive, timer) after
+  // each packet for the socket's association that leaves it readable,
+  // writable or in error, with no lock held. A null `upcall` stops further
+  // calls, but not one another thread has already begun: the function must
+  // stay callable after it is unset, so it is never freed while its isolate
+  // runs (see `usrsctp_readiness.ts`).
+  usrsctp_set_upcall: { parameters: ["pointer", "function", "pointer"], result: "i32" },
+  // int usrsctp_get_events(struct socket *so)
+  // SCTP_EVENT_READ | SCTP_EVENT_WRITE | SCTP_EVENT_ERROR, as poll would see
+  // them: WRITE means some space, not room for a given message.
+  usrsctp_get_events: { parameters: ["pointer"], result: "i32" },
   // uint32_t usrsctp_sysctl_get_sctp_udp_tunneling_port(void)
   // The stack's UDP port: 0 until usrsctp_init, so it also tells whether the
   // process-wide stack is running.
@@ -94,6 +115,18 @@ export const usrsctpSymbols = {
   // listener; `ident` is ignored.
   wakeup_one: { parameters: ["pointer"], result: "void" },
 } as const satisfies Deno.ForeignLibraryInterface;
+
+/**
+ * The upcall of `usrsctp_set_upcall`:
+ * `void (*upcall)(struct socket *so, void *arg, int flags)`; `flags` is
+ * M_NOWAIT. Called from the stack's threads, it runs on the event loop of the
+ * isolate that made it, while the calling thread waits (Deno queues such
+ * calls): keep it short.
+ */
+export const upcallDefinition = {
+  parameters: ["pointer", "pointer", "i32"],
+  result: "void",
+} as const satisfies Deno.UnsafeCallbackDefinition;
 
 /** The loaded symbols of libusrsctp. */
 export type Libusrsctp = Deno.DynamicLibrary<typeof usrsctpSymbols>["symbols"];
@@ -165,6 +198,10 @@ export const USRSCTP = {
   SCTP_RECVV_RCVINFO: 1,
   // snd_flags
   SCTP_ABORT: 0x0200,
+  // usrsctp_get_events bits
+  SCTP_EVENT_READ: 0x0001,
+  SCTP_EVENT_WRITE: 0x0002,
+  SCTP_EVENT_ERROR: 0x0004,
   // notification types (sn_type) and SCTP_ASSOC_CHANGE states (sac_state)
   SCTP_ASSOC_CHANGE: 0x0001,
   SCTP_COMM_LOST: 0x0002,

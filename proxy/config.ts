@@ -53,7 +53,7 @@ export const PROXY_OPTIONS = {
     default: "event-loop",
     choices: DATA_PATHS,
     help:
-      "kernel, tcpmux upstream: move messages on the event loop, or in two I/O Workers (usrsctp always uses Workers)",
+      "move upstream messages on the event loop, or in two I/O Workers (the earlier path, for comparison)",
   },
   cache: {
     kind: "string",

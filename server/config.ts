@@ -86,7 +86,7 @@ export const SERVER_OPTIONS = {
     default: "event-loop",
     choices: DATA_PATHS,
     help:
-      "kernel, tcpmux: move messages on the event loop, or in two I/O Workers per association (usrsctp always uses Workers)",
+      "move messages on the event loop, or in two I/O Workers per association (the earlier path, for comparison)",
   },
   sendBufferSize: {
     kind: "integer",

@@ -97,8 +97,8 @@ export abstract class BaseAssociation implements SharedAssociation {
   protected abstract consumed(bytes: number): void;
   /** Close or abort has begun (the closing flag is set): wake whoever waits to send or read. */
   protected abstract wake(): void;
-  /** Stops the I/O machinery; nothing touches the socket after this. */
-  protected abstract stop(): void;
+  /** Stops the I/O machinery; nothing touches the socket once it has settled. */
+  protected abstract stop(): void | Promise<void>;
 
   send(stream: number, data: Uint8Array): Promise<void> {
     return this.sendBatch([{ stream, data }]);
@@ -236,7 +236,7 @@ export abstract class BaseAssociation implements SharedAssociation {
     try {
       await this.#teardown(abort);
     } finally {
-      this.stop();
+      await this.stop();
       const closed = this.#abortReason ?? new TransportError("association closed");
       for (const pending of this.#pendingSends.values()) pending.reject(closed);
       this.#pendingSends.clear();

@@ -65,11 +65,37 @@ export interface SocketDriver {
   /** Releases the socket once no thread uses it. */
   close(socket: bigint): void;
   /**
-   * The nonblocking side, where sockets are file descriptors: the event-loop
-   * data path (`loop_association.ts`) moves an association's messages with
-   * it on the main thread. Absent: the association's I/O runs in Workers.
+   * The nonblocking side: the event-loop data path (`loop_association.ts`)
+   * moves an association's messages with it on the main thread. Absent: the
+   * association's I/O runs in Workers. It makes the socket nonblocking for
+   * good, so a Worker holding the association's handle must cope (see `send`).
    */
   channel?(handle: SocketHandle, maxMessageSize: number): Channel;
+}
+
+/** What a channel can wait for: data or an end to read, or room to send. */
+export type Readiness = "readable" | "writable";
+
+/**
+ * How the owner of a nonblocking socket waits once a call would block: the
+ * reactor's epoll for file descriptors (`reactor.ts`), the stack's upcall for
+ * usrsctp sockets (`usrsctp_readiness.ts`). Wake-ups may be spurious: the
+ * owner retries, and waits again if the call would still block.
+ */
+export interface ReadinessSource {
+  /**
+   * Resolves once the socket may be `what` (or has an error), or `wake` or
+   * `forget` was called. One wait per direction: a second call for the same
+   * returns the same wait.
+   */
+  ready(what: Readiness): Promise<void>;
+  /** Resolves every wait now, so the owner looks at its state again. */
+  wake(): void;
+  /**
+   * Stops watching, resolving the waits; the socket may be closed once the
+   * result settles (a promise where the source needs time to let go).
+   */
+  forget(): void | Promise<void>;
 }
 
 /**
@@ -78,8 +104,8 @@ export interface SocketDriver {
  * sent or received between calls.
  */
 export interface Channel {
-  /** The file descriptor to wait on (see `reactor.ts`). */
-  readonly fd: number;
+  /** Where to wait when `send` or `receive` could not go on. */
+  readonly readiness: ReadinessSource;
   /**
    * Sends `messages[from]`, then the ones after it, in order, until the
    * socket would block; returns how many went out whole. A message in part

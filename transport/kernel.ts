@@ -37,10 +37,11 @@ import {
   sctp_stream_value,
 } from "../ffi/libsctp.ts";
 import { StructBuffer } from "../ffi/struct.ts";
-import type { Channel, Established, SocketDriver } from "./driver.ts";
+import type { Channel, Established, ReadinessSource, SocketDriver } from "./driver.ts";
 import { connectTo, connectWithoutBlocking, streamEndpoints } from "./libc_stream.ts";
 import { ensureUdpTunnel, setRemoteUdpPort } from "./kernel_udp.ts";
 import { BufferPool } from "./bytes.ts";
+import { fdReadiness } from "./reactor.ts";
 import { notificationReader, ReceiveBuffer } from "./sctp_shared.ts";
 import { isClosing, STREAM_SCHEDULERS, TransportError } from "./types.ts";
 import type {
@@ -374,6 +375,7 @@ function receiveInto(
 /** An association's socket driven with MSG_DONTWAIT from the event loop. */
 class KernelChannel implements Channel {
   readonly fd: number;
+  readonly readiness: ReadinessSource;
   /** Its own buffer: a message in part received waits here for the next call. */
   readonly #buffer = new ReceiveBuffer();
   readonly #pool = new BufferPool();
@@ -381,6 +383,7 @@ class KernelChannel implements Channel {
 
   constructor(handle: SocketHandle, maxMessageSize: number) {
     this.fd = fd(handle.socket);
+    this.readiness = fdReadiness(this.fd);
     this.#buffer.start(maxMessageSize);
   }
 

@@ -1,12 +1,14 @@
 /**
  * An association whose socket is driven on the event loop: nonblocking sends
- * and receives through its driver's `Channel`, and a wait on `reactor.ts`
- * only when one would block. While data flows, a message costs one
- * nonblocking call and no thread hop; a socket buffer that is full (or
- * empty) costs one hop to the epoll thread and back.
+ * and receives through its driver's `Channel`, and a wait on the channel's
+ * readiness source only when one would block (`reactor.ts` for file
+ * descriptors, the stack's upcall for usrsctp). While data flows, a message
+ * costs one nonblocking call and no thread hop; a socket buffer that is full
+ * (or empty) costs one hop to the waiting thread and back.
  *
- * Bodies may come straight from `mmap`ed files: a send copies them into the
- * kernel, where a file truncated under it gives EFAULT, never a signal.
+ * Bodies may come straight from `mmap`ed files: a send copies them (into the
+ * kernel, or through `copyFromAddress` for usrsctp), where a file truncated
+ * under it gives EFAULT, never a signal.
  *
  * @module
  */
@@ -19,7 +21,6 @@ import {
   READ_CREDIT_BYTES,
 } from "./base_association.ts";
 import type { Channel } from "./driver.ts";
-import { forget, READABLE, ready, wake, WRITABLE } from "./reactor.ts";
 import { SHARED_SENT, TransportError } from "./types.ts";
 import type { OutgoingMessage } from "./types.ts";
 import { creditOf } from "./worker_protocol.ts";
@@ -76,12 +77,12 @@ export class LoopAssociation extends BaseAssociation {
 
   protected wake() {
     this.#creditFreed?.resolve();
-    wake(this.#channel.fd);
+    this.#channel.readiness.wake();
   }
 
-  protected stop() {
+  protected stop(): void | Promise<void> {
     this.#stopped = true;
-    forget(this.#channel.fd);
+    return this.#channel.readiness.forget();
   }
 
   async #writeLoop() {
@@ -96,7 +97,7 @@ export class LoopAssociation extends BaseAssociation {
         Atomics.add(this.#sent, SHARED_SENT, n);
         if (this.#next < this.#queue.length) {
           this.#settleSent();
-          await ready(this.#channel.fd, WRITABLE);
+          await this.#channel.readiness.ready("writable");
         }
       }
     } catch (error) {
@@ -141,7 +142,7 @@ export class LoopAssociation extends BaseAssociation {
         const message = this.#channel.receive();
         if (message === undefined) {
           burst = 0;
-          await ready(this.#channel.fd, READABLE);
+          await this.#channel.readiness.ready("readable");
           continue;
         }
         if (message === null) return this.finish(undefined);
@@ -149,7 +150,7 @@ export class LoopAssociation extends BaseAssociation {
         this.deliver(message);
         if (++burst === MAX_BURST) {
           // After a long burst other work gets its turn. Not through the
-          // reactor: the channel may hold whole messages the socket no longer shows.
+          // readiness source: the channel may hold whole messages the socket no longer shows.
           burst = 0;
           await new Promise((resolve) => setImmediate(resolve));
         }

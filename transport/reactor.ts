@@ -15,6 +15,7 @@
 
 import { C, check, epollEventLayout, libc } from "../ffi/libc.ts";
 import { StructBuffer } from "../ffi/struct.ts";
+import type { ReadinessSource } from "./driver.ts";
 
 /** Wait until the socket has something to read, an end, or an error. */
 export const READABLE = C.EPOLLIN;
@@ -188,4 +189,13 @@ export async function readyWithin(
     clearTimeout(timer);
   }
   return !late;
+}
+
+/** The readiness of file descriptor `fd` through this reactor, as a `Channel` offers it. */
+export function fdReadiness(fd: number): ReadinessSource {
+  return {
+    ready: (what) => ready(fd, what === "readable" ? READABLE : WRITABLE),
+    wake: () => wake(fd),
+    forget: () => forget(fd),
+  };
 }

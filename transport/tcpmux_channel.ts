@@ -10,7 +10,8 @@ import { C, lastError, libc, msghdr } from "../ffi/libc.ts";
 import { Errno } from "../ffi/errors.ts";
 import { StructBuffer } from "../ffi/struct.ts";
 import { BufferPool } from "./bytes.ts";
-import type { Channel } from "./driver.ts";
+import type { Channel, ReadinessSource } from "./driver.ts";
+import { fdReadiness } from "./reactor.ts";
 import { SHARED_WRITE_LOCK, TransportError } from "./types.ts";
 import type { Message, OutgoingMessage, SocketHandle } from "./types.ts";
 
@@ -29,6 +30,7 @@ const DIRECT_BYTES = 16 * 1024;
 /** The nonblocking side of one tcpmux association. */
 export class TcpmuxChannel implements Channel {
   readonly fd: number;
+  readonly readiness: ReadinessSource;
   readonly #lock: Int32Array;
   readonly #limit: number;
   // Sending: headers and iovecs of the frames of one sendmsg.
@@ -55,6 +57,7 @@ export class TcpmuxChannel implements Channel {
 
   constructor(handle: SocketHandle, maxMessageSize: number) {
     this.fd = Number(handle.socket);
+    this.readiness = fdReadiness(this.fd);
     this.#lock = new Int32Array(handle.shared);
     this.#limit = maxMessageSize;
   }

@@ -96,12 +96,12 @@ export interface AssociationOptions {
   sendTimeout?: number;
   /**
    * Where an established association moves its messages. `event-loop`:
-   * nonblocking calls on the main thread, waiting on epoll only when the
-   * socket buffer is full or empty (kernel and tcpmux; usrsctp sockets are
-   * no file descriptors and always use Workers); a client then connects on
-   * the event loop too, starting no Worker. `workers`: blocking calls in a
-   * reader and a writer Worker, each message a thread hop (the earlier
-   * design, kept for comparison).
+   * nonblocking calls on the main thread, waiting only when the socket
+   * buffer is full or empty (on epoll for kernel and tcpmux, on the stack's
+   * upcall for usrsctp); a kernel or tcpmux client then connects on the
+   * event loop too, starting no Worker (a usrsctp client connects in an I/O
+   * Worker). `workers`: blocking calls in a reader and a writer Worker, each
+   * message a thread hop (the earlier design, kept for comparison).
    * @default "event-loop"
    */
   dataPath?: DataPath;

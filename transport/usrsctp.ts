@@ -22,13 +22,21 @@
  * isolate is closed, and process exit releases the stack's threads and UDP
  * socket anyway.
  *
- * **Messages.** Each blocking `usrsctp_sendv` queues one whole message
+ * **Messages.** Each `usrsctp_sendv` queues one whole message or nothing
  * (boundaries and per-stream order are kept), so Workers sending on different
  * streams need no lock. A message must fit in the send buffer, which `send`
  * raises when it does not. Explicit end-of-record mode (`SCTP_EXPLICIT_EOR`)
  * is not used: it would lock the association to one stream until a message is
  * complete, and sends on other streams would fail with EINVAL. SCTP has no
  * empty messages.
+ *
+ * **Data paths.** On the event loop (`channel`), the socket is made
+ * nonblocking (`usrsctp_set_non_blocking`): sends and receives go on until
+ * one fails with EWOULDBLOCK, and the association then waits for the stack's
+ * upcall (`usrsctp_readiness.ts`). With `dataPath: "workers"`, and for every
+ * association opened inside a Worker (whose upcall function would die with
+ * it), the socket stays blocking and a reader and a writer Worker make
+ * blocking calls. Clients connect in an I/O Worker either way.
  *
  * @module
  */
@@ -38,6 +46,7 @@ import {
   check,
   copyFromAddress,
   encodeSockaddr,
+  errno,
   lastError,
   libc,
   setBufferSizes,
@@ -56,10 +65,18 @@ import {
   USRSCTP,
 } from "../ffi/libusrsctp.ts";
 import { StructBuffer } from "../ffi/struct.ts";
-import type { Established, SocketDriver } from "./driver.ts";
+import { BufferPool } from "./bytes.ts";
+import type { Channel, Established, ReadinessSource, SocketDriver } from "./driver.ts";
 import { notificationReader, ReceiveBuffer } from "./sctp_shared.ts";
-import { TransportError } from "./types.ts";
-import type { AssociationOptions, Message, PathInfo } from "./types.ts";
+import { isClosing, TransportError } from "./types.ts";
+import type {
+  AssociationOptions,
+  Message,
+  OutgoingMessage,
+  PathInfo,
+  SocketHandle,
+} from "./types.ts";
+import { upcallReadiness } from "./usrsctp_readiness.ts";
 
 /** What a notification means for the reader: go on, or end; throws on an abort. */
 const onNotification = notificationReader(USRSCTP, sctp_assoc_change, "usrsctp");
@@ -80,14 +97,21 @@ const intOption = new Int32Array(1);
 const intOptionBytes = new Uint8Array(intOption.buffer);
 
 /**
- * Per-thread copy of the message being sent. usrsctp reads the message with
- * plain loads in this process, so a file mapping that shrank under it (a
- * file truncated or rewritten in place) would raise SIGBUS and end the
- * process; `copyFromAddress` fails that one send with EFAULT instead, as the
- * kernel's send calls do. Grown to the largest message sent, never shrunk.
+ * Per-thread copy of the message being sent from a native address. usrsctp
+ * reads the message with plain loads in this process, so a file mapping that
+ * shrank under it (a file truncated or rewritten in place) would raise SIGBUS
+ * and end the process; `copyFromAddress` fails that one send with EFAULT
+ * instead, as the kernel's send calls do. Grown to the largest message sent,
+ * never shrunk.
  */
 let sendCopy = new Uint8Array(0);
 let sendCopyPointer: Deno.PointerValue = null;
+/**
+ * The message whose bytes `sendCopy` holds, if one did not fit: a
+ * nonblocking send is retried at every wake-up until there is room, and
+ * copying 64 KiB for each try would cost more than the send.
+ */
+let sendCopyOf: object | undefined;
 
 /** Listening sockets of this isolate (the main thread's), which `shutdown` stops differently. */
 const listening = new Set<bigint>();
@@ -308,6 +332,184 @@ function closingOnError<T>(socket: Deno.PointerObject, body: () => T): T {
   }
 }
 
+/**
+ * Queues one whole message of `length` bytes at `pointer` on `stream`: true
+ * once queued, false when the socket is nonblocking and its send buffer has
+ * no room for the message now. `fromAddress`: the bytes are native memory (a
+ * mapped file), read through `sendCopy` (see there); JS memory is sent as is.
+ * `message` identifies a message tried again, whose copy is still good.
+ */
+function sendOne(
+  socket: Deno.PointerObject,
+  stream: number,
+  pointer: Deno.PointerValue,
+  length: number,
+  fromAddress: boolean,
+  message?: object,
+): boolean {
+  if (length === 0) throw new RangeError("usrsctp cannot send an empty message");
+  let data = pointer;
+  if (fromAddress) {
+    if (sendCopy.byteLength < length) {
+      sendCopy = new Uint8Array(length);
+      sendCopyPointer = Deno.UnsafePointer.of(sendCopy);
+    }
+    if (message === undefined || sendCopyOf !== message) {
+      sendCopyOf = undefined;
+      copyFromAddress(sendCopy, pointer, length);
+    }
+    data = sendCopyPointer;
+  }
+  sendInfo.set("snd_sid", stream);
+  for (;;) {
+    // Queues the whole message at once (a copy) or fails: never a part. A
+    // blocking socket first waits until the message fits in the send buffer.
+    const n = libusrsctp().usrsctp_sendv(
+      socket,
+      data,
+      BigInt(length),
+      null,
+      0,
+      sendInfo.bytes,
+      sctp_sndinfo.size,
+      USRSCTP.SCTP_SENDV_SNDINFO,
+      0,
+    );
+    if (n >= 0) {
+      sendCopyOf = undefined;
+      return true;
+    }
+    if (errno() === Errno.EAGAIN) {
+      if (fromAddress) sendCopyOf = message;
+      return false;
+    }
+    const error = lastError("usrsctp_sendv");
+    // usrsctp's errno for "this socket has no association (any more)".
+    if (error.errno === Errno.ENOENT) {
+      throw new TransportError("usrsctp: the association is gone (aborted or closed)", {
+        cause: error,
+      });
+    }
+    if (error.errno !== Errno.EMSGSIZE || !raiseSendBuffer(socket, length)) throw error;
+  }
+}
+
+/**
+ * Reads the rest of the current message into `buffer`: the message, `null`
+ * at an orderly end, or `undefined` when a nonblocking socket has nothing
+ * more now (the part read so far stays in `buffer`).
+ */
+function receiveInto(
+  buffer: ReceiveBuffer,
+  socket: Deno.PointerObject,
+  limit: number,
+  copy?: (bytes: Uint8Array) => Uint8Array<ArrayBuffer>,
+): Message | null | undefined {
+  for (;;) {
+    const space = buffer.space();
+    recvInfoLength[0] = sctp_rcvinfo.size;
+    recvFlags[0] = 0;
+    const n = Number(
+      libusrsctp().usrsctp_recvv(
+        socket,
+        space,
+        BigInt(space.byteLength),
+        null,
+        null,
+        recvInfo.bytes,
+        recvInfoLengthBytes,
+        recvInfoTypeBytes,
+        recvFlagsBytes,
+      ),
+    );
+    if (n < 0) {
+      if (errno() === Errno.EAGAIN) return undefined;
+      throw lastError("usrsctp_recvv");
+    }
+    if (n === 0) {
+      if (buffer.received > 0) throw new TransportError("usrsctp: peer closed inside a message");
+      return null;
+    }
+    buffer.advance(n);
+    // A large message (or notification) arrives in several reads.
+    if ((recvFlags[0] & USRSCTP.MSG_EOR) === 0) continue;
+    if (recvFlags[0] & USRSCTP.MSG_NOTIFICATION) {
+      if (onNotification(buffer.current()) === "end") return null;
+      buffer.start(limit);
+      continue;
+    }
+    return buffer.take(recvInfo.get("rcv_sid"), copy);
+  }
+}
+
+/**
+ * Whether this isolate is a Worker (an I/O Worker, a proxy thread, a test's
+ * Worker), where the event-loop data path is off (see `channel`).
+ */
+const IN_WORKER = "WorkerGlobalScope" in globalThis;
+
+/** How often a blocking send polls a socket the event loop made nonblocking. */
+const SEND_POLL_MS = 1;
+const sendPoll = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * An association's socket driven from the event loop: nonblocking calls, and
+ * the stack's upcall to wait for more data or room.
+ */
+class UsrsctpChannel implements Channel {
+  readonly readiness: ReadinessSource;
+  readonly #socket: Deno.PointerObject;
+  readonly #limit: number;
+  /** Its own buffer: a message in part received waits here for the next call. */
+  readonly #buffer = new ReceiveBuffer();
+  readonly #pool = new BufferPool();
+  readonly #copy = (bytes: Uint8Array) => this.#pool.copy(bytes);
+
+  constructor(handle: SocketHandle, maxMessageSize: number) {
+    this.#socket = so(handle.socket);
+    this.#limit = maxMessageSize;
+    this.#buffer.start(maxMessageSize);
+    check(
+      "usrsctp_set_non_blocking",
+      libusrsctp().usrsctp_set_non_blocking(this.#socket, 1),
+    );
+    this.readiness = upcallReadiness(this.#socket);
+  }
+
+  send(messages: readonly OutgoingMessage[], from: number): number {
+    let at = from;
+    for (; at < messages.length; at++) {
+      const message = messages[at];
+      const sent = message.address === undefined
+        ? sendOne(
+          this.#socket,
+          message.stream,
+          Deno.UnsafePointer.of(message.data),
+          message.data.byteLength,
+          false,
+        )
+        : sendOne(
+          this.#socket,
+          message.stream,
+          Deno.UnsafePointer.create(message.address),
+          message.length,
+          true,
+          message,
+        );
+      if (!sent) break;
+    }
+    return at - from;
+  }
+
+  receive(): Message | null | undefined {
+    return receiveInto(this.#buffer, this.#socket, this.#limit, this.#copy);
+  }
+
+  recycle(data: Uint8Array): void {
+    this.#pool.give(data);
+  }
+}
+
 /** The usrsctp driver. */
 export const usrsctpDriver: SocketDriver = {
   streamSchedulers: ["fcfs"],
@@ -382,76 +584,32 @@ export const usrsctpDriver: SocketDriver = {
   },
 
   send(handle, stream, pointer, length) {
-    if (length === 0) throw new RangeError("usrsctp cannot send an empty message");
     const socket = so(handle.socket);
-    if (sendCopy.byteLength < length) {
-      sendCopy = new Uint8Array(length);
-      sendCopyPointer = Deno.UnsafePointer.of(sendCopy);
-    }
-    copyFromAddress(sendCopy, pointer, length);
-    sendInfo.set("snd_sid", stream);
-    for (;;) {
-      // Blocks until the whole message fits in the send buffer, then queues
-      // it at once (a copy): it returns the full length or fails, never a part.
-      const n = libusrsctp().usrsctp_sendv(
-        socket,
-        sendCopyPointer,
-        BigInt(length),
-        null,
-        0,
-        sendInfo.bytes,
-        sctp_sndinfo.size,
-        USRSCTP.SCTP_SENDV_SNDINFO,
-        0,
-      );
-      if (n >= 0) return;
-      const error = lastError("usrsctp_sendv");
-      // usrsctp's errno for "this socket has no association (any more)".
-      if (error.errno === Errno.ENOENT) {
-        throw new TransportError("usrsctp: the association is gone (aborted or closed)", {
-          cause: error,
-        });
+    // A socket the event loop drives is nonblocking: a Worker holding its
+    // handle polls for room, and gives up once the association is closing.
+    while (!sendOne(socket, stream, pointer, length, true)) {
+      if (isClosing(handle)) {
+        throw new TransportError("usrsctp: association ended while sending");
       }
-      if (error.errno !== Errno.EMSGSIZE || !raiseSendBuffer(socket, length)) throw error;
+      Atomics.wait(sendPoll, 0, 0, SEND_POLL_MS);
     }
   },
 
   receive(socket, maxMessageSize): Message | null {
-    const s = so(socket);
     scratch.start(maxMessageSize);
-    for (;;) {
-      const space = scratch.space();
-      recvInfoLength[0] = sctp_rcvinfo.size;
-      recvFlags[0] = 0;
-      const n = Number(
-        libusrsctp().usrsctp_recvv(
-          s,
-          space,
-          BigInt(space.byteLength),
-          null,
-          null,
-          recvInfo.bytes,
-          recvInfoLengthBytes,
-          recvInfoTypeBytes,
-          recvFlagsBytes,
-        ),
-      );
-      if (n < 0) throw lastError("usrsctp_recvv");
-      if (n === 0) {
-        if (scratch.received > 0) throw new TransportError("usrsctp: peer closed inside a message");
-        return null;
-      }
-      scratch.advance(n);
-      // A large message (or notification) arrives in several reads.
-      if ((recvFlags[0] & USRSCTP.MSG_EOR) === 0) continue;
-      if (recvFlags[0] & USRSCTP.MSG_NOTIFICATION) {
-        if (onNotification(scratch.current()) === "end") return null;
-        scratch.start(maxMessageSize);
-        continue;
-      }
-      return scratch.take(recvInfo.get("rcv_sid"));
+    const message = receiveInto(scratch, so(socket), maxMessageSize);
+    if (message === undefined) {
+      throw new TransportError("usrsctp: a blocking receive found a nonblocking socket");
     }
+    return message;
   },
+
+  // Only where the isolate outlives its sockets: a Worker's upcall function
+  // would be freed when it is terminated, while stack threads may still call
+  // it (`usrsctp_readiness.ts`). A Worker's associations use I/O Workers.
+  channel: IN_WORKER
+    ? undefined
+    : (handle, maxMessageSize) => new UsrsctpChannel(handle, maxMessageSize),
 
   pathInfo(socket): PathInfo {
     const status = readStatus(so(socket));
@@ -482,12 +640,19 @@ export const usrsctpDriver: SocketDriver = {
   },
 
   abort(socket) {
+    const s = so(socket);
     const info = new StructBuffer(sctp_sndinfo).set("snd_flags", USRSCTP.SCTP_ABORT);
+    // A nonblocking socket checks for room before it looks at SCTP_ABORT,
+    // and a full send queue would refuse the abort with EWOULDBLOCK: abort
+    // in blocking mode (it does not wait), then leave the event loop's
+    // socket nonblocking again, or its next receive would block the loop.
+    const nonblocking = libusrsctp().usrsctp_get_non_blocking(s) === 1;
+    if (nonblocking) libusrsctp().usrsctp_set_non_blocking(s, 0);
     // Sends ABORT and frees the association, which wakes its blocked reader
     // and writers; fails harmlessly if it is gone already. usrsctp_sendv
     // refuses a null data pointer even for 0 bytes.
     libusrsctp().usrsctp_sendv(
-      so(socket),
+      s,
       Deno.UnsafePointer.of(info.bytes),
       0n,
       null,
@@ -497,10 +662,16 @@ export const usrsctpDriver: SocketDriver = {
       USRSCTP.SCTP_SENDV_SNDINFO,
       0,
     );
+    if (nonblocking) libusrsctp().usrsctp_set_non_blocking(s, 1);
   },
 
   close(socket) {
     listening.delete(socket);
-    libusrsctp().usrsctp_close(so(socket));
+    const s = so(socket);
+    // The event loop unsets its upcall when it lets go of the socket; this
+    // makes sure, whatever path ended the association, that the stack never
+    // calls into an isolate for a socket nobody owns.
+    libusrsctp().usrsctp_set_upcall(s, null, null);
+    libusrsctp().usrsctp_close(s);
   },
 };

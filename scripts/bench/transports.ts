@@ -12,9 +12,10 @@
  * 4-byte big-endian length plus the bytes; the server parses the frames
  * (without copying them). Client and server are two processes.
  *
- * On the host: usrsctp vs tcpmux vs tcp, and a C program on libusrsctp's
- * blocking API with the transport's socket options (`anchor/oneway_usrsctp.c`)
- * in the same rounds, for usrsctp's Deno / C. In the lab (one boot; the script
+ * On the host: usrsctp vs tcpmux vs tcp, each Deno transport on both data
+ * paths, and a C program on libusrsctp's blocking API with the transport's
+ * socket options (`anchor/oneway_usrsctp.c`) in the same rounds, for
+ * usrsctp's Deno / C. In the lab (one boot; the script
  * re-runs itself there with --inside-lab), client in namespace `client`,
  * server in namespace `server` (two veth hops through `proxy`, MTU 1500):
  * kernel SCTP vs tcpmux (kernel TCP through the same FFI/Worker path) vs tcp.
@@ -44,9 +45,9 @@ import {
 } from "./common.ts";
 
 /**
- * What runs through Deno: a transport (its default data path: the event loop
- * for kernel and tcpmux), the same with `-workers` (blocking calls in I/O
- * Workers, the earlier data path), or plain Deno TCP.
+ * What runs through Deno: a transport (its default data path: the event
+ * loop), the same with `-workers` (blocking calls in I/O Workers, the earlier
+ * data path), or plain Deno TCP.
  */
 type Bench = TransportName | `${TransportName}-workers` | "tcp";
 
@@ -636,7 +637,11 @@ async function main(args: string[]) {
     rows.push(
       ...summarize(
         "host",
-        await runPair(values, ["usrsctp", "c-usrsctp", "tcpmux", "tcpmux-workers", "tcp"], false),
+        await runPair(
+          values,
+          ["usrsctp", "usrsctp-workers", "c-usrsctp", "tcpmux", "tcpmux-workers", "tcp"],
+          false,
+        ),
       ),
     );
   }

@@ -13,6 +13,8 @@ import type { Association, AssociationOptions, Listener, TransportName } from ".
 /** Where and how to run the suite for one transport. */
 export interface ConformanceTarget {
   transport: TransportName;
+  /** What the test names start with. @default the transport's name */
+  name?: string;
   /** Address the listener binds and the client connects to. @default "127.0.0.1" */
   host?: string;
   /** Server-side address when it differs from the client's view (lab namespaces). */
@@ -21,8 +23,8 @@ export interface ConformanceTarget {
   port?: number;
   /**
    * Whether a client on the event-loop data path connects on the event loop,
-   * with no Worker (a transport without a nonblocking channel, like usrsctp,
-   * runs every association in I/O Workers). @default true
+   * with no Worker (usrsctp has no nonblocking connect: its clients connect
+   * in an I/O Worker on either data path). @default true
    */
   connectsOnEventLoop?: boolean;
 }
@@ -100,7 +102,7 @@ async function closeAll(listener: Listener, ...associations: Association[]) {
 
 /** Registers the conformance tests for `target` with `Deno.test`. */
 export function conformanceSuite(target: ConformanceTarget): void {
-  const name = target.transport;
+  const name = target.name ?? target.transport;
   // The I/O Workers need read; the mmap test writes a file.
   const ignore = needs("read", "write");
 
