@@ -92,6 +92,14 @@ export const libcSymbols = {
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   // int munmap(void *addr, size_t len)
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  // int pipe2(int fds[2], int flags)
+  pipe2: { parameters: ["buffer", "i32"], result: "i32" },
+  // FILE *fdopen(int fd, const char *mode)
+  fdopen: { parameters: ["i32", "buffer"], result: "pointer" },
+  // int setvbuf(FILE *stream, char *buf, int mode, size_t size)
+  setvbuf: { parameters: ["pointer", "pointer", "i32", "usize"], result: "i32" },
+  // void clearerr(FILE *stream)
+  clearerr: { parameters: ["pointer"], result: "void" },
   // int *__errno_location(void)
   __errno_location: { parameters: [], result: "pointer" },
   // char *strerror(int errnum)
@@ -165,6 +173,7 @@ export const C = {
   S_IFDIR: 0x4000,
   PROT_READ: 1,
   MAP_SHARED: 1,
+  _IONBF: 2,
 } as const;
 
 /** `struct sockaddr_in` (IPv4 socket address; port and address in network order). */

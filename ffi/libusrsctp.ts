@@ -14,6 +14,7 @@
  * @module
  */
 
+import { pinLibrary } from "./libdl.ts";
 import { defineStruct } from "./struct.ts";
 import type { Field, StructLayout } from "./struct.ts";
 
@@ -96,14 +97,9 @@ export const usrsctpSymbols = {
   // The stack calls `upcall` on its own threads (UDP receive, timer) after
   // each packet for the socket's association that leaves it readable,
   // writable or in error, with no lock held. A null `upcall` stops further
-  // calls, but not one another thread has already begun: the function must
-  // stay callable after it is unset, so it is never freed while its isolate
-  // runs (see `usrsctp_readiness.ts`).
+  // calls, but not one another thread has already begun: the function and
+  // its argument must stay valid after it is unset (see `usrsctp_readiness.ts`).
   usrsctp_set_upcall: { parameters: ["pointer", "function", "pointer"], result: "i32" },
-  // int usrsctp_get_events(struct socket *so)
-  // SCTP_EVENT_READ | SCTP_EVENT_WRITE | SCTP_EVENT_ERROR, as poll would see
-  // them: WRITE means some space, not room for a given message.
-  usrsctp_get_events: { parameters: ["pointer"], result: "i32" },
   // uint32_t usrsctp_sysctl_get_sctp_udp_tunneling_port(void)
   // The stack's UDP port: 0 until usrsctp_init, so it also tells whether the
   // process-wide stack is running.
@@ -116,18 +112,6 @@ export const usrsctpSymbols = {
   wakeup_one: { parameters: ["pointer"], result: "void" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
-/**
- * The upcall of `usrsctp_set_upcall`:
- * `void (*upcall)(struct socket *so, void *arg, int flags)`; `flags` is
- * M_NOWAIT. Called from the stack's threads, it runs on the event loop of the
- * isolate that made it, while the calling thread waits (Deno queues such
- * calls): keep it short.
- */
-export const upcallDefinition = {
-  parameters: ["pointer", "pointer", "i32"],
-  result: "void",
-} as const satisfies Deno.UnsafeCallbackDefinition;
-
 /** The loaded symbols of libusrsctp. */
 export type Libusrsctp = Deno.DynamicLibrary<typeof usrsctpSymbols>["symbols"];
 
@@ -135,7 +119,7 @@ const LIBRARY = "libusrsctp.so.2";
 
 let loaded: Libusrsctp | undefined;
 
-/** libusrsctp's symbols, opened on first use in this isolate (and pinned, see `pin`). */
+/** libusrsctp's symbols, opened on first use in this isolate (and pinned: never unmapped). */
 export function libusrsctp(): Libusrsctp {
   if (!loaded) {
     let symbols: Libusrsctp;
@@ -147,35 +131,14 @@ export function libusrsctp(): Libusrsctp {
         { cause },
       );
     }
-    pin();
+    // The stack's threads run the library's code for good, but Deno closes a
+    // library with the isolate that opened it (a Worker ends; `deno test`
+    // drops its runtime before the process exits), and the last close would
+    // unmap it under them (SIGSEGV).
+    pinLibrary(LIBRARY);
     loaded = symbols;
   }
   return loaded;
-}
-
-/** libdl's symbols, each commented with its C prototype. */
-const libdlSymbols = {
-  // void *dlopen(const char *filename, int flags)
-  dlopen: { parameters: ["buffer", "i32"], result: "pointer" },
-} as const satisfies Deno.ForeignLibraryInterface;
-
-/**
- * Keeps libusrsctp mapped until the process exits. The stack's threads run
- * the library's code for good, but Deno closes a library with the isolate
- * that opened it (a Worker ends; `deno test` drops its runtime before the
- * process exits), and the last close unmaps it: the threads then crash the
- * process (SIGSEGV). RTLD_NODELETE forbids the unmap.
- */
-function pin() {
-  const dl = Deno.dlopen("libdl.so.2", libdlSymbols);
-  try {
-    const name = new TextEncoder().encode(`${LIBRARY}\0`);
-    if (dl.symbols.dlopen(name, LIBC_EXTRA.RTLD_NOW | LIBC_EXTRA.RTLD_NODELETE) === null) {
-      throw new Error(`cannot pin ${LIBRARY} in memory (dlopen with RTLD_NODELETE failed)`);
-    }
-  } finally {
-    dl.close();
-  }
 }
 
 /** usrsctp constants (checked against `<usrsctp.h>` by the layout test). */
@@ -198,24 +161,11 @@ export const USRSCTP = {
   SCTP_RECVV_RCVINFO: 1,
   // snd_flags
   SCTP_ABORT: 0x0200,
-  // usrsctp_get_events bits
-  SCTP_EVENT_READ: 0x0001,
-  SCTP_EVENT_WRITE: 0x0002,
-  SCTP_EVENT_ERROR: 0x0004,
   // notification types (sn_type) and SCTP_ASSOC_CHANGE states (sac_state)
   SCTP_ASSOC_CHANGE: 0x0001,
   SCTP_COMM_LOST: 0x0002,
   SCTP_SHUTDOWN_COMP: 0x0004,
   SCTP_CANT_STR_ASSOC: 0x0005,
-} as const;
-
-/**
- * libdl values the usrsctp binding needs to keep its library loaded
- * (checked against `<dlfcn.h>`).
- */
-export const LIBC_EXTRA = {
-  RTLD_NOW: 2,
-  RTLD_NODELETE: 0x1000,
 } as const;
 
 /** `struct sctp_initmsg` (SCTP_INITMSG): streams to ask for on new associations. */

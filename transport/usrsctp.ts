@@ -33,10 +33,10 @@
  * **Data paths.** On the event loop (`channel`), the socket is made
  * nonblocking (`usrsctp_set_non_blocking`): sends and receives go on until
  * one fails with EWOULDBLOCK, and the association then waits for the stack's
- * upcall (`usrsctp_readiness.ts`). With `dataPath: "workers"`, and for every
- * association opened inside a Worker (whose upcall function would die with
- * it), the socket stays blocking and a reader and a writer Worker make
- * blocking calls. Clients connect in an I/O Worker either way.
+ * upcall, a native one that rings a pipe the reactor watches
+ * (`usrsctp_readiness.ts`). With `dataPath: "workers"`, the socket stays
+ * blocking and a reader and a writer Worker make blocking calls. Clients
+ * connect in an I/O Worker either way.
  *
  * @module
  */
@@ -442,12 +442,6 @@ function receiveInto(
   }
 }
 
-/**
- * Whether this isolate is a Worker (an I/O Worker, a proxy thread, a test's
- * Worker), where the event-loop data path is off (see `channel`).
- */
-const IN_WORKER = "WorkerGlobalScope" in globalThis;
-
 /** How often a blocking send polls a socket the event loop made nonblocking. */
 const SEND_POLL_MS = 1;
 const sendPoll = new Int32Array(new SharedArrayBuffer(4));
@@ -604,12 +598,7 @@ export const usrsctpDriver: SocketDriver = {
     return message;
   },
 
-  // Only where the isolate outlives its sockets: a Worker's upcall function
-  // would be freed when it is terminated, while stack threads may still call
-  // it (`usrsctp_readiness.ts`). A Worker's associations use I/O Workers.
-  channel: IN_WORKER
-    ? undefined
-    : (handle, maxMessageSize) => new UsrsctpChannel(handle, maxMessageSize),
+  channel: (handle, maxMessageSize) => new UsrsctpChannel(handle, maxMessageSize),
 
   pathInfo(socket): PathInfo {
     const status = readStatus(so(socket));
@@ -669,8 +658,8 @@ export const usrsctpDriver: SocketDriver = {
     listening.delete(socket);
     const s = so(socket);
     // The event loop unsets its upcall when it lets go of the socket; this
-    // makes sure, whatever path ended the association, that the stack never
-    // calls into an isolate for a socket nobody owns.
+    // makes sure, whatever path ended the association, that no bell rings
+    // for a socket nobody owns.
     libusrsctp().usrsctp_set_upcall(s, null, null);
     libusrsctp().usrsctp_close(s);
   },

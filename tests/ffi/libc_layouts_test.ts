@@ -30,6 +30,7 @@ const LIBC: LayoutCheck = {
     "<poll.h>",
     "<sys/epoll.h>",
     "<sys/eventfd.h>",
+    "<stdio.h>",
   ],
   layouts: [sockaddr_in, sockaddr_in6, linger, pollfd, tcp_info, statx, iovec, msghdr],
   constants: C,

@@ -1,5 +1,4 @@
 import {
-  LIBC_EXTRA,
   sctp_assoc_change,
   sctp_event,
   sctp_initmsg,
@@ -10,6 +9,7 @@ import {
   sctp_udpencaps,
   USRSCTP,
 } from "../../ffi/libusrsctp.ts";
+import { RTLD } from "../../ffi/libdl.ts";
 import { aarch64ProbeMissing, assertLayoutsMatchHeaders, type LayoutCheck } from "./_c_layout.ts";
 import { needs } from "../_permissions.ts";
 import { skipWithReason } from "../deploy/_qemu.ts";
@@ -30,7 +30,7 @@ const USRSCTP_CHECK: LayoutCheck = {
     sctp_paddrinfo,
     sctp_status,
   ],
-  constants: { ...USRSCTP, ...LIBC_EXTRA },
+  constants: { ...USRSCTP, ...RTLD },
 };
 
 Deno.test(
