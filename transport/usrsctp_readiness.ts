@@ -4,9 +4,10 @@
  * cannot watch it; the stack instead calls an upcall (`usrsctp_set_upcall`)
  * on its own threads after each packet that leaves the socket readable,
  * writable or in error. Here that upcall is native code that rings a
- * *bell*: a nonblocking pipe whose read end the reactor (`reactor.ts`)
- * watches like any socket. So a stack thread never waits for JavaScript,
- * and an upcall costs one `write` of one byte.
+ * *bell*: a nonblocking pipe whose read end Deno's own I/O reads (a
+ * `node:net` socket on the descriptor), so a ring wakes the event loop
+ * directly, with no thread in between. A stack thread never waits for
+ * JavaScript, and an upcall costs one `write` of one byte.
  *
  * **The native upcall is libc's `fputc`.** usrsctp calls
  * `upcall(struct socket *so, void *arg, int flags)`; `fputc(int c, FILE
@@ -20,39 +21,45 @@
  * **Waking.** The upcall does not say what changed, so one bell serves both
  * directions: a ring resolves the reader's and the writer's waits alike, and
  * each retries its call (a wake-up may be spurious, which the owner handles
- * by waiting again). The bell is drained when it wakes its waiters, before
- * any of them retries, so a ring after that drain is never lost.
+ * by waiting again). A ring is seen as data on the bell, delivered to this
+ * isolate after the owner's retry and wait that it may answer, so none is
+ * lost.
  *
  * **Lifetime.** usrsctp reads a socket's upcall and argument and calls it
  * with no lock held, so a call may still be under way on a stack thread
  * after `usrsctp_set_upcall(so, NULL, NULL)` and `usrsctp_close`. `fputc`
- * lives as long as the process, and no bell is ever closed: a released bell
- * goes back to a pool and serves the next socket, where a late ring from
- * its last owner is one spurious wake-up. Nothing the stack can call
- * belongs to an isolate, so a Worker's sockets may use this too.
+ * lives as long as the process, and no bell's write end is ever closed: a
+ * released bell goes back to a pool and serves the next socket, where a
+ * late ring from its last owner is one spurious wake-up. When an isolate
+ * ends, Deno closes its read ends; a later ring then fails with EPIPE
+ * (Deno ignores SIGPIPE) and is lost with nobody to wake. Nothing the stack
+ * calls belongs to an isolate, so a Worker's sockets may use this too.
  *
  * @module
  */
 
+import { Socket } from "node:net";
 import { C, check, lastError, libc } from "../ffi/libc.ts";
 import { nativeFunction } from "../ffi/libdl.ts";
 import { libusrsctp } from "../ffi/libusrsctp.ts";
 import type { ReadinessSource } from "./driver.ts";
-import { forget, READABLE, ready, wake } from "./reactor.ts";
 
-/** A pipe the upcall writes to and the reactor watches. */
+/** A pipe the upcall writes to and this isolate reads. */
 interface Bell {
-  /** The read end, watched by the reactor. */
-  readonly fd: number;
   /** The write end as an unbuffered `FILE *`, the upcall's argument. */
   readonly stream: Deno.PointerObject;
+  /** The read end, read by Deno's I/O. */
+  readonly reader: Socket;
+  /** What a ring does now: resolve its socket's waits. */
+  ring: () => void;
 }
 
 const encoder = new TextEncoder();
-/** Bells no socket uses; never closed (see the module comment). */
+/** Bells no socket uses (see the module comment). */
 const idle: Bell[] = [];
-const drained = new Uint8Array(256);
 let fputc: Deno.PointerObject | undefined;
+
+const ignore = () => {};
 
 function newBell(): Bell {
   const fds = new Int32Array(2);
@@ -60,15 +67,11 @@ function newBell(): Bell {
   const stream = libc().fdopen(fds[1], encoder.encode("w\0"));
   if (stream === null) throw lastError("fdopen");
   check("setvbuf", libc().setvbuf(stream, null, C._IONBF, 0n));
-  return { fd: fds[0], stream };
-}
-
-/** Empties the bell, and clears a refused ring's error so later rings go out. */
-function drain(bell: Bell) {
-  const full = BigInt(drained.byteLength);
-  let n = full;
-  while (n === full) n = libc().read(bell.fd, drained, full);
-  libc().clearerr(bell.stream);
+  const reader = new Socket({ fd: fds[0], readable: true, writable: false });
+  const bell: Bell = { stream, reader, ring: ignore };
+  reader.on("data", () => bell.ring());
+  reader.unref();
+  return bell;
 }
 
 /**
@@ -78,31 +81,37 @@ function drain(bell: Bell) {
  */
 export function upcallReadiness(socket: Deno.PointerObject): ReadinessSource {
   const bell = idle.pop() ?? newBell();
-  drain(bell);
+  let waiting: PromiseWithResolvers<void> | undefined;
+  let forgotten = false;
+  const resolve = () => {
+    const wait = waiting;
+    if (!wait) return;
+    waiting = undefined;
+    // Only a pending wait keeps the process alive, as the reactor's epoll_wait does.
+    bell.reader.unref();
+    wait.resolve();
+  };
+  bell.ring = resolve;
   check(
     "usrsctp_set_upcall",
     libusrsctp().usrsctp_set_upcall(socket, fputc ??= nativeFunction("fputc"), bell.stream),
   );
-  let waiting: Promise<void> | undefined;
-  let forgotten = false;
   return {
     ready() {
       if (forgotten) return Promise.resolve();
-      // Whatever happened since the owner's last try rang the bell, which is
-      // still full: the reactor reports it at once.
-      waiting ??= ready(bell.fd, READABLE).then(() => {
-        waiting = undefined;
-        // Once forgotten, the bell may already ring for its next socket.
-        if (!forgotten) drain(bell);
-      });
-      return waiting;
+      if (!waiting) {
+        waiting = Promise.withResolvers<void>();
+        bell.reader.ref();
+      }
+      return waiting.promise;
     },
-    wake: () => wake(bell.fd),
+    wake: resolve,
     forget() {
       if (forgotten) return;
       forgotten = true;
       libusrsctp().usrsctp_set_upcall(socket, null, null);
-      forget(bell.fd);
+      resolve();
+      bell.ring = ignore;
       idle.push(bell);
     },
   };
