@@ -23,12 +23,14 @@
  * serving over one association, policy scf): usrsctp Deno / C at 64 KiB and
  * 1 KiB, and file serving / the transport at 64 KiB.
  *
- * The client over kernel SCTP (lab, one boot): `deno task get` fetching
+ * The client over kernel SCTP (lab, one boot): `deno task get`, and the same
+ * program through `deno run` (no task runner, as the installed
+ * `flowsched-get` launcher runs it), fetching
  * `--get-files` files of 1 MiB over one association (8 streams), from the
  * client namespace to a flowsched server in the server namespace, against
  * `withsctp curl --parallel` fetching the same files from nginx over kernel
  * SCTP (`withsctp nginx`), rounds interleaved. Wall time of the whole command,
- * start-up included; a second pair of rows fetches one 1-byte file, which is
+ * start-up included; a second set of rows fetches one 1-byte file, which is
  * all start-up. Every fetched file is compared with the original.
  *
  * @module
@@ -83,9 +85,10 @@ const USAGE = `Usage: deno task bench perf [options]
 Proxy cache hits on this host: wrk against nginx, the runtime's ceiling (Deno.serve) and the
 flowsched proxy (its cache filled first), 1 KiB files (wrk -t1 -c32, requests/s) and 1 MiB
 files (wrk -t1 -c8, MB/s). usrsctp on this host: the transport against a C program on
-libusrsctp (bench transports), and file serving over it (bench files). In the lab (kernel SCTP, one boot): \`deno task get\` fetching
---get-files files of 1 MiB over one association against withsctp curl --parallel from nginx
-over SCTP, start-up included, and both fetching one tiny file. Rounds are interleaved; the
+libusrsctp (bench transports), and file serving over it (bench files). In the lab (kernel SCTP,
+one boot): \`deno task get\` (and the same program through \`deno run\`, without the task
+runner's second Deno process) fetching --get-files files of 1 MiB over one association against
+withsctp curl --parallel from nginx over SCTP, start-up included, and all fetching one tiny file. Rounds are interleaved; the
 tables give medians and ratios measured in the same run. Writes
 results/bench/perf-<timestamp>.json.`;
 
@@ -374,7 +377,8 @@ function usrsctpRows(result: UsrsctpResult): (string | number)[][] {
 
 /** One timed fetch in the lab. */
 interface LabRound {
-  client: "get" | "curl";
+  /** `get`: `deno task get`; `get-run`: the same program through `deno run`, without the task runner. */
+  client: "get" | "get-run" | "curl";
   what: "files" | "tiny";
   round: number;
   seconds: number;
@@ -457,16 +461,21 @@ async function inLab(values: Values) {
       stderr: "inherit",
     }).spawn()
   );
-  const get = (targets: string[], out: string) => [
-    Deno.execPath(),
-    "task",
-    "--quiet",
-    "get",
+  const getArgs = (targets: string[], out: string) => [
     `kernel://${LAB_SERVER}:${flowPort}${targets[0]}`,
     ...targets.slice(1),
     "-o",
     `${out}/`,
   ];
+  const get = (targets: string[], out: string) => [
+    Deno.execPath(),
+    "task",
+    "--quiet",
+    "get",
+    ...getArgs(targets, out),
+  ];
+  const getRun = (targets: string[], out: string) =>
+    repoDenoArgv("scripts/get.ts", getArgs(targets, out), "client");
   const curl = (targets: string[], out: string) => [
     "withsctp",
     "curl",
@@ -483,9 +492,10 @@ async function inLab(values: Values) {
     for (let r = 0; r < repeat; r++) {
       for (const what of ["files", "tiny"] as const) {
         const targets = what === "files" ? paths : ["/g/tiny.txt"];
-        for (const client of ["get", "curl"] as const) {
+        for (const client of ["get", "get-run", "curl"] as const) {
           const out = join(work, `out-${client}-${r}`);
-          const seconds = await timed("client", (client === "get" ? get : curl)(targets, out));
+          const argv = { get, "get-run": getRun, curl }[client](targets, out);
+          const seconds = await timed("client", argv);
           await checkFetched(out, targets, digests);
           rounds.push({ client, what, round: r, seconds });
           progress("perf", `round ${r + 1}/${repeat} ${what} ${client}: ${seconds.toFixed(2)} s`);
@@ -531,7 +541,7 @@ function summarizeLab(rounds: LabRound[], files: number) {
   for (const what of ["files", "tiny"] as const) {
     const of = (client: LabRound["client"]) =>
       median(rounds.filter((r) => r.what === what && r.client === client).map((r) => r.seconds));
-    const [get, curl] = [of("get"), of("curl")];
+    const [get, getRun, curl] = [of("get"), of("get-run"), of("curl")];
     const label = what === "files" ? `${files} x 1 MiB` : "1 tiny file";
     const spread = (client: LabRound["client"]) =>
       rounds.filter((r) => r.what === what && r.client === client).map((r) => r.seconds.toFixed(2))
@@ -543,8 +553,22 @@ function summarizeLab(rounds: LabRound[], files: number) {
       round(curl / get, 2),
       spread("get"),
     ]);
+    rows.push([
+      label,
+      "deno run get.ts → flowsched",
+      round(getRun, 2),
+      round(curl / getRun, 2),
+      spread("get-run"),
+    ]);
     rows.push([label, "withsctp curl → nginx", round(curl, 2), 1, spread("curl")]);
-    summary.push({ what: label, getSeconds: get, curlSeconds: curl, getVsNginx: curl / get });
+    summary.push({
+      what: label,
+      getSeconds: get,
+      getRunSeconds: getRun,
+      curlSeconds: curl,
+      getVsNginx: curl / get,
+      getRunVsNginx: curl / getRun,
+    });
   }
   return { rows, summary };
 }
