@@ -100,6 +100,10 @@ export const usrsctpSymbols = {
   // calls, but not one another thread has already begun: the function and
   // its argument must stay valid after it is unset (see `usrsctp_readiness.ts`).
   usrsctp_set_upcall: { parameters: ["pointer", "function", "pointer"], result: "i32" },
+  // int usrsctp_get_events(struct socket *so)
+  // SCTP_EVENT_READ | SCTP_EVENT_WRITE | SCTP_EVENT_ERROR, as poll would see
+  // them: WRITE means some space, not room for a given message.
+  usrsctp_get_events: { parameters: ["pointer"], result: "i32" },
   // uint32_t usrsctp_sysctl_get_sctp_udp_tunneling_port(void)
   // The stack's UDP port: 0 until usrsctp_init, so it also tells whether the
   // process-wide stack is running.
@@ -161,6 +165,10 @@ export const USRSCTP = {
   SCTP_RECVV_RCVINFO: 1,
   // snd_flags
   SCTP_ABORT: 0x0200,
+  // usrsctp_get_events bits
+  SCTP_EVENT_READ: 0x0001,
+  SCTP_EVENT_WRITE: 0x0002,
+  SCTP_EVENT_ERROR: 0x0004,
   // notification types (sn_type) and SCTP_ASSOC_CHANGE states (sac_state)
   SCTP_ASSOC_CHANGE: 0x0001,
   SCTP_COMM_LOST: 0x0002,

@@ -18,12 +18,16 @@
  * rest. `fputc` locks its stream, so stack threads may ring one bell at
  * once. A full pipe refuses the byte (EAGAIN): its reader is due anyway.
  *
- * **Waking.** The upcall does not say what changed, so one bell serves both
- * directions: a ring resolves the reader's and the writer's waits alike, and
- * each retries its call (a wake-up may be spurious, which the owner handles
- * by waiting again). A ring is seen as data on the bell, delivered to this
- * isolate after the owner's retry and wait that it may answer, so none is
- * lost.
+ * **Waking.** The upcall does not say what changed, so each ring asks
+ * `usrsctp_get_events` and wakes only the waits the socket answers now: the
+ * reader once a message (or an end, or an error) is there, the writer once
+ * there is room. A socket that is writable, as nearly every socket is, rings
+ * after every packet, so without this every fragment of a large message and
+ * every acknowledgement would wake the reader for nothing. Every packet that
+ * makes the socket readable or writable rings after it, and a ring is seen
+ * after the owner's retry and wait that it may answer, with the socket's
+ * state as it is then, so no wake-up is lost. A writer may still be woken
+ * with too little room for its message; it then waits again.
  *
  * **Lifetime.** usrsctp reads a socket's upcall and argument and calls it
  * with no lock held, so a call may still be under way on a stack thread
@@ -41,8 +45,8 @@
 import { Socket } from "node:net";
 import { C, check, lastError, libc } from "../ffi/libc.ts";
 import { nativeFunction } from "../ffi/libdl.ts";
-import { libusrsctp } from "../ffi/libusrsctp.ts";
-import type { ReadinessSource } from "./driver.ts";
+import { libusrsctp, USRSCTP } from "../ffi/libusrsctp.ts";
+import type { Readiness, ReadinessSource } from "./driver.ts";
 
 /** A pipe the upcall writes to and this isolate reads. */
 interface Bell {
@@ -50,7 +54,7 @@ interface Bell {
   readonly stream: Deno.PointerObject;
   /** The read end, read by Deno's I/O. */
   readonly reader: Socket;
-  /** What a ring does now: resolve its socket's waits. */
+  /** What a ring does now: wake its socket's waits that the socket answers. */
   ring: () => void;
 }
 
@@ -74,43 +78,56 @@ function newBell(): Bell {
   return bell;
 }
 
+const READ = USRSCTP.SCTP_EVENT_READ | USRSCTP.SCTP_EVENT_ERROR;
+const WRITE = USRSCTP.SCTP_EVENT_WRITE | USRSCTP.SCTP_EVENT_ERROR;
+
 /**
- * Watches usrsctp socket `socket` through a native upcall. `ready` ignores
- * the direction asked for: any ring answers both (see the module comment).
- * Call `forget` on the result before the socket is closed.
+ * Watches usrsctp socket `socket` through a native upcall. Call `forget` on
+ * the result before the socket is closed.
  */
 export function upcallReadiness(socket: Deno.PointerObject): ReadinessSource {
   const bell = idle.pop() ?? newBell();
-  let waiting: PromiseWithResolvers<void> | undefined;
+  const waits: Partial<Record<Readiness, PromiseWithResolvers<void>>> = {};
   let forgotten = false;
-  const resolve = () => {
-    const wait = waiting;
+  const resolve = (what: Readiness) => {
+    const wait = waits[what];
     if (!wait) return;
-    waiting = undefined;
+    waits[what] = undefined;
     // Only a pending wait keeps the process alive, as the reactor's epoll_wait does.
-    bell.reader.unref();
+    if (!waits.readable && !waits.writable) bell.reader.unref();
     wait.resolve();
   };
-  bell.ring = resolve;
+  const wakeAll = () => {
+    resolve("readable");
+    resolve("writable");
+  };
+  bell.ring = () => {
+    const events = libusrsctp().usrsctp_get_events(socket);
+    // Only a null socket fails: wake both, and the owner's next call says what is wrong.
+    if (events < 0) return wakeAll();
+    if (events & READ) resolve("readable");
+    if (events & WRITE) resolve("writable");
+  };
   check(
     "usrsctp_set_upcall",
     libusrsctp().usrsctp_set_upcall(socket, fputc ??= nativeFunction("fputc"), bell.stream),
   );
   return {
-    ready() {
+    ready(what) {
       if (forgotten) return Promise.resolve();
-      if (!waiting) {
-        waiting = Promise.withResolvers<void>();
+      let wait = waits[what];
+      if (!wait) {
+        wait = waits[what] = Promise.withResolvers<void>();
         bell.reader.ref();
       }
-      return waiting.promise;
+      return wait.promise;
     },
-    wake: resolve,
+    wake: wakeAll,
     forget() {
       if (forgotten) return;
       forgotten = true;
       libusrsctp().usrsctp_set_upcall(socket, null, null);
-      resolve();
+      wakeAll();
       bell.ring = ignore;
       idle.push(bell);
     },
