@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { connect, listen } from "../../mod.ts";
 import type { SharedAssociation } from "../../transport/types.ts";
 import { conformanceSuite } from "./_conformance.ts";
+import { C, libc } from "../../ffi/libc.ts";
 
 conformanceSuite({ transport: "kernel", host: "127.0.0.1" });
 
@@ -84,6 +85,42 @@ Deno.test("kernel: a 256 KiB message goes through a socket asked for a 16 KiB se
     const message = await server.receive();
     assert.equal(message?.stream, 1);
     assert.deepEqual(message?.data, data);
+  } finally {
+    await Promise.all([client.close(), server.close()]);
+    await listener.close();
+  }
+});
+
+/** SO_RCVBUF of `fd`. */
+function receiveBuffer(fd: number): number {
+  const size = new Int32Array(1);
+  const length = new Uint32Array([4]);
+  const result = libc().getsockopt(
+    fd,
+    C.SOL_SOCKET,
+    C.SO_RCVBUF,
+    new Uint8Array(size.buffer),
+    new Uint8Array(length.buffer),
+  );
+  assert.equal(result, 0, "getsockopt(SO_RCVBUF)");
+  return size[0];
+}
+
+Deno.test("kernel: a receive buffer asked for beyond net.core.rmem_max leaves SCTP's larger default", async () => {
+  const probe = libc().socket(C.AF_INET, C.SOCK_STREAM, C.IPPROTO_SCTP);
+  const fallback = receiveBuffer(probe);
+  libc().close(probe);
+  // The default 4 MiB: the lab's 212,992-byte rmem_max caps it at 425,984 bytes, below `fallback`.
+  const { listener, client, server } = await pair();
+  try {
+    for (const association of [client, server] as SharedAssociation[]) {
+      const fd = Number(association.handle().socket);
+      try {
+        assert.ok(receiveBuffer(fd) >= fallback, `SO_RCVBUF ${receiveBuffer(fd)} < ${fallback}`);
+      } finally {
+        association.releaseHandle();
+      }
+    }
   } finally {
     await Promise.all([client.close(), server.close()]);
     await listener.close();
