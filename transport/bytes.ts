@@ -20,7 +20,7 @@ export function copyOf(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
 const MIN_CLASS = 12;
 const MAX_CLASS = 20;
 /** Buffers kept per size class. */
-const KEPT_PER_CLASS = 32;
+export const KEPT_PER_CLASS = 32;
 
 /**
  * Received messages' buffers given back for reuse (`Association.recycle`).

@@ -24,16 +24,16 @@ import type { Channel } from "./driver.ts";
 import { SHARED_SENT, TransportError } from "./types.ts";
 import type { OutgoingMessage } from "./types.ts";
 import { creditOf } from "./worker_protocol.ts";
+import { KEPT_PER_CLASS } from "./bytes.ts";
 
 /**
  * Messages read in a row before the reader lets other work run. At most as
- * many as the channel keeps recycled buffers of one size (`BufferPool`, 32):
- * the application then gets its turn, and gives back what it read, before
- * the next burst copies messages into fresh memory (in the lab, half the
- * 64 KiB messages of 64-message bursts did, which made the receiver ~1.5×
- * slower).
+ * many as the channel keeps recycled buffers of one size: the application
+ * then gets its turn, and gives back what it read, before the next burst
+ * copies messages into fresh memory (in the lab, half the 64 KiB messages of
+ * 64-message bursts did, which made the receiver ~1.5× slower).
  */
-const MAX_BURST = 32;
+const MAX_BURST = KEPT_PER_CLASS;
 /** Sent entries at the head of the send queue that trigger dropping them. */
 const COMPACT_AT = 4096;
 

@@ -50,7 +50,9 @@ export interface AssociationOptions {
    */
   sendBufferSize?: number;
   /**
-   * Socket receive buffer size in bytes (0 keeps the system default).
+   * Socket receive buffer size in bytes (0 keeps the system default). Kernel
+   * SCTP keeps its own default where the system would cap the request below
+   * it (`net.core.rmem_max`; see `transport/kernel.ts`).
    * @default 4194304
    */
   receiveBufferSize?: number;
