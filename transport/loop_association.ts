@@ -53,6 +53,8 @@ export class LoopAssociation extends BaseAssociation {
   #unconsumed = 0;
   #creditFreed: PromiseWithResolvers<void> | undefined;
   #stopped = false;
+  /** The channel's blocking send under way (see `Channel.sendWaiting`). */
+  #waitingSend: Promise<boolean> | undefined;
 
   constructor(setup: AssociationSetup) {
     super(setup);
@@ -87,9 +89,22 @@ export class LoopAssociation extends BaseAssociation {
     this.#channel.readiness.wake();
   }
 
-  protected stop(): void | Promise<void> {
+  protected async stop(): Promise<void> {
     this.#stopped = true;
-    return this.#channel.readiness.forget();
+    // A blocking send still reads the socket and the message: the socket may be closed after.
+    await this.#waitingSend;
+    await this.#channel.readiness.forget();
+  }
+
+  /** The channel's blocking send of `message`, if it has one; false where it has none. */
+  async #sendWaiting(message: OutgoingMessage): Promise<boolean> {
+    if (!this.#channel.sendWaiting || this.closing) return false;
+    this.#waitingSend = this.#channel.sendWaiting(message);
+    try {
+      return await this.#waitingSend;
+    } finally {
+      this.#waitingSend = undefined;
+    }
   }
 
   async #writeLoop() {
@@ -104,7 +119,12 @@ export class LoopAssociation extends BaseAssociation {
         Atomics.add(this.#sent, SHARED_SENT, n);
         if (this.#next < this.#queue.length) {
           this.#settleSent();
-          await this.#channel.readiness.ready("writable");
+          if (await this.#sendWaiting(this.#queue[this.#next])) {
+            this.#next++;
+            Atomics.add(this.#sent, SHARED_SENT, 1);
+          } else {
+            await this.#channel.readiness.ready("writable");
+          }
         }
       }
     } catch (error) {
