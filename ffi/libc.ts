@@ -339,6 +339,13 @@ export function setIntOption(fd: number, level: number, name: number, value: num
   check(call, libc().setsockopt(fd, level, name, intOptionBytes, 4));
 }
 
+/** Reads an `int` socket option; `call` names it in the error, e.g. `"getsockopt(SO_RCVBUF)"`. */
+export function getIntOption(fd: number, level: number, name: number, call: string): number {
+  optionLength[0] = 4;
+  check(call, libc().getsockopt(fd, level, name, intOptionBytes, optionLengthBytes));
+  return intOption[0];
+}
+
 /** Sets (`on`) or clears O_NONBLOCK on `fd`. */
 export function setNonblocking(fd: number, on: boolean): void {
   const flags = check("fcntl(F_GETFL)", libc().fcntl(fd, C.F_GETFL, 0));

@@ -16,6 +16,7 @@
 import {
   C,
   check,
+  getIntOption,
   lastError,
   libc,
   linger,
@@ -63,8 +64,6 @@ const recvFlagsBytes = new Uint8Array(recvFlags.buffer);
 const scratch = new ReceiveBuffer();
 const optionLength = new Uint32Array(1);
 const optionLengthBytes = new Uint8Array(optionLength.buffer);
-const intOption = new Int32Array(1);
-const intOptionBytes = new Uint8Array(intOption.buffer);
 
 function fd(socket: bigint): number {
   return Number(socket);
@@ -83,12 +82,6 @@ function openSocket(family: number): number {
     );
   }
   throw error;
-}
-
-function getIntOption(socket: number, level: number, name: number, call: string): number {
-  optionLength[0] = 4;
-  check(call, libc().getsockopt(socket, level, name, intOptionBytes, optionLengthBytes));
-  return intOption[0];
 }
 
 function configure(socket: number, options: Required<AssociationOptions>) {

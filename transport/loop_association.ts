@@ -4,7 +4,9 @@
  * readiness source only when one would block (`reactor.ts` for file
  * descriptors, the stack's upcall for usrsctp). While data flows, a message
  * costs one nonblocking call and no thread hop; a socket buffer that is full
- * (or empty) costs one hop to the waiting thread and back.
+ * (or empty) costs one hop to the waiting thread and back. Where the channel
+ * has a blocking send (`Channel.sendWaiting`), a full send buffer is waited
+ * out in that call instead.
  *
  * Bodies may come straight from `mmap`ed files: a send copies them (into the
  * kernel, or through `copyFromAddress` for usrsctp), where a file truncated

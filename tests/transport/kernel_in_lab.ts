@@ -10,7 +10,8 @@ import assert from "node:assert/strict";
 import { connect, listen } from "../../mod.ts";
 import type { SharedAssociation } from "../../transport/types.ts";
 import { conformanceSuite } from "./_conformance.ts";
-import { C, libc } from "../../ffi/libc.ts";
+import { assertWorkersSendWhole } from "./_workers_sending.ts";
+import { C, getIntOption, libc } from "../../ffi/libc.ts";
 
 conformanceSuite({ transport: "kernel", host: "127.0.0.1" });
 
@@ -24,54 +25,17 @@ async function pair(options?: { sendBufferSize?: number }) {
 }
 
 Deno.test("kernel: whole messages sent at once by several Workers never interleave", async () => {
-  const WORKERS = 4;
-  const PER_WORKER = 40;
-  const SIZE = 256 * 1024;
-  // Each Worker sends on the association itself; message bytes: u32 worker,
-  // u32 sequence, then every byte = (worker * 31 + sequence) & 0xff.
-  const code = `
-    import { kernelDriver } from ${
-    JSON.stringify(import.meta.resolve("../../transport/kernel.ts"))
-  };
-    self.onmessage = ({ data: { handle, worker, count, size } }) => {
-      const message = new Uint8Array(size);
-      for (let sequence = 0; sequence < count; sequence++) {
-        message.fill((worker * 31 + sequence) & 0xff);
-        new DataView(message.buffer).setUint32(0, worker);
-        new DataView(message.buffer).setUint32(4, sequence);
-        kernelDriver.send(handle, 0, Deno.UnsafePointer.of(message), size);
-      }
-      self.postMessage("done");
-    };`;
-  const { listener, client: association, server } = await pair();
-  // Every association is a SharedAssociation; the public type leaves the handle out.
-  const client = association as SharedAssociation;
-  const handle = client.handle();
-  const workers = Array.from(
-    { length: WORKERS },
-    () => new Worker(`data:text/javascript,${encodeURIComponent(code)}`, { type: "module" }),
-  );
+  const { listener, client, server } = await pair();
   try {
-    const done = workers.map((w) => new Promise((resolve) => (w.onmessage = resolve)));
-    workers.forEach((w, worker) =>
-      w.postMessage({ handle, worker, count: PER_WORKER, size: SIZE })
-    );
-    const next = new Array(WORKERS).fill(0);
-    for (let n = 0; n < WORKERS * PER_WORKER; n++) {
-      const message = await server.receive();
-      assert.ok(message, `association ended after ${n} messages`);
-      assert.equal(message.data.byteLength, SIZE);
-      const view = new DataView(message.data.buffer);
-      const worker = view.getUint32(0);
-      const sequence = view.getUint32(4);
-      assert.equal(sequence, next[worker]++, `worker ${worker}'s messages out of order`);
-      const fill = (worker * 31 + sequence) & 0xff;
-      assert.ok(message.data.subarray(8).every((b) => b === fill), "message bytes mixed");
-    }
-    await Promise.all(done);
+    await assertWorkersSendWhole({
+      driver: { module: "kernel.ts", name: "kernelDriver" },
+      client,
+      server,
+      workers: 4,
+      perWorker: 40,
+      size: 256 * 1024,
+    });
   } finally {
-    workers.forEach((w) => w.terminate());
-    client.releaseHandle();
     await Promise.all([client.close(), server.close()]);
     await listener.close();
   }
@@ -93,17 +57,7 @@ Deno.test("kernel: a 256 KiB message goes through a socket asked for a 16 KiB se
 
 /** SO_RCVBUF of `fd`. */
 function receiveBuffer(fd: number): number {
-  const size = new Int32Array(1);
-  const length = new Uint32Array([4]);
-  const result = libc().getsockopt(
-    fd,
-    C.SOL_SOCKET,
-    C.SO_RCVBUF,
-    new Uint8Array(size.buffer),
-    new Uint8Array(length.buffer),
-  );
-  assert.equal(result, 0, "getsockopt(SO_RCVBUF)");
-  return size[0];
+  return getIntOption(fd, C.SOL_SOCKET, C.SO_RCVBUF, "getsockopt(SO_RCVBUF)");
 }
 
 Deno.test("kernel: a receive buffer asked for beyond net.core.rmem_max leaves SCTP's larger default", async () => {

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { connect, listen, localUdpPort } from "../../mod.ts";
-import type { SharedAssociation } from "../../transport/types.ts";
 import { needs } from "../_permissions.ts";
 import { conformanceSuite } from "./_conformance.ts";
+import { assertWorkersSendWhole } from "./_workers_sending.ts";
 
 // One process holds both ends: the listener starts the stack on udpPort, and
 // the client's remote encapsulation port is that same port.
@@ -23,60 +23,24 @@ Deno.test(
   "usrsctp: Workers sending through an event-loop association's handle wait for room instead of failing",
   { ignore: needs("read") },
   async () => {
-    const WORKERS = 2;
-    const PER_WORKER = 40;
-    const SIZE = 64 * 1024;
-    // The event loop made the socket nonblocking; a small send buffer fills at once.
-    const code = `
-      import { usrsctpDriver } from ${
-      JSON.stringify(import.meta.resolve("../../transport/usrsctp.ts"))
-    };
-      self.onmessage = ({ data: { handle, worker, count, size } }) => {
-        const message = new Uint8Array(size);
-        for (let sequence = 0; sequence < count; sequence++) {
-          message.fill((worker * 31 + sequence) & 0xff);
-          new DataView(message.buffer).setUint32(0, worker);
-          new DataView(message.buffer).setUint32(4, sequence);
-          usrsctpDriver.send(handle, worker, Deno.UnsafePointer.of(message), size);
-        }
-        self.postMessage("done");
-      };`;
     const listener = listen("usrsctp", "127.0.0.1", 0, { udpPort });
     const accepted = listener.accept();
-    const association = await connect("usrsctp", "127.0.0.1", listener.port, {
+    // The event loop made the socket nonblocking; a small send buffer fills at once.
+    const client = await connect("usrsctp", "127.0.0.1", listener.port, {
       udpPort,
       sendBufferSize: 128 * 1024,
     });
     const server = await accepted;
-    // Every association is a SharedAssociation; the public type leaves the handle out.
-    const client = association as SharedAssociation;
-    const handle = client.handle();
-    const workers = Array.from(
-      { length: WORKERS },
-      () => new Worker(`data:text/javascript,${encodeURIComponent(code)}`, { type: "module" }),
-    );
     try {
-      const done = workers.map((w) => new Promise((resolve) => (w.onmessage = resolve)));
-      workers.forEach((w, worker) =>
-        w.postMessage({ handle, worker, count: PER_WORKER, size: SIZE })
-      );
-      const next = new Array(WORKERS).fill(0);
-      for (let n = 0; n < WORKERS * PER_WORKER; n++) {
-        const message = await server.receive();
-        assert.ok(message, `association ended after ${n} messages`);
-        assert.equal(message.data.byteLength, SIZE);
-        const view = new DataView(message.data.buffer, message.data.byteOffset);
-        const worker = view.getUint32(0);
-        const sequence = view.getUint32(4);
-        assert.equal(message.stream, worker);
-        assert.equal(sequence, next[worker]++, `worker ${worker}'s messages out of order`);
-        const fill = (worker * 31 + sequence) & 0xff;
-        assert.ok(message.data.subarray(8).every((b) => b === fill), "message bytes mixed");
-      }
-      await Promise.all(done);
+      await assertWorkersSendWhole({
+        driver: { module: "usrsctp.ts", name: "usrsctpDriver" },
+        client,
+        server,
+        workers: 2,
+        perWorker: 40,
+        size: 64 * 1024,
+      });
     } finally {
-      workers.forEach((w) => w.terminate());
-      client.releaseHandle();
       await Promise.all([client.close(), server.close()]);
       await listener.close();
     }
