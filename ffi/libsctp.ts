@@ -16,15 +16,6 @@ export const libsctpSymbols = {
   // Unlike sctp_sendmsg and sctp_sendv, it passes `flags` on to sendmsg(), so
   // MSG_NOSIGNAL works.
   sctp_send: { parameters: ["i32", "pointer", "usize", "buffer", "i32"], result: "i32" },
-  // The same call on Deno's blocking pool, for a send that waits there until
-  // the message fits (SO_SNDTIMEO bounds the wait). errno is the pool
-  // thread's: only success is certain, a failure says nothing of its cause.
-  sctp_send_waiting: {
-    name: "sctp_send",
-    parameters: ["i32", "pointer", "usize", "buffer", "i32"],
-    result: "i32",
-    nonblocking: true,
-  },
   // int sctp_recvmsg(int s, void *msg, size_t len, struct sockaddr *from,
   //                  socklen_t *fromlen, struct sctp_sndrcvinfo *sinfo, int *msg_flags)
   // *msg_flags is both the recvmsg() flags in and the message's flags out.

@@ -119,14 +119,4 @@ export interface Channel {
   receive(): Message | null | undefined;
   /** Takes back a received message's bytes for reuse (see `Association.recycle`). */
   recycle(data: Uint8Array): void;
-  /**
-   * Sends `message`, which `send` could not, by a blocking call on Deno's
-   * blocking pool that waits there until the socket takes it whole: for
-   * sockets whose readiness says "some room" long before there is room for
-   * the message. Resolves true once it is sent, false when it was not (a time
-   * limit, an error, no pool thread to spare); the owner then goes on with
-   * `send` and `readiness`, which say what is wrong, if anything. The
-   * message's memory must stay valid until the result settles.
-   */
-  sendWaiting?(message: OutgoingMessage): Promise<boolean>;
 }

@@ -394,14 +394,6 @@ function receiveInto(
   }
 }
 
-/**
- * Blocking sends (`KernelChannel.sendWaiting`) under way in this isolate at
- * most: each holds one of the blocking pool's 32 threads, which the reactor's
- * `epoll_wait` needs too, so past this an association waits on the reactor.
- */
-const MAX_WAITING_SENDS = 8;
-let waitingSends = 0;
-
 /** An association's socket driven with MSG_DONTWAIT from the event loop. */
 class KernelChannel implements Channel {
   readonly fd: number;
@@ -410,8 +402,6 @@ class KernelChannel implements Channel {
   readonly #buffer = new ReceiveBuffer();
   readonly #pool = new BufferPool();
   readonly #copy = (bytes: Uint8Array) => this.#pool.copy(bytes);
-  /** The blocking send's own `sctp_sndrcvinfo`: the pool thread reads it while others send. */
-  readonly #waitingInfo = new StructBuffer(sctp_sndrcvinfo);
 
   constructor(handle: SocketHandle, maxMessageSize: number) {
     this.fd = fd(handle.socket);
@@ -449,39 +439,6 @@ class KernelChannel implements Channel {
 
   recycle(data: Uint8Array): void {
     this.#pool.give(data);
-  }
-
-  /**
-   * Linux reports an SCTP socket writable once its send buffer has any room,
-   * and takes a message only whole, so a writer waiting on the reactor wakes
-   * (two thread switches each time) on every acknowledgement, often to find
-   * too little room. A blocking send instead waits in the kernel until the
-   * message fits, and wakes this thread once.
-   */
-  async sendWaiting(message: OutgoingMessage): Promise<boolean> {
-    if (waitingSends >= MAX_WAITING_SENDS) return false;
-    waitingSends++;
-    try {
-      this.#waitingInfo.set("sinfo_stream", message.stream);
-      const n = message.address === undefined
-        ? await libsctp().sctp_send_waiting(
-          this.fd,
-          Deno.UnsafePointer.of(message.data),
-          BigInt(message.data.byteLength),
-          this.#waitingInfo.bytes,
-          C.MSG_NOSIGNAL,
-        )
-        : await libsctp().sctp_send_waiting(
-          this.fd,
-          Deno.UnsafePointer.create(message.address),
-          BigInt(message.length),
-          this.#waitingInfo.bytes,
-          C.MSG_NOSIGNAL,
-        );
-      return n >= 0;
-    } finally {
-      waitingSends--;
-    }
   }
 }
 

@@ -4,9 +4,7 @@
  * readiness source only when one would block (`reactor.ts` for file
  * descriptors, the stack's upcall for usrsctp). While data flows, a message
  * costs one nonblocking call and no thread hop; a socket buffer that is full
- * (or empty) costs one hop to the waiting thread and back. Where the channel
- * has a blocking send (`Channel.sendWaiting`), a full send buffer is waited
- * out in that call instead.
+ * (or empty) costs one hop to the waiting thread and back.
  *
  * Bodies may come straight from `mmap`ed files: a send copies them (into the
  * kernel, or through `copyFromAddress` for usrsctp), where a file truncated
@@ -55,8 +53,6 @@ export class LoopAssociation extends BaseAssociation {
   #unconsumed = 0;
   #creditFreed: PromiseWithResolvers<void> | undefined;
   #stopped = false;
-  /** The channel's blocking send under way (see `Channel.sendWaiting`). */
-  #waitingSend: Promise<boolean> | undefined;
 
   constructor(setup: AssociationSetup) {
     super(setup);
@@ -91,22 +87,9 @@ export class LoopAssociation extends BaseAssociation {
     this.#channel.readiness.wake();
   }
 
-  protected async stop(): Promise<void> {
+  protected stop(): void | Promise<void> {
     this.#stopped = true;
-    // A blocking send still reads the socket and the message: the socket may be closed after.
-    await this.#waitingSend;
-    await this.#channel.readiness.forget();
-  }
-
-  /** The channel's blocking send of `message`, if it has one; false where it has none. */
-  async #sendWaiting(message: OutgoingMessage): Promise<boolean> {
-    if (!this.#channel.sendWaiting || this.closing) return false;
-    this.#waitingSend = this.#channel.sendWaiting(message);
-    try {
-      return await this.#waitingSend;
-    } finally {
-      this.#waitingSend = undefined;
-    }
+    return this.#channel.readiness.forget();
   }
 
   async #writeLoop() {
@@ -121,12 +104,7 @@ export class LoopAssociation extends BaseAssociation {
         Atomics.add(this.#sent, SHARED_SENT, n);
         if (this.#next < this.#queue.length) {
           this.#settleSent();
-          if (await this.#sendWaiting(this.#queue[this.#next])) {
-            this.#next++;
-            Atomics.add(this.#sent, SHARED_SENT, 1);
-          } else {
-            await this.#channel.readiness.ready("writable");
-          }
+          await this.#channel.readiness.ready("writable");
         }
       }
     } catch (error) {
