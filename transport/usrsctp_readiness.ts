@@ -42,41 +42,58 @@
  * @module
  */
 
-import { Socket } from "node:net";
+import type { Socket } from "node:net";
 import { C, check, lastError, libc } from "../ffi/libc.ts";
 import { nativeFunction } from "../ffi/libdl.ts";
 import { libusrsctp, USRSCTP } from "../ffi/libusrsctp.ts";
 import type { Readiness, ReadinessSource } from "./driver.ts";
 
-/** A pipe the upcall writes to and this isolate reads. */
-interface Bell {
-  /** The write end as an unbuffered `FILE *`, the upcall's argument. */
-  readonly stream: Deno.PointerObject;
-  /** The read end, read by Deno's I/O. */
-  readonly reader: Socket;
-  /** What a ring does now: wake its socket's waits that the socket answers. */
-  ring: () => void;
-}
-
 const encoder = new TextEncoder();
-/** Bells no socket uses (see the module comment). */
-const idle: Bell[] = [];
 let fputc: Deno.PointerObject | undefined;
+/**
+ * `node:net`, loaded with the first bell: importing it starts Deno's Node
+ * compatibility layer (30-45 ms on the host, seconds under emulation), which
+ * isolates that never watch a usrsctp socket, such as I/O Workers, must not pay.
+ */
+let net: Promise<typeof import("node:net")> | undefined;
 
 const ignore = () => {};
 
-function newBell(): Bell {
-  const fds = new Int32Array(2);
-  check("pipe2", libc().pipe2(new Uint8Array(fds.buffer), C.O_NONBLOCK | C.O_CLOEXEC));
-  const stream = libc().fdopen(fds[1], encoder.encode("w\0"));
-  if (stream === null) throw lastError("fdopen");
-  check("setvbuf", libc().setvbuf(stream, null, C._IONBF, 0n));
-  const reader = new Socket({ fd: fds[0], readable: true, writable: false });
-  const bell: Bell = { stream, reader, ring: ignore };
-  reader.on("data", () => bell.ring());
-  reader.unref();
-  return bell;
+/** A pipe the upcall writes to and this isolate reads. */
+class Bell {
+  /** The write end as an unbuffered `FILE *`, the upcall's argument. */
+  readonly stream: Deno.PointerObject;
+  /** What a ring does now: wake its socket's waits that the socket answers. */
+  ring: () => void = ignore;
+  /** The read end, read by Deno's I/O once `node:net` is loaded; rings wait in the pipe till then. */
+  #reader: Socket | undefined;
+  #held = false;
+
+  constructor() {
+    const fds = new Int32Array(2);
+    check("pipe2", libc().pipe2(new Uint8Array(fds.buffer), C.O_NONBLOCK | C.O_CLOEXEC));
+    const stream = libc().fdopen(fds[1], encoder.encode("w\0"));
+    if (stream === null) throw lastError("fdopen");
+    check("setvbuf", libc().setvbuf(stream, null, C._IONBF, 0n));
+    this.stream = stream;
+    void (net ??= import("node:net")).then(({ Socket }) => {
+      const reader = new Socket({ fd: fds[0], readable: true, writable: false });
+      reader.on("data", () => this.ring());
+      this.#reader = reader;
+      this.hold(this.#held);
+    });
+  }
+
+  /** Whether the bell keeps the process alive: only while a wait is pending, as the reactor's epoll_wait does. */
+  hold(on: boolean) {
+    this.#held = on;
+    if (on) this.#reader?.ref();
+    else this.#reader?.unref();
+  }
 }
+
+/** Bells no socket uses (see the module comment). */
+const idle: Bell[] = [];
 
 const READ = USRSCTP.SCTP_EVENT_READ | USRSCTP.SCTP_EVENT_ERROR;
 const WRITE = USRSCTP.SCTP_EVENT_WRITE | USRSCTP.SCTP_EVENT_ERROR;
@@ -86,15 +103,14 @@ const WRITE = USRSCTP.SCTP_EVENT_WRITE | USRSCTP.SCTP_EVENT_ERROR;
  * the result before the socket is closed.
  */
 export function upcallReadiness(socket: Deno.PointerObject): ReadinessSource {
-  const bell = idle.pop() ?? newBell();
+  const bell = idle.pop() ?? new Bell();
   const waits: Partial<Record<Readiness, PromiseWithResolvers<void>>> = {};
   let forgotten = false;
   const resolve = (what: Readiness) => {
     const wait = waits[what];
     if (!wait) return;
     waits[what] = undefined;
-    // Only a pending wait keeps the process alive, as the reactor's epoll_wait does.
-    if (!waits.readable && !waits.writable) bell.reader.unref();
+    if (!waits.readable && !waits.writable) bell.hold(false);
     wait.resolve();
   };
   const wakeAll = () => {
@@ -118,7 +134,7 @@ export function upcallReadiness(socket: Deno.PointerObject): ReadinessSource {
       let wait = waits[what];
       if (!wait) {
         wait = waits[what] = Promise.withResolvers<void>();
-        bell.reader.ref();
+        bell.hold(true);
       }
       return wait.promise;
     },
