@@ -100,6 +100,8 @@ export const libcSymbols = {
   setvbuf: { parameters: ["pointer", "pointer", "i32", "usize"], result: "i32" },
   // void clearerr(FILE *stream)
   clearerr: { parameters: ["pointer"], result: "void" },
+  // int fclose(FILE *stream)
+  fclose: { parameters: ["pointer"], result: "i32" },
   // int *__errno_location(void)
   __errno_location: { parameters: [], result: "pointer" },
   // char *strerror(int errnum)

@@ -30,14 +30,15 @@
  * with too little room for its message; it then waits again.
  *
  * **Lifetime.** usrsctp reads a socket's upcall and argument and calls it
- * with no lock held, so a call may still be under way on a stack thread
- * after `usrsctp_set_upcall(so, NULL, NULL)` and `usrsctp_close`. `fputc`
- * lives as long as the process, and no bell's write end is ever closed: a
- * released bell goes back to a pool and serves the next socket, where a
- * late ring from its last owner is one spurious wake-up. When an isolate
- * ends, Deno closes its read ends; a later ring then fails with EPIPE
- * (Deno ignores SIGPIPE) and is lost with nobody to wake. Nothing the stack
- * calls belongs to an isolate, so a Worker's sockets may use this too.
+ * with no lock held, right after it has processed a packet for the socket
+ * (while it holds a reference to it), so a call may still be under way on a
+ * stack thread after `usrsctp_set_upcall(so, NULL, NULL)` and
+ * `usrsctp_close`. `fputc` lives as long as the process, and a released
+ * bell is closed only `CLOSE_AFTER_MS` later, ages after any call begun
+ * before its release has returned. When an isolate ends, Deno closes its
+ * read ends; a later ring then fails with EPIPE (Deno ignores SIGPIPE).
+ * Nothing the stack calls belongs to an isolate, so a Worker's sockets may
+ * use this too.
  *
  * @module
  */
@@ -56,6 +57,8 @@ let fputc: Deno.PointerObject | undefined;
  * isolates that never watch a usrsctp socket, such as I/O Workers, must not pay.
  */
 let net: Promise<typeof import("node:net")> | undefined;
+/** How long a released bell stays open for a late ring (see the module comment). */
+const CLOSE_AFTER_MS = 1000;
 
 const ignore = () => {};
 
@@ -67,7 +70,9 @@ class Bell {
   ring: () => void = ignore;
   /** The read end, read by Deno's I/O once `node:net` is loaded; rings wait in the pipe till then. */
   #reader: Socket | undefined;
+  readonly #readFd: number;
   #held = false;
+  #closed = false;
 
   constructor() {
     const fds = new Int32Array(2);
@@ -76,7 +81,9 @@ class Bell {
     if (stream === null) throw lastError("fdopen");
     check("setvbuf", libc().setvbuf(stream, null, C._IONBF, 0n));
     this.stream = stream;
+    this.#readFd = fds[0];
     void (net ??= import("node:net")).then(({ Socket }) => {
+      if (this.#closed) return;
       const reader = new Socket({ fd: fds[0], readable: true, writable: false });
       reader.on("data", () => this.ring());
       this.#reader = reader;
@@ -90,10 +97,20 @@ class Bell {
     if (on) this.#reader?.ref();
     else this.#reader?.unref();
   }
-}
 
-/** Bells no socket uses (see the module comment). */
-const idle: Bell[] = [];
+  /** Closes both ends, once no ring can come any more. */
+  closeLater() {
+    this.ring = ignore;
+    this.hold(false);
+    const timer = setTimeout(() => {
+      this.#closed = true;
+      libc().fclose(this.stream);
+      if (this.#reader) this.#reader.destroy();
+      else libc().close(this.#readFd);
+    }, CLOSE_AFTER_MS);
+    Deno.unrefTimer(timer);
+  }
+}
 
 const READ = USRSCTP.SCTP_EVENT_READ | USRSCTP.SCTP_EVENT_ERROR;
 const WRITE = USRSCTP.SCTP_EVENT_WRITE | USRSCTP.SCTP_EVENT_ERROR;
@@ -103,7 +120,7 @@ const WRITE = USRSCTP.SCTP_EVENT_WRITE | USRSCTP.SCTP_EVENT_ERROR;
  * the result before the socket is closed.
  */
 export function upcallReadiness(socket: Deno.PointerObject): ReadinessSource {
-  const bell = idle.pop() ?? new Bell();
+  const bell = new Bell();
   const waits: Partial<Record<Readiness, PromiseWithResolvers<void>>> = {};
   let forgotten = false;
   const resolve = (what: Readiness) => {
@@ -144,8 +161,7 @@ export function upcallReadiness(socket: Deno.PointerObject): ReadinessSource {
       forgotten = true;
       libusrsctp().usrsctp_set_upcall(socket, null, null);
       wakeAll();
-      bell.ring = ignore;
-      idle.push(bell);
+      bell.closeLater();
     },
   };
 }
