@@ -98,8 +98,6 @@ export const libcSymbols = {
   fdopen: { parameters: ["i32", "buffer"], result: "pointer" },
   // int setvbuf(FILE *stream, char *buf, int mode, size_t size)
   setvbuf: { parameters: ["pointer", "pointer", "i32", "usize"], result: "i32" },
-  // void clearerr(FILE *stream)
-  clearerr: { parameters: ["pointer"], result: "void" },
   // int fclose(FILE *stream)
   fclose: { parameters: ["pointer"], result: "i32" },
   // int *__errno_location(void)
