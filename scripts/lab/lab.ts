@@ -227,13 +227,17 @@ export function tcArgs(shape: LinkShape): { netem: string; tbf: string } {
 }
 
 /**
- * Runs UML ("$@", console on fd 3 = file "$1") in a process group of its own,
- * so the terminal's Ctrl-C reaches only us, and kills that whole group on
- * SIGTERM: UML's helper processes outlive a killed main process and would keep
- * our pipes open. `setpriv --pdeathsig TERM` sends that SIGTERM if we die.
+ * Runs UML ("$@", console on fd 3 = file "$1", library "$2" preloaded unless
+ * empty) in a process group of its own, so the terminal's Ctrl-C reaches only
+ * us, and kills that whole group on SIGTERM: UML's helper processes outlive a
+ * killed main process and would keep our pipes open. `setpriv --pdeathsig
+ * TERM` sends that SIGTERM if we die. LD_PRELOAD is set here because Deno
+ * lets only an unrestricted `--allow-run` pass it to a child.
  */
 const SUPERVISOR = `ulimit -c 0
-exec 3>"$1"; shift
+exec 3>"$1"
+[ -n "$2" ] && export LD_PRELOAD="$2"
+shift 2
 pid=
 trap '[ -n "$pid" ] && env kill -s KILL -- "-$pid"; exit 143' TERM INT HUP
 setsid "$@" &
@@ -278,6 +282,38 @@ async function checkLabInstalled(kernel: string): Promise<void> {
       "no UML kernel modules at /usr/lib/uml/modules: apt-get install user-mode-linux",
     );
   }
+}
+
+/**
+ * Builds `xstate_preload.c` (see there: it lets Debian's UML run on hosts
+ * with a larger XSAVE area, such as CPUs with AMX) into `workDir`, unless
+ * built from the current source already; returns the library's path. Built
+ * under a temporary name and renamed, so labs started together never load a
+ * half-written file.
+ */
+async function buildXstatePreload(workDir: string): Promise<string> {
+  const source = fileURLToPath(new URL("./xstate_preload.c", import.meta.url));
+  const library = join(workDir, "xstate_preload.so");
+  const built = await Deno.stat(library).catch(() => undefined);
+  if (built && built.mtime! >= (await Deno.stat(source)).mtime!) return library;
+  const partial = `${library}.${Deno.pid}.tmp`;
+  let gcc: Deno.CommandOutput;
+  try {
+    gcc = await new Deno.Command("gcc", {
+      args: ["-O2", "-shared", "-fPIC", "-o", partial, source, "-ldl"],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+  } catch (error) {
+    throw new LabError(
+      `cannot run gcc to build ${source} (sh scripts/bootstrap.sh installs it): ${error}`,
+    );
+  }
+  if (!gcc.success) {
+    throw new LabError(`cannot build ${source}: ${new TextDecoder().decode(gcc.stderr)}`);
+  }
+  await Deno.rename(partial, library);
+  return library;
 }
 
 /** Checks a server count; throws a {@link LabError} saying what is allowed. */
@@ -342,6 +378,7 @@ function bootLab(
   kernel: string,
   memory: string,
   consoleLog: string,
+  preload: string | undefined,
 ): Deno.ChildProcess {
   const init = fileURLToPath(new URL("./init.sh", import.meta.url));
   const kernelArgs = [
@@ -364,7 +401,10 @@ function bootLab(
     runDir,
   ];
   return new Deno.Command("setpriv", {
-    args: ["--pdeathsig", "TERM", "sh", "-c", SUPERVISOR, "sh", consoleLog, kernel, ...kernelArgs],
+    args: [
+      ...["--pdeathsig", "TERM", "sh", "-c", SUPERVISOR, "sh", consoleLog, preload ?? ""],
+      ...[kernel, ...kernelArgs],
+    ],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -451,7 +491,9 @@ export async function runInLab(options: LabOptions): Promise<LabResult> {
   const consoleLog = join(runDir, "console.log");
   try {
     await writeRunFiles(runDir, labEnvironment(options, cwd, servers), shapes, options.command);
-    const child = bootLab(runDir, kernel, options.memory ?? "2G", consoleLog);
+    // The preload wraps ptrace's x86 XSAVE calls; other hosts need nothing.
+    const preload = Deno.build.arch === "x86_64" ? await buildXstatePreload(workDir) : undefined;
+    const child = bootLab(runDir, kernel, options.memory ?? "2G", consoleLog, preload);
     const run = await superviseLab(child, timeoutSeconds, output, options.signal);
     const { stdout, stderr, status, timedOut } = run;
     if (timedOut || run.aborted) return { code: timedOut ? 124 : 130, timedOut, stdout, stderr };
