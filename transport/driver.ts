@@ -119,4 +119,11 @@ export interface Channel {
   receive(): Message | null | undefined;
   /** Takes back a received message's bytes for reuse (see `Association.recycle`). */
   recycle(data: Uint8Array): void;
+  /**
+   * Set, to the socket's send buffer size in bytes, where `readiness`
+   * reports a full socket writable again as soon as any byte of its buffer
+   * is free (kernel SCTP): the writer then holds off a full buffer for a
+   * while instead (see `send_hold.ts`).
+   */
+  readonly holdOffSendBuffer?: number;
 }

@@ -398,6 +398,8 @@ function receiveInto(
 class KernelChannel implements Channel {
   readonly fd: number;
   readonly readiness: ReadinessSource;
+  /** Linux has no low-water mark for SCTP's send buffer: epoll says writable at its first free byte. */
+  readonly holdOffSendBuffer: number;
   /** Its own buffer: a message in part received waits here for the next call. */
   readonly #buffer = new ReceiveBuffer();
   readonly #pool = new BufferPool();
@@ -406,6 +408,12 @@ class KernelChannel implements Channel {
   constructor(handle: SocketHandle, maxMessageSize: number) {
     this.fd = fd(handle.socket);
     this.readiness = fdReadiness(this.fd);
+    this.holdOffSendBuffer = getIntOption(
+      this.fd,
+      C.SOL_SOCKET,
+      C.SO_SNDBUF,
+      "getsockopt(SO_SNDBUF)",
+    );
     this.#buffer.start(maxMessageSize);
   }
 

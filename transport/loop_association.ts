@@ -25,6 +25,7 @@ import { SHARED_SENT, TransportError } from "./types.ts";
 import type { OutgoingMessage } from "./types.ts";
 import { creditOf } from "./worker_protocol.ts";
 import { KEPT_PER_CLASS } from "./bytes.ts";
+import { SendHold } from "./send_hold.ts";
 
 /**
  * Messages read in a row before the reader lets other work run. At most as
@@ -53,11 +54,17 @@ export class LoopAssociation extends BaseAssociation {
   #unconsumed = 0;
   #creditFreed: PromiseWithResolvers<void> | undefined;
   #stopped = false;
+  /** For a channel whose socket reports room at its first free byte (see send_hold.ts). */
+  readonly #hold: SendHold | undefined;
+  /** Ends the writer's hold early (see `wake`). */
+  #endHold: (() => void) | undefined;
 
   constructor(setup: AssociationSetup) {
     super(setup);
     this.#channel = setup.driver.channel!(this.socketHandle, setup.options.maxMessageSize);
     this.#sent = new Int32Array(setup.shared);
+    const buffer = this.#channel.holdOffSendBuffer;
+    if (buffer !== undefined) this.#hold = new SendHold(buffer);
     void this.#readLoop();
   }
 
@@ -84,6 +91,7 @@ export class LoopAssociation extends BaseAssociation {
 
   protected wake() {
     this.#creditFreed?.resolve();
+    this.#endHold?.();
     this.#channel.readiness.wake();
   }
 
@@ -94,17 +102,26 @@ export class LoopAssociation extends BaseAssociation {
 
   async #writeLoop() {
     this.#writing = true;
+    // Bytes the socket took since the writer last waited.
+    let taken = 0;
     try {
       for (;;) {
         this.#settleSent();
-        if (this.#next === this.#queue.length || this.#stopped) break;
+        if (this.#next === this.#queue.length || this.#stopped) {
+          this.#hold?.idle();
+          break;
+        }
         if (this.closing) throw new TransportError("association closed");
         const n = this.#channel.send(this.#queue, this.#next);
+        if (this.#hold) taken += bytesOf(this.#queue, this.#next, n);
         this.#next += n;
         Atomics.add(this.#sent, SHARED_SENT, n);
         if (this.#next < this.#queue.length) {
           this.#settleSent();
-          await this.#channel.readiness.ready("writable");
+          const holdMs = this.#hold?.next(taken) ?? 0;
+          taken = 0;
+          if (holdMs > 0) await this.#sleep(holdMs);
+          else await this.#channel.readiness.ready("writable");
         }
       }
     } catch (error) {
@@ -115,6 +132,18 @@ export class LoopAssociation extends BaseAssociation {
     } finally {
       this.#writing = false;
     }
+  }
+
+  /** Resolves after `ms` milliseconds, or at `wake`. */
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.#endHold!(), ms);
+      this.#endHold = () => {
+        clearTimeout(timer);
+        this.#endHold = undefined;
+        resolve();
+      };
+    });
   }
 
   /** Settles the batches sent whole, and drops sent messages from the queue now and then. */
@@ -166,4 +195,14 @@ export class LoopAssociation extends BaseAssociation {
       this.finish(error as Error);
     }
   }
+}
+
+/** The payload bytes of `messages[from]` and the `count - 1` after it. */
+function bytesOf(messages: readonly OutgoingMessage[], from: number, count: number): number {
+  let bytes = 0;
+  for (let i = from; i < from + count; i++) {
+    const message = messages[i];
+    bytes += message.address === undefined ? message.data.byteLength : message.length;
+  }
+  return bytes;
 }
