@@ -36,7 +36,7 @@ export const MIN_HOLD_MS = 1;
  */
 export const MAX_HOLD_MS = 8;
 /** The part of the buffer the link frees during a hold. */
-export const HOLD_FRACTION = 3 / 4;
+const HOLD_FRACTION = 3 / 4;
 /** The span of time the rate is averaged over, in milliseconds. */
 const RATE_SPAN_MS = 1000;
 

@@ -29,7 +29,7 @@ import { dirname, join } from "node:path";
 import { connect, listen, localUdpPort } from "../../mod.ts";
 import type { Association, DataPath, Listener, TransportName } from "../../mod.ts";
 import { helpText, parseOptions } from "../../cli/options.ts";
-import { runInLab } from "../lab/lab.ts";
+import { compileC, runInLab } from "../lab/lab.ts";
 import {
   Child,
   denoArgv,
@@ -427,16 +427,7 @@ async function runPair(
 async function buildAnchor(name: string, libraries: string[]): Promise<string> {
   const binary = join(REPO, ".lab", "anchor", name);
   await Deno.mkdir(dirname(binary), { recursive: true });
-  const source = join(REPO, "scripts", "bench", "anchor", `${name}.c`);
-  const gcc = await new Deno.Command("gcc", { args: ["-O2", "-o", binary, source, ...libraries] })
-    .output();
-  if (!gcc.success) {
-    throw new Error(
-      `cannot build the C anchor ${name}.c (scripts/bootstrap.sh installs gcc and the -dev ` +
-        `packages): ${new TextDecoder().decode(gcc.stderr)}`,
-    );
-  }
-  return binary;
+  return await compileC(join(REPO, "scripts", "bench", "anchor", `${name}.c`), binary, libraries);
 }
 
 /** Inside the lab: the C anchor over kernel SCTP and TCP, client ns → server ns, every round. */

@@ -285,22 +285,19 @@ async function checkLabInstalled(kernel: string): Promise<void> {
 }
 
 /**
- * Builds `xstate_preload.c` (see there: it lets Debian's UML run on hosts
- * with a larger XSAVE area, such as CPUs with AMX) into `workDir`, unless
- * built from the current source already; returns the library's path. Built
- * under a temporary name and renamed, so labs started together never load a
- * half-written file.
+ * Builds the C file `source` with gcc (`-O2`, then `flags` after the source)
+ * into `output`, unless it was built from the current source already;
+ * returns `output`. Written under a temporary name and renamed, so processes
+ * started together never run a half-written file.
  */
-async function buildXstatePreload(workDir: string): Promise<string> {
-  const source = fileURLToPath(new URL("./xstate_preload.c", import.meta.url));
-  const library = join(workDir, "xstate_preload.so");
-  const built = await Deno.stat(library).catch(() => undefined);
-  if (built && built.mtime! >= (await Deno.stat(source)).mtime!) return library;
-  const partial = `${library}.${Deno.pid}.tmp`;
+export async function compileC(source: string, output: string, flags: string[]): Promise<string> {
+  const built = await Deno.stat(output).catch(() => undefined);
+  if (built && built.mtime! >= (await Deno.stat(source)).mtime!) return output;
+  const partial = `${output}.${Deno.pid}.tmp`;
   let gcc: Deno.CommandOutput;
   try {
     gcc = await new Deno.Command("gcc", {
-      args: ["-O2", "-shared", "-fPIC", "-o", partial, source, "-ldl"],
+      args: ["-O2", "-o", partial, source, ...flags],
       stdout: "null",
       stderr: "piped",
     }).output();
@@ -310,10 +307,13 @@ async function buildXstatePreload(workDir: string): Promise<string> {
     );
   }
   if (!gcc.success) {
-    throw new LabError(`cannot build ${source}: ${new TextDecoder().decode(gcc.stderr)}`);
+    throw new LabError(
+      `cannot build ${source} (scripts/bootstrap.sh installs gcc and the -dev packages): ` +
+        new TextDecoder().decode(gcc.stderr),
+    );
   }
-  await Deno.rename(partial, library);
-  return library;
+  await Deno.rename(partial, output);
+  return output;
 }
 
 /** Checks a server count; throws a {@link LabError} saying what is allowed. */
@@ -491,8 +491,14 @@ export async function runInLab(options: LabOptions): Promise<LabResult> {
   const consoleLog = join(runDir, "console.log");
   try {
     await writeRunFiles(runDir, labEnvironment(options, cwd, servers), shapes, options.command);
-    // The preload wraps ptrace's x86 XSAVE calls; other hosts need nothing.
-    const preload = Deno.build.arch === "x86_64" ? await buildXstatePreload(workDir) : undefined;
+    // The preload (see xstate_preload.c) wraps ptrace's x86 XSAVE calls; other hosts need nothing.
+    const preload = Deno.build.arch === "x86_64"
+      ? await compileC(
+        fileURLToPath(new URL("./xstate_preload.c", import.meta.url)),
+        join(workDir, "xstate_preload.so"),
+        ["-shared", "-fPIC", "-ldl"],
+      )
+      : undefined;
     const child = bootLab(runDir, kernel, options.memory ?? "2G", consoleLog, preload);
     const run = await superviseLab(child, timeoutSeconds, output, options.signal);
     const { stdout, stderr, status, timedOut } = run;
