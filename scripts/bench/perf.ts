@@ -9,7 +9,10 @@
  * - the runtime's ceiling (`perf/ceiling.ts`: `Deno.serve` answering small
  *   files from memory and streaming large ones from the file);
  * - the flowsched proxy in front of a flowsched server (tcpmux, loopback),
- *   its cache filled before the timed rounds, so every timed request is a hit.
+ *   its cache filled before the timed rounds, so every timed request is a hit;
+ * - the same proxy with `--threads` as many as nginx's workers (one port,
+ *   `SO_REUSEPORT`), sharing the first one's cache directory, so both
+ *   compare on the same number of cores.
  *
  * Two workloads: 100 files of 1 KiB, `wrk -t1 -c32` cycling through them
  * (requests/s), and 16 files of 1 MiB, `wrk -t1 -c8` (MB/s, 10^6 bytes of
@@ -113,7 +116,7 @@ const WORKLOADS: Workload[] = [
 
 /** A server under test: its name and base URL. */
 interface Target {
-  name: "nginx" | "deno-serve" | "proxy";
+  name: "nginx" | "deno-serve" | "proxy" | "proxy-threads";
   url: string;
 }
 
@@ -235,20 +238,26 @@ async function startServers(work: string, root: string, values: Values) {
     "--log-level=warn",
   ], "server")));
   const proxyPort = freeTcpPort();
-  processes.push(spawn(repoDenoArgv("proxy/main.ts", [
-    `--listen=127.0.0.1:${proxyPort}`,
-    `--upstream=tcpmux://127.0.0.1:${serverPort}`,
-    "--streams=8",
-    `--cache=${join("/dev/shm", `flowsched-perf-${proxyPort}`)}`,
-    "--log-level=warn",
-    ...values.proxyArgs.split(" ").filter(Boolean),
-  ], "proxy")));
+  const threadsPort = freeTcpPort();
+  const cache = join("/dev/shm", `flowsched-perf-${proxyPort}`);
+  for (const [port, threads] of [[proxyPort, 1], [threadsPort, values.nginxWorkers]]) {
+    processes.push(spawn(repoDenoArgv("proxy/main.ts", [
+      `--listen=127.0.0.1:${port}`,
+      `--upstream=tcpmux://127.0.0.1:${serverPort}`,
+      "--streams=8",
+      `--cache=${cache}`,
+      `--threads=${threads}`,
+      "--log-level=warn",
+      ...values.proxyArgs.split(" ").filter(Boolean),
+    ], "proxy")));
+  }
   const targets: Target[] = [
     { name: "nginx", url: `http://127.0.0.1:${nginxPort}` },
     { name: "deno-serve", url: `http://127.0.0.1:${ceilingPort}` },
     { name: "proxy", url: `http://127.0.0.1:${proxyPort}` },
+    { name: "proxy-threads", url: `http://127.0.0.1:${threadsPort}` },
   ];
-  return { processes, targets, cache: join("/dev/shm", `flowsched-perf-${proxyPort}`) };
+  return { processes, targets, cache };
 }
 
 async function hits(values: Values): Promise<Round[]> {
@@ -574,7 +583,7 @@ function summarizeLab(rounds: LabRound[], files: number) {
 }
 
 /** The table: per workload and server, the median and the ratio to nginx's median. */
-function summarize(rounds: Round[]) {
+function summarize(rounds: Round[], threads: number) {
   const rows: (string | number)[][] = [];
   const summary = [];
   for (const w of WORKLOADS) {
@@ -585,14 +594,14 @@ function summarize(rounds: Round[]) {
         ),
       );
     const nginx = of("nginx");
-    for (const name of ["nginx", "deno-serve", "proxy"] as const) {
+    for (const name of ["nginx", "deno-serve", "proxy", "proxy-threads"] as const) {
       const rate = of(name);
       const mbps = (rate * w.size) / 1e6;
       const spread = rounds.filter((r) => r.workload === w.name && r.target === name)
         .map((r) => round(r.requestsPerSecond, 0));
       rows.push([
         `hit ${w.name}, wrk -c${w.connections}`,
-        name,
+        name === "proxy-threads" ? `proxy --threads ${threads}` : name,
         round(rate, 0),
         round(mbps, 0),
         round(rate / nginx, 2),
@@ -623,7 +632,7 @@ export async function main(args: string[]) {
   const usrsctpResult = values.where === "lab" ? undefined : await usrsctp(values);
   const labRounds = values.where === "host" ? [] : await lab(values);
   load.end = loadAverage();
-  const { rows, summary } = summarize(rounds);
+  const { rows, summary } = summarize(rounds, values.nginxWorkers);
   const files = values.quick ? 8 : values.getFiles;
   const labTable = summarizeLab(labRounds, files);
   const path = await writeResults("perf", {

@@ -1,8 +1,8 @@
 /**
  * Smoke run of `deno task bench perf --quick` (it boots the lab itself):
- * nginx, Deno.serve and the proxy answering every file byte for byte, one
- * short wrk round each; usrsctp against its C anchor and under file serving;
- * then `deno task get` and withsctp curl over kernel
+ * nginx, Deno.serve and the proxy (on one thread and on two) answering every
+ * file byte for byte, one short wrk round each; usrsctp against its C anchor
+ * and under file serving; then `deno task get` and withsctp curl over kernel
  * SCTP with every fetched file compared. Rates and ratios are printed, never
  * asserted: the run must complete and report every row.
  */
@@ -21,10 +21,10 @@ Deno.test(
     console.log(stdout.trim());
     assert.equal(code, 0, `bench perf failed:\n${stderr.slice(-3000)}`);
     for (const size of ["1 KiB", "1 MiB"]) {
-      for (const server of ["nginx", "deno-serve", "proxy"]) {
+      for (const server of ["nginx", "deno-serve", "proxy", "proxy --threads 2"]) {
         assert.match(
           stdout,
-          new RegExp(`^hit ${size}, .*\\b${server}\\b`, "m"),
+          new RegExp(`^hit ${size}, \\S+ \\S+\\s+${server}\\s+\\d`, "m"),
           `${size} ${server}`,
         );
       }
