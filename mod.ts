@@ -35,7 +35,12 @@ export type {
   StreamScheduler,
   TransportName,
 } from "./transport/types.ts";
-export { DATA_PATHS, STREAM_SCHEDULERS, TransportError } from "./transport/types.ts";
+export {
+  DATA_PATHS,
+  LOOPBACK_PATH_MTU,
+  STREAM_SCHEDULERS,
+  TransportError,
+} from "./transport/types.ts";
 export { TRANSPORT_NAMES } from "./transport/drivers.ts";
 export { NativeError } from "./ffi/errors.ts";
 export { localUdpPort } from "./transport/usrsctp.ts";

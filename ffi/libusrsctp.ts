@@ -154,7 +154,10 @@ export const USRSCTP = {
   SCTP_EVENT: 0x1e,
   SCTP_RECVRCVINFO: 0x1f,
   SCTP_REMOTE_UDP_ENCAPS_PORT: 0x24,
+  SCTP_PEER_ADDR_PARAMS: 0x0a,
   SCTP_STATUS: 0x100,
+  // sctp_paddrparams.spp_flags
+  SPP_PMTUD_DISABLE: 0x10,
   // sctp_assoc_t meaning "the socket's future associations"
   SCTP_FUTURE_ASSOC: 0,
   // msg_flags: usrsctp's own MSG_NOTIFICATION (the kernel's is 0x8000); MSG_EOR is libc's
@@ -251,6 +254,21 @@ export const sctp_paddrinfo = defineStruct("sctp_paddrinfo", 152, {
   spinfo_srtt: { offset: 140, type: "u32" },
   spinfo_rto: { offset: 144, type: "u32" },
   spinfo_mtu: { offset: 148, type: "u32" },
+});
+
+/**
+ * `struct sctp_paddrparams` (SCTP_PEER_ADDR_PARAMS): path settings, here the
+ * path MTU with discovery off, for a socket's future associations.
+ */
+export const sctp_paddrparams = defineStruct("sctp_paddrparams", 152, {
+  spp_address: { offset: 0, type: "bytes", length: 128 },
+  spp_assoc_id: { offset: 128, type: "u32" },
+  spp_hbinterval: { offset: 132, type: "u32" },
+  spp_pathmtu: { offset: 136, type: "u32" },
+  spp_flags: { offset: 140, type: "u32" },
+  spp_ipv6_flowlabel: { offset: 144, type: "u32" },
+  spp_pathmaxrxt: { offset: 148, type: "u16" },
+  spp_dscp: { offset: 150, type: "u8" },
 });
 
 /** The fields of `inner`, placed at `offset` inside an outer struct as `name.field`. */

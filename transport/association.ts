@@ -14,7 +14,7 @@ import { driverFor } from "./drivers.ts";
 import type { AssociationSetup } from "./base_association.ts";
 import type { SocketDriver } from "./driver.ts";
 import { LoopAssociation } from "./loop_association.ts";
-import { SHARED_BYTES, TransportError } from "./types.ts";
+import { MAX_PATH_MTU, SHARED_BYTES, TransportError } from "./types.ts";
 import type {
   Association,
   AssociationOptions,
@@ -46,7 +46,18 @@ export function withDefaults(options: AssociationOptions = {}): Required<Associa
     handshakeTimeout: checked("handshakeTimeout", options.handshakeTimeout ?? 5, 1),
     sendTimeout: checked("sendTimeout", options.sendTimeout ?? 0, 0),
     dataPath: options.dataPath ?? "event-loop",
+    pathMtu: checkedPathMtu(options.pathMtu ?? "auto"),
   };
+}
+
+function checkedPathMtu(value: number | "auto"): number | "auto" {
+  if (value === "auto" || value === 0) return value;
+  if (!Number.isInteger(value) || value < 512 || value > MAX_PATH_MTU) {
+    throw new RangeError(
+      `pathMtu must be "auto", 0 (path MTU discovery) or an integer from 512 to ${MAX_PATH_MTU}, got ${value}`,
+    );
+  }
+  return value;
 }
 
 /** `value`, after checking it is an integer from `min` to 2^30. */

@@ -58,6 +58,7 @@ import {
   sctp_assoc_change,
   sctp_event,
   sctp_initmsg,
+  sctp_paddrparams,
   sctp_rcvinfo,
   sctp_sndinfo,
   sctp_status,
@@ -68,7 +69,7 @@ import { StructBuffer } from "../ffi/struct.ts";
 import { BufferPool } from "./bytes.ts";
 import type { Channel, Established, ReadinessSource, SocketDriver } from "./driver.ts";
 import { notificationReader, ReceiveBuffer } from "./sctp_shared.ts";
-import { isClosing, TransportError } from "./types.ts";
+import { isClosing, LOOPBACK_PATH_MTU, TransportError } from "./types.ts";
 import type {
   AssociationOptions,
   Message,
@@ -226,6 +227,45 @@ function getIntOption(socket: Deno.PointerObject, level: number, name: number, c
     libusrsctp().usrsctp_getsockopt(socket, level, name, intOptionBytes, optionLengthBytes),
   );
   return intOption[0];
+}
+
+/** The path MTU `options` ask for to a peer at `address` (a sockaddr); 0 for discovery. */
+function pathMtuFor(address: Uint8Array, options: Required<AssociationOptions>): number {
+  if (options.pathMtu !== "auto") return options.pathMtu;
+  return isLoopback(address) ? LOOPBACK_PATH_MTU : 0;
+}
+
+/** Whether sockaddr `address` is 127.0.0.0/8 or ::1. */
+function isLoopback(address: Uint8Array): boolean {
+  const family = new DataView(address.buffer, address.byteOffset).getUint16(0, true);
+  if (family === C.AF_INET) return address[4] === 127;
+  return family === C.AF_INET6 && address.subarray(8, 23).every((b) => b === 0) &&
+    address[23] === 1;
+}
+
+/**
+ * Turns path MTU discovery off at `pathMtu` bytes (0: leaves it on) on a
+ * client socket before it connects. Not on listeners or accepted sockets:
+ * usrsctp 0.9.5 gives accepted associations its default whatever their
+ * listener was set to (a C program on libusrsctp shows the same), and an
+ * accepted association raised to a larger MTU keeps cutting messages at the
+ * MTU it began with, which aborted associations under load in the tests.
+ */
+function setPathMtu(socket: Deno.PointerObject, pathMtu: number) {
+  if (pathMtu === 0) return;
+  const params = new StructBuffer(sctp_paddrparams)
+    .set("spp_assoc_id", USRSCTP.SCTP_FUTURE_ASSOC)
+    .set("spp_pathmtu", pathMtu)
+    .set("spp_flags", USRSCTP.SPP_PMTUD_DISABLE);
+  // The wildcard address: every path.
+  params.slice("spp_address").set(encodeSockaddr("0.0.0.0", 0));
+  setOption(
+    socket,
+    USRSCTP.IPPROTO_SCTP,
+    USRSCTP.SCTP_PEER_ADDR_PARAMS,
+    params.bytes,
+    "usrsctp_setsockopt(SCTP_PEER_ADDR_PARAMS)",
+  );
 }
 
 /** Socket options of a listener or client; accepted sockets inherit them from their listener. */
@@ -559,6 +599,7 @@ export const usrsctpDriver: SocketDriver = {
     const socket = openSocket(addr[0] === C.AF_INET ? C.AF_INET : C.AF_INET6);
     return closingOnError(socket, () => {
       configure(socket, options);
+      setPathMtu(socket, pathMtuFor(addr, options));
       const encaps = new StructBuffer(sctp_udpencaps).set("sue_address.ss_family", C.AF_INET6);
       new DataView(encaps.bytes.buffer).setUint16(
         sctp_udpencaps.fields.sue_port.offset,

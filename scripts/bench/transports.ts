@@ -26,9 +26,9 @@
  */
 
 import { dirname, join } from "node:path";
-import { connect, listen, localUdpPort } from "../../mod.ts";
+import { connect, listen, localUdpPort, LOOPBACK_PATH_MTU } from "../../mod.ts";
 import type { Association, DataPath, Listener, TransportName } from "../../mod.ts";
-import { helpText, parseOptions } from "../../cli/options.ts";
+import { ConfigError, helpText, parseOptions } from "../../cli/options.ts";
 import { compileC, runInLab } from "../lab/lab.ts";
 import {
   Child,
@@ -81,6 +81,12 @@ const OPTIONS = {
     help: "messages of 1 KiB per measurement",
   },
   repeat: { kind: "integer", default: 3, min: 1, help: "measurements per configuration (median)" },
+  usrsctpPathMtu: {
+    kind: "string",
+    default: "auto",
+    help:
+      "usrsctp's pathMtu: auto (LOOPBACK_PATH_MTU on loopback), 0 (discovery from 1,500 bytes) or bytes; the C anchor gets the same",
+  },
   window: { kind: "integer", default: 64, min: 1, help: "sends in flight per association" },
   labTimeout: { kind: "integer", default: 1200, min: 60, help: "seconds before the lab is killed" },
   // Internal: how the script re-invokes itself.
@@ -217,7 +223,11 @@ function runServer(values: Values): void {
     } else {
       const { transport, dataPath } = transportOf(t);
       const udpPort = transport === "usrsctp" ? (ports.udpPort ??= localUdpPort()) : undefined;
-      const listener = listen(transport, values.host, 0, { udpPort, dataPath });
+      const listener = listen(transport, values.host, 0, {
+        udpPort,
+        dataPath,
+        pathMtu: pathMtuOf(values),
+      });
       listeners.push(listener);
       ports[t] = listener.port;
       (async () => {
@@ -261,6 +271,24 @@ async function batchTcp(conn: Deno.Conn, frame: Uint8Array, count: number) {
   return new Float64Array(reply.buffer.slice(4));
 }
 
+/** `--usrsctp-path-mtu` as the transport's `pathMtu` option. */
+function pathMtuOf(values: Values): number | "auto" {
+  const value = values.usrsctpPathMtu;
+  if (value === "auto") return value;
+  if (!/^\d+$/.test(value)) {
+    throw new ConfigError(
+      `--usrsctp-path-mtu must be auto, 0 or a number of bytes, got "${value}"`,
+    );
+  }
+  return Number(value);
+}
+
+/** The path MTU the transport resolves `--usrsctp-path-mtu` to: the host bench runs on loopback. */
+function anchorPathMtu(values: Values): number {
+  const value = pathMtuOf(values);
+  return value === "auto" ? LOOPBACK_PATH_MTU : value;
+}
+
 /** One run of the usrsctp C anchor's client against its server (started by `runPair`). */
 async function measureAnchor(
   size: number,
@@ -268,7 +296,15 @@ async function measureAnchor(
   values: Values,
   ports: Record<string, number>,
 ): Promise<number> {
-  const args = ["client", values.host, ports["c-usrsctp"], ports["c-usrsctp-udp"], size, count];
+  const args = [
+    "client",
+    values.host,
+    ports["c-usrsctp"],
+    ports["c-usrsctp-udp"],
+    size,
+    count,
+    anchorPathMtu(values),
+  ];
   const client = await new Deno.Command(values.usrsctpAnchor, {
     args: args.map(String),
     stderr: "inherit",
@@ -314,6 +350,7 @@ async function measure(
     {
       udpPort: ports.udpPort,
       dataPath: transportOf(transport).dataPath,
+      pathMtu: pathMtuOf(values),
     },
   );
   try {
@@ -383,6 +420,7 @@ async function runPair(
     `--small-count=${values.smallCount}`,
     `--repeat=${values.repeat}`,
     `--window=${values.window}`,
+    `--usrsctp-path-mtu=${values.usrsctpPathMtu}`,
   ];
   const benches = transports.filter((t) => t !== "c-usrsctp");
   const server = new Child([

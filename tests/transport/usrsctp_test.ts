@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { connect, listen, localUdpPort } from "../../mod.ts";
+import { connect, listen, localUdpPort, LOOPBACK_PATH_MTU } from "../../mod.ts";
 import { needs } from "../_permissions.ts";
 import { conformanceSuite } from "./_conformance.ts";
 import { assertWorkersSendWhole } from "./_workers_sending.ts";
@@ -90,6 +90,51 @@ Deno.test(
     } finally {
       worker.terminate();
       await orphan?.abort().catch(() => {});
+      await listener.close();
+    }
+  },
+);
+
+Deno.test(
+  "usrsctp: pathMtu sets the path MTU of the associations a client opens, and messages of every size still arrive whole",
+  { ignore: needs("read") },
+  async () => {
+    const listener = listen("usrsctp", "127.0.0.1", 0, { udpPort });
+    const cases: [number | "auto" | undefined, (mtu: number) => boolean][] = [
+      [undefined, (mtu) => mtu === LOOPBACK_PATH_MTU],
+      [9000, (mtu) => mtu === 9000],
+      [0, (mtu) => mtu <= 1500],
+    ];
+    try {
+      for (const [pathMtu, expected] of cases) {
+        const accepted = listener.accept();
+        const client = await connect("usrsctp", "127.0.0.1", listener.port, { udpPort, pathMtu });
+        const server = await accepted;
+        try {
+          const { mtu } = client.pathInfo();
+          assert.ok(expected(mtu), `pathMtu ${pathMtu}: the path MTU is ${mtu}`);
+          const messages = [3, 20_000, 200 * 1024].map((size) =>
+            new Uint8Array(size).map((_, i) => (i * 31 + size) & 0xff)
+          );
+          for (const message of messages) await client.send(1, message);
+          for (const message of messages) {
+            const got = await server.receive();
+            assert.ok(got, "the association ended early");
+            assert.deepEqual(got.data, message, `pathMtu ${pathMtu}: ${message.length} bytes`);
+            server.recycle(got.data);
+          }
+        } finally {
+          await Promise.all([client.close(), server.close()]);
+        }
+      }
+      await assert.rejects(
+        async () => await connect("usrsctp", "127.0.0.1", listener.port, { udpPort, pathMtu: 100 }),
+        (error: Error) =>
+          error instanceof RangeError && /pathMtu must be "auto", 0 .* 512 to 63000, got 100/.test(
+            error.message,
+          ),
+      );
+    } finally {
       await listener.close();
     }
   },

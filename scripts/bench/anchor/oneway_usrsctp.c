@@ -6,7 +6,7 @@
  * benchmark can print Deno/C for usrsctp measured in the same run.
  *
  *   oneway_usrsctp server HOST PORT UDPPORT      (prints "ready")
- *   oneway_usrsctp client HOST PORT UDPPORT SIZE COUNT     (prints the seconds)
+ *   oneway_usrsctp client HOST PORT UDPPORT SIZE COUNT [PATHMTU]  (prints the seconds)
  *
  * The server runs its stack on UDP port UDPPORT; the client runs its own on a
  * free UDP port the OS picks and sends to the server's UDPPORT (the
@@ -16,7 +16,10 @@
  * checks against what it sent. Time runs from the first send until the answer
  * arrives; a warm-up batch goes first. Options, as the transport sets them:
  * 8 streams, SCTP_NODELAY, SCTP_RECVRCVINFO, association-change events,
- * 4 MiB send and receive buffers, 4 MiB buffers on the stack's UDP sockets.
+ * 4 MiB send and receive buffers, 4 MiB buffers on the stack's UDP sockets,
+ * and on the client a path MTU of PATHMTU bytes with discovery off when
+ * PATHMTU is given and not 0 (the transport's resolved `pathMtu`, which it
+ * sets on the associations it connects only).
  *
  * Build: gcc -O2 -o oneway_usrsctp oneway_usrsctp.c -lusrsctp -lpthread
  */
@@ -34,6 +37,9 @@
 
 #define BUFFER_BYTES (4 << 20)
 #define RECEIVE_CAPACITY (1 << 20)
+
+/* The client's path MTU; 0 leaves path MTU discovery on. */
+static uint32_t path_mtu;
 
 static void die(const char *what) {
   perror(what);
@@ -98,6 +104,15 @@ static struct socket *open_socket(void) {
   set_option(so, IPPROTO_SCTP, SCTP_EVENT, &events, sizeof events, "SCTP_EVENT");
   set_option(so, SOL_SOCKET, SO_SNDBUF, &buffer, sizeof buffer, "SO_SNDBUF");
   set_option(so, SOL_SOCKET, SO_RCVBUF, &buffer, sizeof buffer, "SO_RCVBUF");
+  if (path_mtu > 0) {
+    struct sctp_paddrparams params;
+    memset(&params, 0, sizeof params);
+    params.spp_assoc_id = SCTP_FUTURE_ASSOC;
+    params.spp_pathmtu = path_mtu;
+    params.spp_flags = SPP_PMTUD_DISABLE;
+    set_option(so, IPPROTO_SCTP, SCTP_PEER_ADDR_PARAMS, &params, sizeof params,
+               "SCTP_PEER_ADDR_PARAMS");
+  }
   return so;
 }
 
@@ -221,13 +236,16 @@ static void client(struct sockaddr_in addr, uint16_t udp_port, size_t size, long
 
 int main(int argc, char **argv) {
   if (argc < 5) {
-    fprintf(stderr, "usage: oneway_usrsctp server|client HOST PORT UDPPORT [SIZE COUNT]\n");
+    fprintf(stderr,
+            "usage: oneway_usrsctp server HOST PORT UDPPORT\n"
+            "       oneway_usrsctp client HOST PORT UDPPORT SIZE COUNT [PATHMTU]\n");
     return 2;
   }
   struct sockaddr_in addr = address(argv[2], argv[3]);
   uint16_t udp_port = (uint16_t)atoi(argv[4]);
   if (strcmp(argv[1], "server") == 0) serve(addr, udp_port);
   if (strcmp(argv[1], "client") != 0 || argc < 7) return 2;
+  if (argc > 7) path_mtu = (uint32_t)atol(argv[7]);
   client(addr, udp_port, (size_t)atol(argv[5]), atol(argv[6]));
   return 0;
 }
