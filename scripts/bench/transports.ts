@@ -223,11 +223,7 @@ function runServer(values: Values): void {
     } else {
       const { transport, dataPath } = transportOf(t);
       const udpPort = transport === "usrsctp" ? (ports.udpPort ??= localUdpPort()) : undefined;
-      const listener = listen(transport, values.host, 0, {
-        udpPort,
-        dataPath,
-        pathMtu: pathMtuOf(values),
-      });
+      const listener = listen(transport, values.host, 0, { udpPort, dataPath });
       listeners.push(listener);
       ports[t] = listener.port;
       (async () => {
