@@ -97,15 +97,16 @@ export interface AssociationOptions {
    */
   sendTimeout?: number;
   /**
-   * usrsctp only, for associations this side connects: the largest packet it
-   * sends, in bytes, with path MTU discovery off. usrsctp carries SCTP in UDP
+   * usrsctp only: the largest packet an association sends, in bytes, with
+   * path MTU discovery off. usrsctp carries SCTP in UDP
    * datagrams and starts its discovery at 1,500 bytes whatever the link, so a
    * 64 KiB message is some 45 packets, each a pass through both stacks. 0
    * leaves discovery on; `"auto"` is `LOOPBACK_PATH_MTU` for a peer at a
    * loopback address, else 0. A larger value suits a LAN with jumbo frames
    * (9000); one above the link's MTU makes the kernel fragment every
-   * datagram. Associations a listener accepts keep usrsctp's discovery:
-   * usrsctp 0.9.5 ignores a listener's setting for them.
+   * datagram. A listener applies it to each association it accepts, capped
+   * at 6,144 bytes (usrsctp 0.9.5 keeps cutting their messages at 1,444
+   * bytes, and drops packets that bundle too many pieces).
    * @default "auto"
    */
   pathMtu?: number | "auto";
