@@ -98,9 +98,9 @@ export interface AssociationOptions {
   sendTimeout?: number;
   /**
    * usrsctp only: the largest packet an association sends, in bytes, with
-   * path MTU discovery off. usrsctp carries SCTP in UDP
-   * datagrams and starts its discovery at 1,500 bytes whatever the link, so a
-   * 64 KiB message is some 45 packets, each a pass through both stacks. 0
+   * path MTU discovery off. usrsctp carries SCTP in UDP datagrams and starts
+   * its discovery at 1,500 bytes whatever the link, so a 64 KiB message is
+   * some 45 packets, each a pass through both stacks. 0
    * leaves discovery on; `"auto"` is `LOOPBACK_PATH_MTU` for a peer at a
    * loopback address, else 0. A larger value suits a LAN with jumbo frames
    * (9000); one above the link's MTU makes the kernel fragment every

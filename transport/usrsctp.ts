@@ -243,7 +243,7 @@ function getIntOption(socket: Deno.PointerObject, level: number, name: number, c
  * files aborted; at 6,144 bytes a C program on libusrsctp sends 64 KiB
  * messages from an accepted association 1.6 times as fast as at 1,500.
  */
-const ACCEPTED_MAX_PATH_MTU = 6144;
+export const ACCEPTED_MAX_PATH_MTU = 6144;
 
 /** The path MTU `options` ask for to a peer at `address` (a sockaddr); 0 for discovery. */
 function pathMtuFor(address: Uint8Array, options: Required<AssociationOptions>): number {
@@ -337,8 +337,7 @@ function readStatus(socket: Deno.PointerObject): StructBuffer<keyof typeof sctp_
   return status;
 }
 
-function established(socket: Deno.PointerObject): Established {
-  const status = readStatus(socket);
+function established(socket: Deno.PointerObject, status = readStatus(socket)): Established {
   return {
     socket: BigInt(Deno.UnsafePointer.value(socket)),
     outboundStreams: status.get("sstat_outstrms"),
@@ -610,9 +609,10 @@ export const usrsctpDriver: SocketDriver = {
       throw error;
     }
     return closingOnError(socket, () => {
-      const peer = readStatus(socket).slice("sstat_primary.spinfo_address");
+      const status = readStatus(socket);
+      const peer = status.slice("sstat_primary.spinfo_address");
       setPathMtu(socket, Math.min(pathMtuFor(peer, options), ACCEPTED_MAX_PATH_MTU));
-      return established(socket);
+      return established(socket, status);
     });
   },
 

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { connect, listen, localUdpPort, LOOPBACK_PATH_MTU } from "../../mod.ts";
 import { needs } from "../_permissions.ts";
+import { ACCEPTED_MAX_PATH_MTU } from "../../transport/usrsctp.ts";
 import { conformanceSuite } from "./_conformance.ts";
 import { assertWorkersSendWhole } from "./_workers_sending.ts";
 
@@ -136,6 +137,51 @@ Deno.test(
       );
     } finally {
       await listener.close();
+    }
+  },
+);
+
+Deno.test(
+  "usrsctp: an accepted association sends packets of up to ACCEPTED_MAX_PATH_MTU bytes to a loopback peer, and interleaved messages of every size on several streams arrive whole",
+  { ignore: needs("read") },
+  async () => {
+    const cases: [number | "auto" | undefined, (mtu: number) => boolean][] = [
+      [undefined, (mtu) => mtu === ACCEPTED_MAX_PATH_MTU],
+      [4096, (mtu) => mtu === 4096],
+      [0, (mtu) => mtu <= 1500],
+    ];
+    for (const [pathMtu, expected] of cases) {
+      const listener = listen("usrsctp", "127.0.0.1", 0, { udpPort, pathMtu });
+      const accepted = listener.accept();
+      const client = await connect("usrsctp", "127.0.0.1", listener.port, { udpPort });
+      const server = await accepted;
+      try {
+        const { mtu } = server.pathInfo();
+        assert.ok(expected(mtu), `listener pathMtu ${pathMtu}: the accepted path MTU is ${mtu}`);
+        // Whole pieces and short tails of several streams share packets.
+        const sizes = [50_000, 10, 300_000, 2_001, 1_100, 70_001, 1, 1_445];
+        const streams = [0, 1, 2, 3];
+        const sent = streams.map((stream) =>
+          sizes.map((size) => new Uint8Array(size).map((_, i) => (i * 7 + size + stream) & 0xff))
+        );
+        const sending = Promise.all(
+          streams.map(async (stream) => {
+            for (const message of sent[stream]) await server.send(stream, message);
+          }),
+        );
+        const received: Uint8Array[][] = streams.map(() => []);
+        for (let n = 0; n < streams.length * sizes.length; n++) {
+          const got = await client.receive();
+          assert.ok(got, "the association ended early");
+          received[got.stream].push(got.data.slice());
+          client.recycle(got.data);
+        }
+        await sending;
+        assert.deepEqual(received, sent, `listener pathMtu ${pathMtu}`);
+      } finally {
+        await Promise.all([client.close(), server.close()]);
+        await listener.close();
+      }
     }
   },
 );

@@ -18,8 +18,9 @@
  * 8 streams, SCTP_NODELAY, SCTP_RECVRCVINFO, association-change events,
  * 4 MiB send and receive buffers, 4 MiB buffers on the stack's UDP sockets,
  * and on the client a path MTU of PATHMTU bytes with discovery off when
- * PATHMTU is given and not 0 (the transport's resolved `pathMtu`, which it
- * sets on the associations it connects only).
+ * PATHMTU is given and not 0 (the transport's resolved `pathMtu`; the
+ * transport also raises the associations it accepts, but here those only
+ * answer with 16 bytes).
  *
  * Build: gcc -O2 -o oneway_usrsctp oneway_usrsctp.c -lusrsctp -lpthread
  */
