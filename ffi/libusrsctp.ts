@@ -114,6 +114,11 @@ export const usrsctpSymbols = {
   // only way to wake an accept after usrsctp_shutdown(SHUT_RD) on its
   // listener; `ident` is ignored.
   wakeup_one: { parameters: ["pointer"], result: "void" },
+  // int ipport_firstauto, ipport_lastauto   (user_environment.c; exported, not in <usrsctp.h>)
+  // The statics' addresses. The stack draws ephemeral SCTP ports from this
+  // range, 49152 to 65535; tests narrow it to make a port collision certain.
+  ipport_firstauto: { type: "pointer" },
+  ipport_lastauto: { type: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The loaded symbols of libusrsctp. */

@@ -52,7 +52,7 @@ import {
   setBufferSizes,
   sockaddrPort,
 } from "../ffi/libc.ts";
-import { Errno } from "../ffi/errors.ts";
+import { Errno, NativeError } from "../ffi/errors.ts";
 import {
   libusrsctp,
   sctp_assoc_change,
@@ -380,6 +380,46 @@ function raiseSendBuffer(socket: Deno.PointerObject, length: number): boolean {
 }
 
 /** Calls `body`, closing `socket` if it throws. */
+/**
+ * How many handshakes `connect` tries while the server refuses them. usrsctp
+ * draws an ephemeral SCTP port among those its own stack has free, but a
+ * server tells associations apart by address and SCTP port, not by the UDP
+ * port under them: another process's stack on this host (a proxy beside a
+ * client, say) may hold the same port toward the same server, which then
+ * aborts the handshake as if nothing listened. A refusal on every attempt is
+ * a real one.
+ */
+export const CONNECT_ATTEMPTS = 4;
+
+/** Sets `socket` up as a client of `addr` and connects it (blocking). */
+function handshake(
+  socket: Deno.PointerObject,
+  addr: Uint8Array<ArrayBuffer>,
+  options: Required<AssociationOptions>,
+): void {
+  configure(socket, options);
+  setPathMtu(socket, pathMtuFor(addr, options));
+  const encaps = new StructBuffer(sctp_udpencaps).set("sue_address.ss_family", C.AF_INET6);
+  new DataView(encaps.bytes.buffer).setUint16(
+    sctp_udpencaps.fields.sue_port.offset,
+    options.udpPort,
+    false,
+  );
+  setOption(
+    socket,
+    USRSCTP.IPPROTO_SCTP,
+    USRSCTP.SCTP_REMOTE_UDP_ENCAPS_PORT,
+    encaps.bytes,
+    "usrsctp_setsockopt(SCTP_REMOTE_UDP_ENCAPS_PORT)",
+  );
+  check("usrsctp_connect", libusrsctp().usrsctp_connect(socket, addr, addr.byteLength));
+}
+
+function isRefusal(error: unknown): boolean {
+  return error instanceof NativeError && error.call === "usrsctp_connect" &&
+    error.errno === Errno.ECONNREFUSED;
+}
+
 function closingOnError<T>(socket: Deno.PointerObject, body: () => T): T {
   try {
     return body();
@@ -618,26 +658,27 @@ export const usrsctpDriver: SocketDriver = {
 
   connect(host, port, options) {
     const addr = encodeSockaddr(host, port);
-    const socket = openSocket(addr[0] === C.AF_INET ? C.AF_INET : C.AF_INET6);
-    return closingOnError(socket, () => {
-      configure(socket, options);
-      setPathMtu(socket, pathMtuFor(addr, options));
-      const encaps = new StructBuffer(sctp_udpencaps).set("sue_address.ss_family", C.AF_INET6);
-      new DataView(encaps.bytes.buffer).setUint16(
-        sctp_udpencaps.fields.sue_port.offset,
-        options.udpPort,
-        false,
-      );
-      setOption(
-        socket,
-        USRSCTP.IPPROTO_SCTP,
-        USRSCTP.SCTP_REMOTE_UDP_ENCAPS_PORT,
-        encaps.bytes,
-        "usrsctp_setsockopt(SCTP_REMOTE_UDP_ENCAPS_PORT)",
-      );
-      check("usrsctp_connect", libusrsctp().usrsctp_connect(socket, addr, addr.byteLength));
-      return established(socket);
-    });
+    // Refused sockets stay open until the end: each keeps its port bound, so
+    // the stack draws a different one for the next attempt.
+    const refused: Deno.PointerObject[] = [];
+    try {
+      for (;;) {
+        const socket = openSocket(addr[0] === C.AF_INET ? C.AF_INET : C.AF_INET6);
+        try {
+          handshake(socket, addr, options);
+        } catch (error) {
+          if (isRefusal(error) && refused.length + 1 < CONNECT_ATTEMPTS) {
+            refused.push(socket);
+            continue;
+          }
+          libusrsctp().usrsctp_close(socket);
+          throw error;
+        }
+        return closingOnError(socket, () => established(socket));
+      }
+    } finally {
+      for (const socket of refused) libusrsctp().usrsctp_close(socket);
+    }
   },
 
   send(handle, stream, pointer, length) {

@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { libusrsctp } from "../../ffi/libusrsctp.ts";
 import { connect, listen, localUdpPort, LOOPBACK_PATH_MTU } from "../../mod.ts";
 import { needs } from "../_permissions.ts";
 import { ACCEPTED_MAX_PATH_MTU } from "../../transport/usrsctp.ts";
+import { REPO_ROOT } from "../../scripts/deploy/targets.ts";
+import { compileC } from "../../scripts/lab/lab.ts";
+import { freeUdpPort } from "../../scripts/hardening/stack.ts";
 import { conformanceSuite } from "./_conformance.ts";
 import { assertWorkersSendWhole } from "./_workers_sending.ts";
 
@@ -185,3 +191,76 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "usrsctp: connect draws another SCTP port when another process's stack holds its port toward the same server",
+  { ignore: needs("read", "write", "run") },
+  async () => {
+    // The server refuses a handshake from an address and SCTP port that a
+    // live association of another stack already uses. With this stack's
+    // ephemeral range narrowed to [held, held + 1] and `held` taken by the
+    // other process, a connect that does not redraw is refused half the time.
+    const rounds = 10;
+    const base = 50_000 + 2 * Math.floor(Math.random() * 5_000);
+    const held = Array.from({ length: rounds }, (_, i) => base + 2 * i);
+    const listener = listen("usrsctp", "127.0.0.1", 0, { udpPort });
+    const holder = new Deno.Command(await buildHoldSctpPorts(), {
+      args: [
+        "127.0.0.1",
+        String(listener.port),
+        String(udpPort),
+        String(await freeUdpPort()),
+        ...held.map(String),
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const holders = [];
+    const range = new Int32Array(2);
+    const first = new Deno.UnsafePointerView(libusrsctp().ipport_firstauto!);
+    const last = new Deno.UnsafePointerView(libusrsctp().ipport_lastauto!);
+    range.set([first.getInt32(), last.getInt32()]);
+    try {
+      for (let i = 0; i < rounds; i++) holders.push(await listener.accept());
+      const reader = holder.stdout.getReader();
+      assert.equal(new TextDecoder().decode((await reader.read()).value).trim(), "held");
+      reader.releaseLock();
+      for (const port of held) {
+        setEphemeralRange(port, port + 1);
+        const [client, server] = await Promise.all([
+          connect("usrsctp", "127.0.0.1", listener.port, { udpPort }),
+          listener.accept(),
+        ]);
+        try {
+          await client.send(1, new TextEncoder().encode(`from ${port + 1}`));
+          const got = await server.receive();
+          assert.equal(new TextDecoder().decode(got?.data), `from ${port + 1}`);
+        } finally {
+          await Promise.all([client.close(), server.close()]);
+        }
+      }
+    } finally {
+      setEphemeralRange(range[0], range[1]);
+      await Promise.all(holders.map((association) => association.close()));
+      await holder.stdin.close();
+      await holder.stdout.cancel();
+      await holder.status;
+      await listener.close();
+    }
+  },
+);
+
+/** Narrows the range this process's stack draws ephemeral SCTP ports from. */
+function setEphemeralRange(first: number, last: number) {
+  const cell = (pointer: Deno.PointerValue) =>
+    new Int32Array(Deno.UnsafePointerView.getArrayBuffer(pointer!, 4));
+  cell(libusrsctp().ipport_firstauto)[0] = first;
+  cell(libusrsctp().ipport_lastauto)[0] = last;
+}
+
+/** Builds `hold_sctp_ports.c` (beside this file) into `.lab/`, once. */
+function buildHoldSctpPorts(): Promise<string> {
+  const source = fileURLToPath(new URL("hold_sctp_ports.c", import.meta.url));
+  return compileC(source, join(REPO_ROOT, ".lab", "hold_sctp_ports"), ["-lusrsctp", "-lpthread"]);
+}
