@@ -15,7 +15,10 @@
  * On the host: usrsctp vs tcpmux vs tcp, each Deno transport on both data
  * paths, and a C program on libusrsctp's blocking API with the transport's
  * socket options (`anchor/oneway_usrsctp.c`) in the same rounds, for
- * usrsctp's Deno / C. In the lab (one boot; the script
+ * usrsctp's Deno / C; and usrsctp in the other direction (`usrsctp-down`:
+ * the client asks, the server sends from the association it accepted, whose
+ * path MTU usrsctp caps lower, see `ACCEPTED_MAX_PATH_MTU`), the baseline of
+ * file serving. In the lab (one boot; the script
  * re-runs itself there with --inside-lab), client in namespace `client`,
  * server in namespace `server` (two veth hops through `proxy`, MTU 1500):
  * kernel SCTP vs tcpmux (kernel TCP through the same FFI/Worker path) vs tcp.
@@ -60,10 +63,18 @@ function transportOf(bench: Exclude<Bench, "tcp">): {
   return { transport, dataPath: workers ? "workers" : "event-loop" };
 }
 /**
- * What is measured: a Deno bench, or a C anchor: `anchor/oneway.c` over
- * kernel SCTP or TCP (lab), `anchor/oneway_usrsctp.c` over usrsctp (host).
+ * What is measured: a Deno bench; `usrsctp-down`, the same one-way
+ * measurement with the accepting side sending (as a server's responses go);
+ * or a C anchor: `anchor/oneway.c` over kernel SCTP or TCP (lab),
+ * `anchor/oneway_usrsctp.c` over usrsctp (host).
  */
-type Measured = Bench | "c-sctp" | "c-tcp" | "c-usrsctp";
+type Measured = Bench | "usrsctp-down" | "c-sctp" | "c-tcp" | "c-usrsctp";
+
+/**
+ * A client's message of this many bytes asks the server to send: two
+ * float64, how many messages and of how many bytes, then the end marker.
+ */
+const DOWNLOAD_REQUEST_BYTES = 16;
 
 const OPTIONS = {
   quick: { kind: "boolean", default: false, help: "small message counts (a smoke run)" },
@@ -109,7 +120,8 @@ const USAGE = `Usage: deno task bench transports [options]
 
 One-way message throughput (N messages then an acknowledged end marker; client and server
 in two processes), 64 KiB and 1 KiB messages. Host: usrsctp vs tcpmux vs plain Deno TCP, and
-usrsctp against a C program on libusrsctp (scripts/bench/anchor/oneway_usrsctp.c).
+usrsctp against a C program on libusrsctp (scripts/bench/anchor/oneway_usrsctp.c); the row
+usrsctp-down has the server send instead, from the association it accepted, as responses go.
 Lab (User-Mode Linux, one CPU, client and server namespaces): kernel SCTP vs tcpmux (kernel
 TCP through the same FFI path) vs plain Deno TCP. Prints MB/s (10^6 bytes), messages/s and
 ratios measured in the same run; writes results/bench/transports-<timestamp>.json.`;
@@ -132,12 +144,17 @@ function ack(messages: number, bytes: number): Uint8Array<ArrayBuffer> {
   return new Uint8Array(new Float64Array([messages, bytes]).buffer);
 }
 
-async function serveAssociation(association: Association) {
+async function serveAssociation(association: Association, window: number) {
   let messages = 0;
   let bytes = 0;
   try {
     for (let m = await association.receive(); m; m = await association.receive()) {
-      if (m.data.byteLength === 1) {
+      if (m.data.byteLength === DOWNLOAD_REQUEST_BYTES) {
+        const [count, size] = new Float64Array(m.data.slice().buffer);
+        association.recycle(m.data);
+        const payload = new Uint8Array(size).map((_, i) => i * 13);
+        await sendBatch(association, payload, count, window);
+      } else if (m.data.byteLength === 1) {
         await association.send(0, ack(messages, bytes));
         messages = bytes = 0;
       } else {
@@ -227,7 +244,7 @@ function runServer(values: Values): void {
       listeners.push(listener);
       ports[t] = listener.port;
       (async () => {
-        for await (const association of listener) serveAssociation(association);
+        for await (const association of listener) serveAssociation(association, values.window);
       })();
     }
   }
@@ -238,7 +255,8 @@ function runServer(values: Values): void {
 
 // ---------------------------------------------------------------- client
 
-async function batchAssociation(
+/** Sends `count` × `payload` on stream 0, at most `window` in flight, then the end marker. */
+async function sendBatch(
   association: Association,
   payload: Uint8Array,
   count: number,
@@ -250,9 +268,33 @@ async function batchAssociation(
     inFlight[i % window] = association.send(0, payload);
   }
   await association.send(0, new Uint8Array(1));
+}
+
+async function batchAssociation(
+  association: Association,
+  payload: Uint8Array,
+  count: number,
+  window: number,
+) {
+  await sendBatch(association, payload, count, window);
   const reply = await association.receive();
   if (!reply || reply.data.byteLength !== 16) throw new Error("no acknowledgement");
   return new Float64Array(reply.data.buffer, reply.data.byteOffset, 2);
+}
+
+/** Asks the server for `count` messages of `size` bytes; returns [messages, bytes] received. */
+async function batchDownload(association: Association, size: number, count: number) {
+  await association.send(0, new Uint8Array(new Float64Array([count, size]).buffer));
+  let messages = 0;
+  let bytes = 0;
+  for (let m = await association.receive(); m; m = await association.receive()) {
+    const length = m.data.byteLength;
+    association.recycle(m.data);
+    if (length === 1) return new Float64Array([messages, bytes]);
+    messages++;
+    bytes += length;
+  }
+  throw new Error("the association ended before the end marker");
 }
 
 async function batchTcp(conn: Deno.Conn, frame: Uint8Array, count: number) {
@@ -312,7 +354,7 @@ async function measureAnchor(
 
 /** One measurement: connect, warm up, time `count` messages of `size` bytes, close. */
 async function measure(
-  transport: Bench,
+  transport: Bench | "usrsctp-down",
   size: number,
   count: number,
   values: Values,
@@ -339,20 +381,25 @@ async function measure(
       conn.close();
     }
   }
+  const bench = transport === "usrsctp-down" ? "usrsctp" : transport;
   const association = await connect(
-    transportOf(transport).transport,
+    transportOf(bench).transport,
     values.host,
-    ports[transport],
+    ports[bench],
     {
       udpPort: ports.udpPort,
-      dataPath: transportOf(transport).dataPath,
+      dataPath: transportOf(bench).dataPath,
       pathMtu: pathMtuOf(values),
     },
   );
+  const batch = (n: number) =>
+    transport === "usrsctp-down"
+      ? batchDownload(association, size, n)
+      : batchAssociation(association, payload, n, values.window);
   try {
-    check(await batchAssociation(association, payload, warmup, values.window), warmup);
+    check(await batch(warmup), warmup);
     const t0 = performance.now();
-    check(await batchAssociation(association, payload, count, values.window), count);
+    check(await batch(count), count);
     return (performance.now() - t0) / 1000;
   } finally {
     await association.close();
@@ -360,7 +407,7 @@ async function measure(
 }
 
 async function runClient(values: Values) {
-  const transports = values.transports.split(",") as (Bench | "c-usrsctp")[];
+  const transports = values.transports.split(",") as Exclude<Measured, "c-sctp" | "c-tcp">[];
   const ports = JSON.parse(values.ports);
   const sizes: [number, number][] = [[64 * KIB, values.bigCount], [KIB, values.smallCount]];
   for (let r = 0; r < values.repeat; r++) {
@@ -405,7 +452,7 @@ async function startUsrsctpAnchor(binary: string, host: string) {
  */
 async function runPair(
   values: Values,
-  transports: (Bench | "c-usrsctp")[],
+  transports: Exclude<Measured, "c-sctp" | "c-tcp">[],
   lab: boolean,
 ): Promise<Sample[]> {
   const host = lab ? Deno.env.get("LAB_SERVER_IP")! : "127.0.0.1";
@@ -418,7 +465,8 @@ async function runPair(
     `--window=${values.window}`,
     `--usrsctp-path-mtu=${values.usrsctpPathMtu}`,
   ];
-  const benches = transports.filter((t) => t !== "c-usrsctp");
+  // usrsctp-down and the C anchor need no listener of their own.
+  const benches = transports.filter((t): t is Bench => t !== "c-usrsctp" && t !== "usrsctp-down");
   const server = new Child([
     ...ns("server"),
     ...denoArgv("transports.ts", ["--role=server", `--transports=${benches.join(",")}`, ...common]),
@@ -664,7 +712,15 @@ async function main(args: string[]) {
         "host",
         await runPair(
           values,
-          ["usrsctp", "usrsctp-workers", "c-usrsctp", "tcpmux", "tcpmux-workers", "tcp"],
+          [
+            "usrsctp",
+            "usrsctp-down",
+            "usrsctp-workers",
+            "c-usrsctp",
+            "tcpmux",
+            "tcpmux-workers",
+            "tcp",
+          ],
           false,
         ),
       ),

@@ -71,14 +71,14 @@ Deno.test(
 );
 
 Deno.test(
-  "bench transports --where host --quick measures usrsctp against its C anchor",
+  "bench transports --where host --quick measures usrsctp against its C anchor, and in the server's direction",
   { ignore: benchIgnored },
   async () => {
     const { code, stdout, stderr } = await runBench(["transports", "--where", "host", "--quick"]);
     console.log(stdout.trim());
     assert.equal(code, 0, `bench transports failed:\n${stderr.slice(-3000)}`);
     for (const size of ["64 KiB", "1 KiB"]) {
-      for (const transport of ["usrsctp", "c-usrsctp", "tcpmux", "tcp"]) {
+      for (const transport of ["usrsctp", "usrsctp-down", "c-usrsctp", "tcpmux", "tcp"]) {
         assert.match(stdout, new RegExp(`^host\\s+${transport}\\s+${size}`, "m"), transport);
       }
       assert.match(stdout, new RegExp(`^  usrsctp / C usrsctp, ${size}: \\d`, "m"));
