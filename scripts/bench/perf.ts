@@ -24,7 +24,8 @@
  * Deno transport and `anchor/oneway_usrsctp.c` on libusrsctp's blocking API,
  * rounds interleaved) and `bench files --where host --only usrsctp` (file
  * serving over one association, policy scf): usrsctp Deno / C at 64 KiB and
- * 1 KiB, and file serving / the transport at 64 KiB.
+ * 1 KiB (100,000 messages of 1 KiB), and file serving / the transport at
+ * 64 KiB, with the transport sending from either end.
  *
  * The client over kernel SCTP (lab, one boot): `deno task get`, and the same
  * program through `deno run` (no task runner, as the installed
@@ -318,6 +319,8 @@ async function hits(values: Values): Promise<Round[]> {
 interface UsrsctpResult {
   /** MB/s by measured name and message size. */
   transport: Record<string, number>;
+  /** Each round's seconds by measured name and message size (rounds interleave the names). */
+  seconds: Record<string, number[]>;
   /** MB/s of file serving over usrsctp (scf). */
   files: number;
 }
@@ -339,11 +342,23 @@ async function subBench(script: string, args: string[]): Promise<unknown> {
   return data;
 }
 
+/** 1 KiB messages per usrsctp measurement: about half a second at C's rate. */
+const SMALL_COUNT = 100_000;
+
 async function usrsctp(values: Values): Promise<UsrsctpResult> {
   const quick = values.quick ? ["--quick"] : [];
   progress("perf", "usrsctp: bench transports --where host (the Deno transport and the C anchor)");
-  const transports = await subBench("transports.ts", ["--where=host", ...quick]) as {
-    rows: { where: string; transport: string; size: number; mbPerSecond: number }[];
+  // 20,000 messages of 1 KiB (bench transports' default) take a tenth of a
+  // second, over which the C anchor's time swings threefold between runs.
+  const counts = values.quick ? [] : [`--small-count=${SMALL_COUNT}`];
+  const transports = await subBench("transports.ts", ["--where=host", ...quick, ...counts]) as {
+    rows: {
+      where: string;
+      transport: string;
+      size: number;
+      mbPerSecond: number;
+      seconds: number[];
+    }[];
   };
   progress("perf", "usrsctp: bench files --where host --only usrsctp --policies scf");
   const files = await subBench("files.ts", [
@@ -355,10 +370,13 @@ async function usrsctp(values: Values): Promise<UsrsctpResult> {
   const phase = files.phases.find((p) => p.server === "usrsctp" && p.policy === "scf");
   if (!phase || phase.errors > 0) throw new Error("bench files: usrsctp (scf) had errors");
   const transport: Record<string, number> = {};
+  const seconds: Record<string, number[]> = {};
   for (const row of transports.rows) {
-    if (row.where === "host") transport[`${row.transport} ${row.size}`] = row.mbPerSecond;
+    if (row.where !== "host") continue;
+    transport[`${row.transport} ${row.size}`] = row.mbPerSecond;
+    seconds[`${row.transport} ${row.size}`] = row.seconds;
   }
-  return { transport, files: phase.mbPerSecond };
+  return { transport, seconds, files: phase.mbPerSecond };
 }
 
 /** The usrsctp table: Deno / C by message size, and file serving / the transport. */
@@ -367,11 +385,16 @@ function usrsctpRows(result: UsrsctpResult): (string | number)[][] {
   const rows: (string | number)[][] = [];
   for (const [label, size] of [["64 KiB", 64 * KIB], ["1 KiB", KIB]] as const) {
     const [deno, c] = [mb("usrsctp", size), mb("c-usrsctp", size)];
+    // Deno / C within each round: the two ran minutes apart at most.
+    const perRound = result.seconds[`usrsctp ${size}`].map((s, r) =>
+      result.seconds[`c-usrsctp ${size}`][r] / s
+    );
     rows.push([
       `usrsctp transport vs C, ${label}`,
       round(deno, 1),
       round(c, 1),
       round(deno / c, 2),
+      `${round(Math.min(...perRound), 2)}–${round(Math.max(...perRound), 2)}`,
     ]);
   }
   // File serving sends from accepted associations, which usrsctp keeps to a
@@ -384,6 +407,7 @@ function usrsctpRows(result: UsrsctpResult): (string | number)[][] {
       round(result.files, 1),
       round(transport, 1),
       round(result.files / transport, 2),
+      "",
     ]);
   }
   return rows;
@@ -651,7 +675,10 @@ export async function main(args: string[]) {
   if (rounds.length > 0) printHits(values, rows);
   if (usrsctpResult) {
     console.log("\nusrsctp on this host (MB = 10^6 bytes; medians of bench transports / files)");
-    console.log(table(["row", "MB/s", "baseline MB/s", "ratio"], usrsctpRows(usrsctpResult)));
+    console.log(table(
+      ["row", "MB/s", "baseline MB/s", "ratio", "ratio per round"],
+      usrsctpRows(usrsctpResult),
+    ));
   }
   if (labRounds.length > 0) {
     console.log(
