@@ -115,10 +115,11 @@ export const usrsctpSymbols = {
   // listener; `ident` is ignored.
   wakeup_one: { parameters: ["pointer"], result: "void" },
   // int ipport_firstauto, ipport_lastauto   (user_environment.c; exported, not in <usrsctp.h>)
-  // The statics' addresses. The stack draws ephemeral SCTP ports from this
-  // range, 49152 to 65535; tests narrow it to make a port collision certain.
-  ipport_firstauto: { type: "pointer" },
-  ipport_lastauto: { type: "pointer" },
+  // The statics' addresses (null where a build does not export them). The
+  // stack draws ephemeral SCTP ports from this range, 49152 to 65535; tests
+  // narrow it to make a port collision certain.
+  ipport_firstauto: { type: "pointer", optional: true },
+  ipport_lastauto: { type: "pointer", optional: true },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The loaded symbols of libusrsctp. */

@@ -379,7 +379,6 @@ function raiseSendBuffer(socket: Deno.PointerObject, length: number): boolean {
   return true;
 }
 
-/** Calls `body`, closing `socket` if it throws. */
 /**
  * How many handshakes `connect` tries while the server refuses them. usrsctp
  * draws an ephemeral SCTP port among those its own stack has free, but a
@@ -389,7 +388,7 @@ function raiseSendBuffer(socket: Deno.PointerObject, length: number): boolean {
  * aborts the handshake as if nothing listened. A refusal on every attempt is
  * a real one.
  */
-export const CONNECT_ATTEMPTS = 4;
+const CONNECT_ATTEMPTS = 4;
 
 /** Sets `socket` up as a client of `addr` and connects it (blocking). */
 function handshake(
@@ -415,11 +414,13 @@ function handshake(
   check("usrsctp_connect", libusrsctp().usrsctp_connect(socket, addr, addr.byteLength));
 }
 
+/** A refused handshake: the peer answered our INIT or COOKIE-ECHO with an ABORT. */
 function isRefusal(error: unknown): boolean {
   return error instanceof NativeError && error.call === "usrsctp_connect" &&
     error.errno === Errno.ECONNREFUSED;
 }
 
+/** Calls `body`, closing `socket` if it throws. */
 function closingOnError<T>(socket: Deno.PointerObject, body: () => T): T {
   try {
     return body();

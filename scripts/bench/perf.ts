@@ -342,7 +342,7 @@ async function subBench(script: string, args: string[]): Promise<unknown> {
   return data;
 }
 
-/** 1 KiB messages per usrsctp measurement: about half a second at C's rate. */
+/** 1 KiB messages per usrsctp measurement: about half a second for the C anchor. */
 const SMALL_COUNT = 100_000;
 
 async function usrsctp(values: Values): Promise<UsrsctpResult> {
@@ -385,9 +385,9 @@ function usrsctpRows(result: UsrsctpResult): (string | number)[][] {
   const rows: (string | number)[][] = [];
   for (const [label, size] of [["64 KiB", 64 * KIB], ["1 KiB", KIB]] as const) {
     const [deno, c] = [mb("usrsctp", size), mb("c-usrsctp", size)];
-    // Deno / C within each round: the two ran minutes apart at most.
-    const perRound = result.seconds[`usrsctp ${size}`].map((s, r) =>
-      result.seconds[`c-usrsctp ${size}`][r] / s
+    // Deno / C within each round: the two ran seconds apart.
+    const perRound = (result.seconds[`usrsctp ${size}`] ?? []).map((s, r) =>
+      (result.seconds[`c-usrsctp ${size}`]?.[r] ?? NaN) / s
     );
     rows.push([
       `usrsctp transport vs C, ${label}`,
@@ -397,9 +397,9 @@ function usrsctpRows(result: UsrsctpResult): (string | number)[][] {
       `${round(Math.min(...perRound), 2)}–${round(Math.max(...perRound), 2)}`,
     ]);
   }
-  // File serving sends from accepted associations, which usrsctp keeps to a
-  // lower path MTU than the client's (ACCEPTED_MAX_PATH_MTU): usrsctp-down
-  // is the transport in that role, usrsctp the client sending.
+  // File serving sends from accepted associations, which the transport caps
+  // at ACCEPTED_MAX_PATH_MTU and usrsctp cuts messages on at 1,444 bytes:
+  // usrsctp-down is the transport in that role, usrsctp the client sending.
   for (const [label, name] of [["server", "usrsctp-down"], ["client", "usrsctp"]] as const) {
     const transport = mb(name, 64 * KIB);
     rows.push([

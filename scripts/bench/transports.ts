@@ -16,9 +16,9 @@
  * paths, and a C program on libusrsctp's blocking API with the transport's
  * socket options (`anchor/oneway_usrsctp.c`) in the same rounds, for
  * usrsctp's Deno / C; and usrsctp in the other direction (`usrsctp-down`:
- * the client asks, the server sends from the association it accepted, whose
- * path MTU usrsctp caps lower, see `ACCEPTED_MAX_PATH_MTU`), the baseline of
- * file serving. In the lab (one boot; the script
+ * the client asks, the server sends from the association it accepted, which
+ * the transport caps at `ACCEPTED_MAX_PATH_MTU` and usrsctp cuts messages on
+ * at 1,444 bytes), the baseline of file serving. In the lab (one boot; the script
  * re-runs itself there with --inside-lab), client in namespace `client`,
  * server in namespace `server` (two veth hops through `proxy`, MTU 1500):
  * kernel SCTP vs tcpmux (kernel TCP through the same FFI/Worker path) vs tcp.
@@ -72,7 +72,9 @@ type Measured = Bench | "usrsctp-down" | "c-sctp" | "c-tcp" | "c-usrsctp";
 
 /**
  * A client's message of this many bytes asks the server to send: two
- * float64, how many messages and of how many bytes, then the end marker.
+ * float64, how many messages and of how many bytes; the server sends them,
+ * then a 1-byte end marker. Nothing else a client sends has this size (its
+ * messages are 1 KiB or 64 KiB, and the 1-byte end marker).
  */
 const DOWNLOAD_REQUEST_BYTES = 16;
 
@@ -121,7 +123,8 @@ const USAGE = `Usage: deno task bench transports [options]
 One-way message throughput (N messages then an acknowledged end marker; client and server
 in two processes), 64 KiB and 1 KiB messages. Host: usrsctp vs tcpmux vs plain Deno TCP, and
 usrsctp against a C program on libusrsctp (scripts/bench/anchor/oneway_usrsctp.c); the row
-usrsctp-down has the server send instead, from the association it accepted, as responses go.
+usrsctp-down has the server send instead, from the association it accepted, as responses go:
+the client asks with one message and the time runs until the server's end marker arrives.
 Lab (User-Mode Linux, one CPU, client and server namespaces): kernel SCTP vs tcpmux (kernel
 TCP through the same FFI path) vs plain Deno TCP. Prints MB/s (10^6 bytes), messages/s and
 ratios measured in the same run; writes results/bench/transports-<timestamp>.json.`;
@@ -749,7 +752,9 @@ async function main(args: string[]) {
   load.end = loadAverage();
   const path = await writeResults("transports", {
     definition: "one-way: N messages on stream 0 then a 1-byte end marker answered by a " +
-      "16-byte acknowledgement; time from first send to acknowledgement; medians of repeats",
+      "16-byte acknowledgement; time from first send to acknowledgement (usrsctp-down: the " +
+      "server sends N messages and the end marker on request; time from the request to the " +
+      "end marker); medians of repeats",
     options: values,
     loadAverage: load,
     rows,

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { libusrsctp } from "../../ffi/libusrsctp.ts";
 import { connect, listen, localUdpPort, LOOPBACK_PATH_MTU } from "../../mod.ts";
+import type { Association } from "../../mod.ts";
 import { needs } from "../_permissions.ts";
 import { ACCEPTED_MAX_PATH_MTU } from "../../transport/usrsctp.ts";
 import { REPO_ROOT } from "../../scripts/deploy/targets.ts";
@@ -194,7 +195,10 @@ Deno.test(
 
 Deno.test(
   "usrsctp: connect draws another SCTP port when another process's stack holds its port toward the same server",
-  { ignore: needs("read", "write", "run") },
+  {
+    ignore: needs("read", "write", "net", "ffi", "run") ||
+      libusrsctp().ipport_firstauto === null || libusrsctp().ipport_lastauto === null,
+  },
   async () => {
     // The server refuses a handshake from an address and SCTP port that a
     // live association of another stack already uses. With this stack's
@@ -203,53 +207,58 @@ Deno.test(
     const rounds = 10;
     const base = 50_000 + 2 * Math.floor(Math.random() * 5_000);
     const held = Array.from({ length: rounds }, (_, i) => base + 2 * i);
+    const binary = await buildHoldSctpPorts();
+    const holderUdpPort = await freeUdpPort();
+    const original = ephemeralRange();
     const listener = listen("usrsctp", "127.0.0.1", 0, { udpPort });
-    const holder = new Deno.Command(await buildHoldSctpPorts(), {
-      args: [
-        "127.0.0.1",
-        String(listener.port),
-        String(udpPort),
-        String(await freeUdpPort()),
-        ...held.map(String),
-      ],
+    const holder = new Deno.Command(binary, {
+      args: ["127.0.0.1", listener.port, udpPort, holderUdpPort, ...held].map(String),
       stdin: "piped",
       stdout: "piped",
       stderr: "inherit",
     }).spawn();
-    const holders = [];
-    const range = new Int32Array(2);
-    const first = new Deno.UnsafePointerView(libusrsctp().ipport_firstauto!);
-    const last = new Deno.UnsafePointerView(libusrsctp().ipport_lastauto!);
-    range.set([first.getInt32(), last.getInt32()]);
+    const holders: Association[] = [];
     try {
-      for (let i = 0; i < rounds; i++) holders.push(await listener.accept());
+      // The helper prints once every handshake is done (or exits, if one failed).
       const reader = holder.stdout.getReader();
-      assert.equal(new TextDecoder().decode((await reader.read()).value).trim(), "held");
-      reader.releaseLock();
-      for (const port of held) {
+      try {
+        assert.equal(new TextDecoder().decode((await reader.read()).value).trim(), "held");
+      } finally {
+        reader.releaseLock();
+      }
+      for (let i = 0; i < rounds; i++) holders.push(await listener.accept());
+      for (const [round, port] of held.entries()) {
         setEphemeralRange(port, port + 1);
         const [client, server] = await Promise.all([
           connect("usrsctp", "127.0.0.1", listener.port, { udpPort }),
           listener.accept(),
         ]);
         try {
-          await client.send(1, new TextEncoder().encode(`from ${port + 1}`));
+          await client.send(1, new TextEncoder().encode(`round ${round}`));
           const got = await server.receive();
-          assert.equal(new TextDecoder().decode(got?.data), `from ${port + 1}`);
+          assert.equal(new TextDecoder().decode(got?.data), `round ${round}`);
         } finally {
-          await Promise.all([client.close(), server.close()]);
+          await Promise.allSettled([client.close(), server.close()]);
         }
       }
     } finally {
-      setEphemeralRange(range[0], range[1]);
-      await Promise.all(holders.map((association) => association.close()));
-      await holder.stdin.close();
-      await holder.stdout.cancel();
+      setEphemeralRange(...original);
+      await Promise.allSettled(holders.map((association) => association.close()));
+      await holder.stdin.close().catch(() => {});
+      await holder.stdout.cancel().catch(() => {});
       await holder.status;
       await listener.close();
     }
   },
 );
+
+/** The range this process's stack draws ephemeral SCTP ports from. */
+function ephemeralRange(): [number, number] {
+  return [
+    new Deno.UnsafePointerView(libusrsctp().ipport_firstauto!).getInt32(),
+    new Deno.UnsafePointerView(libusrsctp().ipport_lastauto!).getInt32(),
+  ];
+}
 
 /** Narrows the range this process's stack draws ephemeral SCTP ports from. */
 function setEphemeralRange(first: number, last: number) {
@@ -260,7 +269,9 @@ function setEphemeralRange(first: number, last: number) {
 }
 
 /** Builds `hold_sctp_ports.c` (beside this file) into `.lab/`, once. */
-function buildHoldSctpPorts(): Promise<string> {
+async function buildHoldSctpPorts(): Promise<string> {
   const source = fileURLToPath(new URL("hold_sctp_ports.c", import.meta.url));
-  return compileC(source, join(REPO_ROOT, ".lab", "hold_sctp_ports"), ["-lusrsctp", "-lpthread"]);
+  const lab = join(REPO_ROOT, ".lab");
+  await Deno.mkdir(lab, { recursive: true });
+  return await compileC(source, join(lab, "hold_sctp_ports"), ["-lusrsctp", "-lpthread"]);
 }
