@@ -317,10 +317,11 @@ async function hits(values: Values): Promise<Round[]> {
 
 /** What the usrsctp rows need from `bench transports` and `bench files`. */
 interface UsrsctpResult {
-  /** MB/s by measured name and message size. */
-  transport: Record<string, number>;
-  /** Each round's seconds by measured name and message size (rounds interleave the names). */
-  seconds: Record<string, number[]>;
+  /**
+   * By measured name and message size: the median MB/s, and each round's
+   * seconds (rounds interleave the names).
+   */
+  transport: Record<string, { mbPerSecond: number; seconds: number[] }>;
   /** MB/s of file serving over usrsctp (scf). */
   files: number;
 }
@@ -369,25 +370,23 @@ async function usrsctp(values: Values): Promise<UsrsctpResult> {
   ]) as { phases: { server: string; policy: string; mbPerSecond: number; errors: number }[] };
   const phase = files.phases.find((p) => p.server === "usrsctp" && p.policy === "scf");
   if (!phase || phase.errors > 0) throw new Error("bench files: usrsctp (scf) had errors");
-  const transport: Record<string, number> = {};
-  const seconds: Record<string, number[]> = {};
+  const transport: UsrsctpResult["transport"] = {};
   for (const row of transports.rows) {
-    if (row.where !== "host") continue;
-    transport[`${row.transport} ${row.size}`] = row.mbPerSecond;
-    seconds[`${row.transport} ${row.size}`] = row.seconds;
+    if (row.where === "host") transport[`${row.transport} ${row.size}`] = row;
   }
-  return { transport, seconds, files: phase.mbPerSecond };
+  return { transport, files: phase.mbPerSecond };
 }
 
 /** The usrsctp table: Deno / C by message size, and file serving / the transport. */
 function usrsctpRows(result: UsrsctpResult): (string | number)[][] {
-  const mb = (name: string, size: number) => result.transport[`${name} ${size}`];
+  const mb = (name: string, size: number) => result.transport[`${name} ${size}`]?.mbPerSecond;
+  const seconds = (name: string, size: number) => result.transport[`${name} ${size}`]?.seconds;
   const rows: (string | number)[][] = [];
   for (const [label, size] of [["64 KiB", 64 * KIB], ["1 KiB", KIB]] as const) {
     const [deno, c] = [mb("usrsctp", size), mb("c-usrsctp", size)];
     // Deno / C within each round: the two ran seconds apart.
-    const perRound = (result.seconds[`usrsctp ${size}`] ?? []).map((s, r) =>
-      (result.seconds[`c-usrsctp ${size}`]?.[r] ?? NaN) / s
+    const perRound = (seconds("usrsctp", size) ?? []).map((s, r) =>
+      (seconds("c-usrsctp", size)?.[r] ?? NaN) / s
     );
     rows.push([
       `usrsctp transport vs C, ${label}`,

@@ -28,7 +28,7 @@
  * @module
  */
 
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { connect, listen, localUdpPort, LOOPBACK_PATH_MTU } from "../../mod.ts";
 import type { Association, DataPath, Listener, TransportName } from "../../mod.ts";
 import { ConfigError, helpText, parseOptions } from "../../cli/options.ts";
@@ -511,7 +511,6 @@ async function runPair(
  */
 async function buildAnchor(name: string, libraries: string[]): Promise<string> {
   const binary = join(REPO, ".lab", "anchor", name);
-  await Deno.mkdir(dirname(binary), { recursive: true });
   return await compileC(join(REPO, "scripts", "bench", "anchor", `${name}.c`), binary, libraries);
 }
 

@@ -286,13 +286,14 @@ async function checkLabInstalled(kernel: string): Promise<void> {
 
 /**
  * Builds the C file `source` with gcc (`-O2`, then `flags` after the source)
- * into `output`, unless it was built from the current source already;
- * returns `output`. Written under a temporary name and renamed, so processes
+ * into `output` (creating its directory), unless it was built from the
+ * current source already; returns `output`. Written under a temporary name and renamed, so processes
  * started together never run a half-written file.
  */
 export async function compileC(source: string, output: string, flags: string[]): Promise<string> {
   const built = await Deno.stat(output).catch(() => undefined);
   if (built && built.mtime! >= (await Deno.stat(source)).mtime!) return output;
+  await Deno.mkdir(dirname(output), { recursive: true });
   const partial = `${output}.${Deno.pid}.tmp`;
   let gcc: Deno.CommandOutput;
   try {

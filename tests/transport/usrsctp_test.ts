@@ -196,6 +196,8 @@ Deno.test(
 Deno.test(
   "usrsctp: connect draws another SCTP port when another process's stack holds its port toward the same server",
   {
+    // Skipped too where the library does not export the range's statics:
+    // without them the collision cannot be made certain.
     ignore: needs("read", "write", "net", "ffi", "run") ||
       libusrsctp().ipport_firstauto === null || libusrsctp().ipport_lastauto === null,
   },
@@ -271,7 +273,8 @@ function setEphemeralRange(first: number, last: number) {
 /** Builds `hold_sctp_ports.c` (beside this file) into `.lab/`, once. */
 async function buildHoldSctpPorts(): Promise<string> {
   const source = fileURLToPath(new URL("hold_sctp_ports.c", import.meta.url));
-  const lab = join(REPO_ROOT, ".lab");
-  await Deno.mkdir(lab, { recursive: true });
-  return await compileC(source, join(lab, "hold_sctp_ports"), ["-lusrsctp", "-lpthread"]);
+  return await compileC(source, join(REPO_ROOT, ".lab", "hold_sctp_ports"), [
+    "-lusrsctp",
+    "-lpthread",
+  ]);
 }
