@@ -52,7 +52,7 @@ export type { FlowServer, ServerOptions } from "./server/server.ts";
 export { SERVER_TRANSPORTS } from "./server/transports.ts";
 export type { ServerTransport } from "./server/transports.ts";
 export type { SessionView } from "./server/session.ts";
-export type { MappingCacheView } from "./server/mapping_cache.ts";
+export type { MappingCacheView } from "./ffi/mapping_cache.ts";
 export { startTcpBaseline } from "./server/tcp_baseline.ts";
 export type { TcpBaseline, TcpBaselineOptions } from "./server/tcp_baseline.ts";
 export { POLICIES, POLICY_NAMES } from "./server/policies/mod.ts";

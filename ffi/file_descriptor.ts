@@ -29,6 +29,15 @@ export interface FileStatus {
   readonly inode: bigint;
 }
 
+/**
+ * Which version of which file `status` describes: device, inode, size and
+ * mtime. A file replaced by rename is another inode, so another version even
+ * with the same size and mtime.
+ */
+export function fileVersion(status: FileStatus): string {
+  return `${status.device}:${status.inode}:${status.size}:${status.mtimeNs}`;
+}
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const cString = (text: string) => encoder.encode(`${text}\0`);

@@ -109,6 +109,22 @@ export function parseRequestHead(bytes: Uint8Array, limits: RequestLimits = {}):
   return { method, target, version, headers };
 }
 
+/**
+ * Whether the connection may carry another request after this one's answer:
+ * not after `Connection: close`, an HTTP/1.0 request without keep-alive, or a
+ * request that announces a body (bodies are not read, so no next head could
+ * be found after it).
+ */
+export function isPersistent(request: RequestHead): boolean {
+  const { headers } = request;
+  const connection = headers.get("connection");
+  const has = (token: string) =>
+    connection !== null &&
+    connection.split(",").some((part) => part.trim().toLowerCase() === token);
+  return !has("close") && (request.version !== "HTTP/1.0" || has("keep-alive")) &&
+    !headers.has("transfer-encoding") && (headers.get("content-length") ?? "0") === "0";
+}
+
 const REASONS: Record<number, string> = {
   200: "OK",
   304: "Not Modified",
@@ -120,6 +136,7 @@ const REASONS: Record<number, string> = {
   414: "URI Too Long",
   431: "Request Header Fields Too Large",
   500: "Internal Server Error",
+  501: "Not Implemented",
   502: "Bad Gateway",
   503: "Service Unavailable",
   504: "Gateway Timeout",

@@ -56,6 +56,10 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import type { Logger } from "../cli/log.ts";
+import { Errno, NativeError } from "../ffi/errors.ts";
+import { FileDescriptor, fileVersion } from "../ffi/file_descriptor.ts";
+import { C } from "../ffi/libc.ts";
+import { type Mapping, MappingCache } from "../ffi/mapping_cache.ts";
 
 const TMP = ".tmp";
 const META = ".meta";
@@ -64,6 +68,8 @@ const BODY = ".body";
 const MAX_KEY = 8192;
 /** Bodies up to this size are read into memory at once when served (and kept there). */
 const SMALL_BODY = 256 * 1024;
+/** Idle mappings of large bodies kept for the next hits. */
+const MAPPINGS_KEPT = 16;
 /** Default of `DiskCacheOptions.memoryBytes`. */
 const MEMORY_BYTES = 32 * 1024 * 1024;
 const POLL_MS = 250;
@@ -84,20 +90,22 @@ export interface EntryMeta {
 }
 
 /**
- * An entry opened for serving. A large body is a stream of its file: read it
- * or cancel it, and call `release` once it has been sent or dropped; until
- * then the entry is pinned (never evicted). A small body is bytes in memory,
- * shared between hits (do not write to them); `release` does nothing.
+ * An entry opened for serving. A small body is bytes in memory, shared
+ * between hits (do not write to them); `release` does nothing. A large body
+ * is a view over the file's read-only mapping, valid until `release`, which
+ * unmaps it and unpins the entry (until then it is never evicted); call it
+ * once, when the body has been sent or dropped.
  */
 export interface OpenEntry {
   readonly meta: EntryMeta;
   readonly size: number;
+  readonly body: Uint8Array;
   /**
-   * The body. A stream is the file's own (`FsFile.readable`), so a server can
-   * send it without passing the bytes through JavaScript; it closes the file
-   * when read or cancelled.
+   * The body is the file's mapping: hand it to a socket write, where the
+   * kernel reads it (a file that shrank fails that write with EFAULT), and
+   * never read it with plain loads (which would raise SIGBUS instead).
    */
-  readonly body: ReadableStream<Uint8Array> | Uint8Array;
+  readonly mapped: boolean;
   /** Unpins the entry; call it once, when the body has been sent or dropped. */
   release(): void;
 }
@@ -105,7 +113,6 @@ export interface OpenEntry {
 /** A small entry kept in memory: what a hit answers without touching a file. */
 interface MemoryEntry extends OpenEntry {
   readonly id: string;
-  readonly body: Uint8Array;
 }
 
 const NOTHING_TO_RELEASE = () => {};
@@ -236,6 +243,12 @@ export class DiskCache implements CacheView {
   readonly #memory = new Map<string, MemoryEntry>();
   readonly #memoryKeys = new Map<string, string>();
   readonly #memoryLimit: number;
+  /**
+   * Mappings of large bodies, shared by the hits on them; idle ones are kept
+   * (mapping a file anew for every hit cost half the rate of 1 MiB hits) and
+   * unmapped when any entry's files change, so a removed body's memory goes.
+   */
+  readonly #mappings = new MappingCache(MAPPINGS_KEPT);
   #memoryBytes = 0;
   /** Counts the watcher's events on complete entries' files (a copy read across one is not kept). */
   #changes = 0;
@@ -304,6 +317,11 @@ export class DiskCache implements CacheView {
     return { bytes: this.#memoryBytes, entries: this.#memory.size };
   }
 
+  /** Mappings of large bodies held (in use or idle), and the hits using them now. */
+  get mapped(): { mappings: number; references: number } {
+    return { mappings: this.#mappings.size, references: this.#mappings.references };
+  }
+
   /** The absolute paths of the files of the entry of `key`. */
   files(key: string): EntryFiles {
     return filesOf(entryId(key), this.dir);
@@ -326,20 +344,28 @@ export class DiskCache implements CacheView {
   }
 
   /**
+   * The entry of `key` if its body is kept in memory (what `open` answers at
+   * once, without touching a file), now the most recently used; else undefined.
+   */
+  kept(key: string): OpenEntry & { readonly body: Uint8Array } | undefined {
+    const kept = this.#memory.get(key);
+    if (!kept) return undefined;
+    // Most recently used, here and in the index.
+    this.#memory.delete(key);
+    this.#memory.set(key, kept);
+    this.#index.delete(kept.id);
+    this.#index.set(kept.id, kept.size);
+    return kept;
+  }
+
+  /**
    * Opens a complete entry for serving, or `null` if there is none. The
    * entry is pinned until its body has been read or cancelled. An entry
    * whose metadata is missing or does not match it is removed.
    */
   async open(key: string): Promise<OpenEntry | null> {
-    const kept = this.#memory.get(key);
-    if (kept) {
-      // Most recently used, here and in the index.
-      this.#memory.delete(key);
-      this.#memory.set(key, kept);
-      this.#index.delete(kept.id);
-      this.#index.set(kept.id, kept.size);
-      return kept;
-    }
+    const kept = this.kept(key);
+    if (kept) return kept;
     const id = entryId(key);
     const changes = this.#changes;
     this.#pin(id);
@@ -364,7 +390,8 @@ export class DiskCache implements CacheView {
       return null;
     }
     try {
-      const size = (sync ? file.statSync() : await file.stat()).size;
+      const info = sync ? file.statSync() : await file.stat();
+      const size = info.size;
       const meta = JSON.parse(
         sync ? Deno.readTextFileSync(files.meta) : await Deno.readTextFile(files.meta),
       ) as EntryMeta;
@@ -385,11 +412,29 @@ export class DiskCache implements CacheView {
         }
         file.close();
         release();
-        const entry = { id, meta, size, body: bytes, release: NOTHING_TO_RELEASE };
+        const entry = { id, meta, size, body: bytes, mapped: false, release: NOTHING_TO_RELEASE };
         // An event seen meanwhile may have been this entry's: its copy could be stale already.
         return changes === this.#changes ? this.#keep(key, entry) : entry;
       }
-      return { meta, size, body: file.readable, release };
+      file.close();
+      const mapping = this.#map(files.body, info.ino, size);
+      if (!mapping) {
+        // Replaced or removed since it was opened: the next open sees what is there now.
+        release();
+        return null;
+      }
+      return {
+        meta,
+        size,
+        body: new Uint8Array(
+          Deno.UnsafePointerView.getArrayBuffer(mapping.file.pointerAt(0)!, size),
+        ),
+        mapped: true,
+        release: () => {
+          this.#mappings.release(mapping);
+          release();
+        },
+      };
     } catch (error) {
       try {
         file.close();
@@ -533,11 +578,12 @@ export class DiskCache implements CacheView {
     }
   }
 
-  /** Stops watching. */
+  /** Stops watching; unmaps the idle mappings (one in use goes when it is released). */
   async close(): Promise<void> {
     clearInterval(this.#poll);
     this.#watcher?.close();
     await this.#watching;
+    this.#mappings.clear();
     for (const set of this.#waiters.values()) for (const waiter of set) waiter("failed");
   }
 
@@ -579,6 +625,31 @@ export class DiskCache implements CacheView {
       this.#drop(old.id);
     }
     return entry;
+  }
+
+  /**
+   * A mapping of the body file at `path` if it is still the file with inode
+   * `inode` and `size` bytes (the one whose metadata was checked), shared
+   * with the hits on it before; null if it was replaced or removed since.
+   */
+  #map(path: string, inode: number | null, size: number): Mapping | null {
+    let descriptor: FileDescriptor;
+    try {
+      descriptor = FileDescriptor.open(path, C.O_RDONLY);
+    } catch (error) {
+      if (error instanceof NativeError && error.errno === Errno.ENOENT) return null;
+      throw error;
+    }
+    const status = descriptor.status();
+    if (inode === null || status.inode !== BigInt(inode) || status.size !== size) {
+      descriptor.close();
+      return null;
+    }
+    return this.#mappings.acquire({
+      version: fileVersion(status),
+      descriptor,
+      close: () => descriptor.close(),
+    });
   }
 
   /** Drops the memory copy of entry `id`, if there is one. */
@@ -687,7 +758,9 @@ export class DiskCache implements CacheView {
           this.#changes++;
           for (const id of [...this.#memoryKeys.keys()]) this.#drop(id);
         }
-        if (this.#waiters.size === 0 && this.#memoryLimit === 0) continue;
+        if (this.#waiters.size === 0 && this.#memoryLimit === 0 && this.#mappings.size === 0) {
+          continue;
+        }
         for (const path of event.paths) {
           const match = ENTRY_NAME.exec(path.slice(path.lastIndexOf("/") + 1));
           if (!match) continue;
@@ -696,6 +769,7 @@ export class DiskCache implements CacheView {
           if (suffix !== TMP && event.kind !== "access") {
             this.#changes++;
             this.#drop(id);
+            this.#mappings.clear();
           }
           if (!this.#waiters.has(id)) continue;
           // `remove [h.tmp]` comes first on success too: look at the body, not at the event.

@@ -1,6 +1,6 @@
 /**
  * The TCP-to-SCTP proxy: HTTP/1.1 clients (browsers, curl, wrk) on one side
- * (`Deno.serve`), one association with N streams to the flowsched server on
+ * (`http_front.ts`), one association with N streams to the flowsched server on
  * the other (or one to each of several servers of the site, requests shared
  * out by path: see `upstreams.ts`), a shared disk cache and an HTML
  * prefetcher in between.
@@ -36,10 +36,16 @@
  */
 
 import { createLogger, type Logger, type LogLevel } from "../cli/log.ts";
-import { reasonPhrase } from "../protocol/http1.ts";
 import { cacheKey, type CacheView, DiskCache, type EntryMeta, type OpenEntry } from "./cache.ts";
 import { Fetcher, type Inspector } from "./fetcher.ts";
 import { guardBody } from "./guard.ts";
+import {
+  type FrontHandler,
+  type QuickAnswer,
+  type RequestInfo,
+  serveHttp,
+  statusResponse,
+} from "./http_front.ts";
 import { Prefetcher } from "./prefetch.ts";
 import { ProxyStats, STATS_PATH, type StatsSnapshot } from "./stats.ts";
 import { UpstreamTimeout } from "./upstream.ts";
@@ -233,18 +239,8 @@ export async function startProxy(options: ProxyOptions = {}): Promise<FlowProxy>
     inspector,
     statsAccess: options.statsAccess ?? "loopback",
   });
-  const listening = Promise.withResolvers<Deno.NetAddr>();
-  const server = Deno.serve({
-    hostname,
-    port,
-    reusePort: options.reusePort ?? false,
-    onListen: (addr) => listening.resolve(addr as Deno.NetAddr),
-    onError: (error) => {
-      log.error("handler failed", { error: String(error) });
-      return textResponse(500);
-    },
-  }, (request, info) => handler.handle(request, info));
-  const addr = await listening.promise;
+  const front = serveHttp({ hostname, port, reusePort: options.reusePort ?? false }, handler);
+  const addr = front.addr;
   log.info("listening", {
     listen: `${addr.hostname}:${addr.port}`,
     ...(upstreams.urls.length === 1
@@ -263,7 +259,7 @@ export async function startProxy(options: ProxyOptions = {}): Promise<FlowProxy>
     stats: snapshot,
     close() {
       closing ??= (async () => {
-        await server.shutdown();
+        await front.shutdown();
         await upstreams.close();
         await cache.close();
       })();
@@ -290,9 +286,6 @@ interface HandlerContext {
   statsAccess: "loopback" | "public" | "off";
 }
 
-/** What `Deno.serve` tells a handler besides the request. */
-type ServeInfo = Deno.ServeHandlerInfo<Deno.NetAddr>;
-
 /** A response's header list. */
 type HeaderList = [string, string][];
 
@@ -304,9 +297,19 @@ interface KnownEntry {
   inspectedAt: number;
   /** Its response headers, by the value of `x-flowsched-cache`. */
   headers: Map<string, HeaderList>;
+  /** Its encoded status line and headers for a quick answer, by the same. */
+  heads: Map<string, Uint8Array>;
 }
 
-class RequestHandler {
+/** A cache hit's answer, and how the cache answered (the `x-flowsched-cache` value). */
+interface CachedAnswer extends QuickAnswer {
+  readonly how: string;
+}
+
+const encoder = new TextEncoder();
+const NO_BODY = new Uint8Array(0);
+
+class RequestHandler implements FrontHandler {
   readonly #c: HandlerContext;
   readonly #entries = new WeakMap<EntryMeta, KnownEntry>();
 
@@ -314,41 +317,56 @@ class RequestHandler {
     this.#c = context;
   }
 
-  async handle(request: Request, info: ServeInfo): Promise<Response> {
-    if (!this.#c.logRequests) return await this.#handle(request, info);
-    const started = performance.now();
-    const response = await this.#handle(request, info);
-    this.#c.log.debug("request", {
-      method: request.method,
-      url: URL.canParse(request.url) ? request.url : undefined,
-      status: response.status,
-      cache: response.headers.get("x-flowsched-cache") ?? undefined,
-      ms: Math.round((performance.now() - started) * 10) / 10,
-    });
-    return response;
+  /**
+   * A hit on a body kept in memory: everything `#handle` does for it, without
+   * waiting and without a `Request` or `Response` (the hot path of a hit).
+   */
+  quick(method: string, url: URL): QuickAnswer | undefined {
+    if (this.#c.logRequests || (method !== "GET" && method !== "HEAD") || url.search) return;
+    if (url.pathname.length > MAX_TARGET || url.pathname === STATS_PATH) return;
+    const key = cacheKey(url.pathname);
+    const entry = key ? this.#c.cache.kept(key) : undefined;
+    if (!key || !entry) return;
+    this.#c.stats.hits++;
+    const prefetched = this.#c.fetcher.takePrefetched(key);
+    if (prefetched) this.#c.stats.prefetchHits++;
+    this.#reinspect(key, entry);
+    return this.#serve(entry, prefetched ? "prefetched" : "hit", method);
   }
 
-  async #handle(request: Request, info: ServeInfo): Promise<Response> {
-    let url: URL;
-    try {
-      url = new URL(request.url);
-    } catch {
-      // Deno builds the URL from the Host header: a malformed one is the client's error.
-      this.#c.log.info("malformed Host header or target; answered 400", {
-        host: request.headers.get("host")?.slice(0, 200),
-      });
-      return textResponse(400);
-    }
+  failed(what: "handler" | "head" | "accept", error: unknown): void {
+    if (what === "handler") this.#c.log.error("handler failed", { error: String(error) });
+    else if (what === "accept") this.#c.log.warn("accept failed", { error: String(error) });
+    else this.#c.log.debug("request head refused", { reason: String(error) });
+  }
+
+  async handle(request: Request, info: RequestInfo): Promise<Response | QuickAnswer> {
+    if (!this.#c.logRequests) return await this.#handle(request, info);
+    const started = performance.now();
+    const answer = await this.#handle(request, info);
+    const response = answer instanceof Response;
+    this.#c.log.debug("request", {
+      method: request.method,
+      url: request.url,
+      status: response ? answer.status : 200,
+      cache: response ? answer.headers.get("x-flowsched-cache") ?? undefined : answer.how,
+      ms: Math.round((performance.now() - started) * 10) / 10,
+    });
+    return answer;
+  }
+
+  async #handle(request: Request, info: RequestInfo): Promise<Response | CachedAnswer> {
+    const url = new URL(request.url);
     if (url.pathname === STATS_PATH) return this.#stats(info.remoteAddr);
     if (request.method !== "GET" && request.method !== "HEAD") {
-      return textResponse(405, { Allow: "GET, HEAD" });
+      return statusResponse(405, { Allow: "GET, HEAD" });
     }
     if (url.pathname.length + url.search.length > MAX_TARGET) {
       this.#c.log.info("request target too long; answered 414", {
         length: url.pathname.length + url.search.length,
         limit: MAX_TARGET,
       });
-      return textResponse(414);
+      return statusResponse(414);
     }
     const key = url.search ? null : cacheKey(url.pathname);
     if (!key) return await this.#passThrough(url.pathname + url.search, request);
@@ -360,7 +378,7 @@ class RequestHandler {
         const prefetched = this.#c.fetcher.takePrefetched(key);
         if (prefetched) this.#c.stats.prefetchHits++;
         this.#reinspect(key, entry);
-        return this.#serve(entry, prefetched ? "prefetched" : "hit", request.method, info);
+        return this.#serve(entry, prefetched ? "prefetched" : "hit", request.method);
       }
       // Only the head is wanted: downloading the body for it would cost the whole
       // transfer on the association, and a HEAD says nothing about a later GET.
@@ -381,7 +399,7 @@ class RequestHandler {
               : result.shared
               ? "shared"
               : "miss";
-            return this.#serve(stored, how, request.method, info);
+            return this.#serve(stored, how, request.method);
           }
           continue; // evicted by another process meanwhile: once more
         }
@@ -410,9 +428,16 @@ class RequestHandler {
   #stats(client: Deno.Addr): Response {
     const access = this.#c.statsAccess;
     if (access === "public" || (access === "loopback" && isLoopback(client))) {
-      return Response.json(this.#c.snapshot(), { headers: { "cache-control": "no-store" } });
+      const json = encoder.encode(JSON.stringify(this.#c.snapshot()));
+      return new Response(json, {
+        headers: {
+          "content-type": "application/json",
+          "content-length": String(json.byteLength),
+          "cache-control": "no-store",
+        },
+      });
     }
-    return textResponse(403);
+    return statusResponse(403);
   }
 
   /** Upstream errors are passed on as they are; the log names them. */
@@ -438,7 +463,7 @@ class RequestHandler {
    * anew; cached ones are skipped without I/O.
    */
   #reinspect(path: string, entry: OpenEntry) {
-    if (!(entry.body instanceof Uint8Array) || !this.#c.inspector) return;
+    if (entry.mapped || !this.#c.inspector) return;
     const known = this.#known(entry.meta);
     if (!known.type.startsWith("text/html")) return;
     if (performance.now() - known.inspectedAt < REINSPECT_MS) return;
@@ -451,20 +476,26 @@ class RequestHandler {
   }
 
   /**
-   * Answers from an open entry. A streamed body is the file's own stream,
-   * which `Deno.serve` sends without passing it through JavaScript; the entry
-   * stays pinned until the response has been sent or dropped.
+   * Answers from an open entry: its head (made once per entry and `how`) and
+   * its body as it is, in memory or the file's mapping, which the front hands
+   * to the socket; the entry stays pinned until the answer has been written
+   * or dropped.
    */
-  #serve(entry: OpenEntry, how: string, method: string, info: ServeInfo): Response {
-    const headers = this.#entryHeaders(entry, how);
+  #serve(entry: OpenEntry, how: string, method: string): CachedAnswer {
+    const known = this.#known(entry.meta);
+    let head = known.heads.get(how);
+    if (!head) {
+      const lines = this.#entryHeaders(entry, how).map(([name, value]) => `${name}: ${value}\r\n`);
+      head = encoder.encode(`HTTP/1.1 200 OK\r\n${lines.join("")}`);
+      known.heads.set(how, head);
+    }
     if (method === "HEAD") {
-      if (entry.body instanceof ReadableStream) entry.body.cancel().catch(() => {});
       entry.release();
-      return new Response(null, { status: 200, headers });
+      return { how, head, body: NO_BODY };
     }
     this.#c.stats.bytesServed += entry.size;
-    if (entry.body instanceof ReadableStream) info.completed.then(entry.release, entry.release);
-    return new Response(entry.body as BodyInit, { status: 200, headers });
+    if (!entry.mapped) return { how, head, body: entry.body };
+    return { how, head, body: entry.body, mapped: true, done: entry.release };
   }
 
   #entryHeaders(entry: OpenEntry, how: string): HeaderList {
@@ -483,7 +514,7 @@ class RequestHandler {
     let known = this.#entries.get(meta);
     if (!known) {
       const type = new Headers(meta.headers).get("content-type") ?? "";
-      known = { type, inspectedAt: -Infinity, headers: new Map() };
+      known = { type, inspectedAt: -Infinity, headers: new Map(), heads: new Map() };
       this.#entries.set(meta, known);
     }
     return known;
@@ -537,7 +568,7 @@ class RequestHandler {
       path,
       error: error instanceof Error ? error.message : String(error),
     });
-    return textResponse(status);
+    return statusResponse(status);
   }
 }
 
@@ -553,12 +584,4 @@ function forwardHeaders(from: Headers, how: string): Headers {
   for (const [name, value] of from) if (!HOP_BY_HOP.has(name)) headers.set(name, value);
   headers.set("x-flowsched-cache", how);
   return headers;
-}
-
-/** A plain status answer: its text says nothing about the proxy's insides. */
-function textResponse(status: number, extra: Record<string, string> = {}) {
-  return new Response(`${status} ${reasonPhrase(status)}\n`, {
-    status,
-    headers: { "content-type": "text/plain; charset=utf-8", ...extra },
-  });
 }

@@ -22,7 +22,7 @@ import { contentType } from "mime-types";
 import { HttpError } from "../protocol/http1.ts";
 import { C } from "../ffi/libc.ts";
 import { Errno, NativeError } from "../ffi/errors.ts";
-import { FileDescriptor, type FileStatus } from "../ffi/file_descriptor.ts";
+import { FileDescriptor, type FileStatus, fileVersion } from "../ffi/file_descriptor.ts";
 
 /**
  * A servable file, open, and the metadata its response headers need. It owns
@@ -35,11 +35,7 @@ export class FileEntry implements Disposable {
   readonly mtime: Date;
   readonly etag: string;
   readonly contentType: string;
-  /**
-   * Which version of which file this is: device, inode, size and mtime.
-   * A file replaced by rename is another inode, so another version even with
-   * the same size and mtime.
-   */
+  /** Which version of which file this is (`fileVersion`). */
   readonly version: string;
   readonly #descriptor: FileDescriptor;
 
@@ -51,7 +47,7 @@ export class FileEntry implements Disposable {
     this.mtime = new Date(Number(status.mtimeNs / 1_000_000n));
     this.etag = `"${this.size.toString(16)}-${this.mtime.getTime().toString(16)}"`;
     this.contentType = contentType(extname(path) || ".bin") || "application/octet-stream";
-    this.version = `${status.device}:${status.inode}:${status.size}:${status.mtimeNs}`;
+    this.version = fileVersion(status);
   }
 
   /** The open descriptor of exactly the checked file; valid until `close()`. */

@@ -20,7 +20,8 @@
  * @module
  */
 
-import { HttpError, parseRequestHead, type RequestHead } from "../protocol/http1.ts";
+import { HttpError, isPersistent, parseRequestHead, type RequestHead } from "../protocol/http1.ts";
+import { writeAll } from "../transport/bytes.ts";
 import { errorPlan, planHead } from "./respond.ts";
 import { RequestHeadReader } from "./request_reader.ts";
 import type { Responder, Response } from "./responder.ts";
@@ -189,19 +190,11 @@ export class HttpConnection implements SessionView {
     } catch (error) {
       return { error, close: true, headers: CLOSE };
     }
-    const { headers, version } = request;
-    const connection = headers.get("connection");
-    const has = (token: string) =>
-      connection !== null &&
-      connection.split(",").some((part) => part.trim().toLowerCase() === token);
-    const http10 = version === "HTTP/1.0";
-    const persistent = this.#options.keepAlive && !has("close") &&
-      (!http10 || has("keep-alive")) &&
-      !headers.has("transfer-encoding") && (headers.get("content-length") ?? "0") === "0";
+    const persistent = this.#options.keepAlive && isPersistent(request);
     return {
       request,
       close: !persistent,
-      headers: !persistent ? CLOSE : http10 ? KEEP_ALIVE : undefined,
+      headers: !persistent ? CLOSE : request.version === "HTTP/1.0" ? KEEP_ALIVE : undefined,
     };
   }
 
@@ -361,14 +354,6 @@ export class HttpConnection implements SessionView {
       headers: CLOSE,
     });
     this.#arm(this.#period());
-  }
-}
-
-/** Writes all of `bytes`, calling `progress` after every write that took some. */
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array, progress?: () => void) {
-  for (let at = 0; at < bytes.byteLength;) {
-    at += await conn.write(at === 0 ? bytes : bytes.subarray(at));
-    progress?.();
   }
 }
 

@@ -9,7 +9,7 @@
 
 import { HttpError, type RequestHead } from "../protocol/http1.ts";
 import { errorPlan, planHead, planResponse, type ResponsePlan } from "./respond.ts";
-import type { Mapping, MappingCache } from "./mapping_cache.ts";
+import type { Mapping, MappingCache } from "../ffi/mapping_cache.ts";
 import type { Logger } from "../cli/log.ts";
 
 /** A response as the server keeps it while the scheduler sends it. */

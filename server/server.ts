@@ -18,7 +18,7 @@ import { listen } from "../transport/association.ts";
 import type { AssociationOptions, Listener } from "../transport/types.ts";
 import { realRoot } from "./files.ts";
 import { createLogger, type Logger, type LogLevel } from "../cli/log.ts";
-import { MappingCache, type MappingCacheView } from "./mapping_cache.ts";
+import { MappingCache, type MappingCacheView } from "../ffi/mapping_cache.ts";
 import { POLICIES, type PolicyName } from "./policies/mod.ts";
 import { Scheduler, type SchedulerView } from "./scheduler.ts";
 import { Session, type SessionView } from "./session.ts";

@@ -73,3 +73,15 @@ export function concat(parts: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
   }
   return out;
 }
+
+/** Writes all of `bytes` to `conn`, calling `progress` after every write that took some. */
+export async function writeAll(
+  conn: Deno.Conn,
+  bytes: Uint8Array,
+  progress?: () => void,
+): Promise<void> {
+  for (let at = 0; at < bytes.byteLength;) {
+    at += await conn.write(at === 0 ? bytes : bytes.subarray(at));
+    progress?.();
+  }
+}

@@ -270,13 +270,13 @@ Deno.test(
       const size = 600 * 1024; // above the size read into memory at once: opening pins it
       await store(cache, "/a.bin", size);
       const a = await cache.open("/a.bin");
-      assert.ok(a?.body instanceof ReadableStream);
+      assert.ok(a?.mapped);
       const b = await cache.claim("/b.bin");
       assert.ok(b instanceof Deno.FsFile);
       assert.equal(cache.reserve("/b.bin", size), false, "a is being read: no room");
       assert.ok(await exists(cache.files("/a.bin").body), "nothing was evicted for nothing");
       assert.equal(cache.reserve("/b.bin", (1 << 20) + 1), false, "larger than the whole cache");
-      await new Response(a.body).arrayBuffer();
+      assert.equal(a.body.byteLength, size);
       assert.equal(cache.reserve("/b.bin", size), false, "still pinned until released");
       a.release();
       await waitUntil(() => cache.reserve("/b.bin", size), 5000, "room once a is read");
@@ -340,6 +340,34 @@ Deno.test(
 );
 
 Deno.test(
+  "hits on a large body share one mapping, kept while idle and unmapped once the entry's files change",
+  { ignore },
+  async () => {
+    await withCache(async (cache) => {
+      await store(cache, "/big.bin", 400 * 1024, 3);
+      const first = await cache.open("/big.bin");
+      const second = await cache.open("/big.bin");
+      assert.ok(first?.mapped && second?.mapped);
+      assert.equal(
+        Deno.UnsafePointer.value(Deno.UnsafePointer.of(first.body)),
+        Deno.UnsafePointer.value(Deno.UnsafePointer.of(second.body)),
+        "one mapping for both hits",
+      );
+      assert.deepEqual(cache.mapped, { mappings: 1, references: 2 });
+      first.release();
+      second.release();
+      assert.deepEqual(cache.mapped, { mappings: 1, references: 0 }, "kept for the next hit");
+      const third = await cache.open("/big.bin");
+      assert.deepEqual(third?.body, new Uint8Array(400 * 1024).fill(3));
+      third!.release();
+      // Another process replaces the body: the idle mapping of the old file goes.
+      await Deno.remove(cache.files("/big.bin").body);
+      await waitUntil(() => cache.mapped.mappings === 0, 5000, "the idle mapping unmapped");
+    });
+  },
+);
+
+Deno.test(
   "with synchronous file calls (as on a tmpfs) entries store and serve the same bytes, and a bad one is removed",
   { ignore },
   async () => {
@@ -357,9 +385,14 @@ Deno.test(
       const small = await cache.open("/small.bin");
       assert.deepEqual(small?.body, new Uint8Array(1000).fill(7));
       const large = await cache.open("/large.bin");
-      assert.ok(large?.body instanceof ReadableStream, "a large body streams");
-      assert.deepEqual(await new Response(large.body).bytes(), new Uint8Array(300 * 1024).fill(7));
+      assert.ok(large?.mapped, "a large body is the file's mapping");
+      assert.deepEqual(large.body, new Uint8Array(300 * 1024).fill(7));
+      // Replaced while open: the mapping still holds the body it opened, whole.
+      await Deno.remove(cache.files("/large.bin").body);
+      await store(cache, "/large.bin", 300 * 1024 + 1);
+      assert.deepEqual(large.body, new Uint8Array(300 * 1024).fill(7));
       large.release();
+      assert.equal((await cache.open("/large.bin"))?.size, 300 * 1024 + 1);
       // Metadata that does not match its body: a miss once the watcher has dropped the
       // memory copy, and the entry is gone.
       await Deno.writeTextFile(cache.files("/small.bin").meta, JSON.stringify({ url: "/other" }));

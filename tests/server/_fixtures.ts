@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { prng } from "../../scripts/bench/common.ts";
+import { concat, copyOf } from "../../transport/bytes.ts";
 
 /** A file written into a test tree. */
 export interface TreeFile {
@@ -59,4 +60,27 @@ export async function run(command: string, args: string[]): Promise<string> {
 export async function curlStatus(base: string, path: string, ...extra: string[]): Promise<string> {
   const args = ["--silent", "--path-as-is", "-o", "/dev/null", "-w", "%{http_code}"];
   return (await run("curl", [...args, ...extra, base + path])).trim();
+}
+
+/** Reads `conn` until the other end closes it. */
+export async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  const buffer = new Uint8Array(64 * 1024);
+  for (let read; (read = await conn.read(buffer)) !== null;) {
+    chunks.push(copyOf(buffer.subarray(0, read)));
+  }
+  return concat(chunks);
+}
+
+/** Sends `request` over a fresh connection and returns everything until the other end closes. */
+export async function exchange(port: number, request: string | Uint8Array): Promise<Uint8Array> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    const bytes = typeof request === "string" ? new TextEncoder().encode(request) : request;
+    // Written while reading: a refused head is answered before the server takes all of it.
+    const [, received] = await Promise.all([conn.write(bytes).catch(() => 0), readAll(conn)]);
+    return received;
+  } finally {
+    conn.close();
+  }
 }

@@ -10,8 +10,7 @@ import { needs } from "../_permissions.ts";
 import { startServer } from "../../mod.ts";
 import type { FlowServer, SchedulerEvent, ServerOptions } from "../../mod.ts";
 import { parseResponseHead } from "../../protocol/http1.ts";
-import { concat, copyOf } from "../../transport/bytes.ts";
-import { curlStatus, makeTree, run, sha256 } from "./_fixtures.ts";
+import { curlStatus, exchange, makeTree, readAll, run, sha256 } from "./_fixtures.ts";
 
 const ignore = needs("read", "write", "net", "run");
 const encoder = new TextEncoder();
@@ -47,29 +46,6 @@ async function eventually(condition: () => boolean, what: string) {
   for (const deadline = Date.now() + 10_000; !condition();) {
     assert.ok(Date.now() < deadline, `timed out waiting until ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-/** Reads `conn` until the server closes it. */
-async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  const buffer = new Uint8Array(64 * 1024);
-  for (let read; (read = await conn.read(buffer)) !== null;) {
-    chunks.push(copyOf(buffer.subarray(0, read)));
-  }
-  return concat(chunks);
-}
-
-/** Sends `request` over a fresh connection and returns everything until the server closes. */
-async function exchange(port: number, request: string | Uint8Array): Promise<Uint8Array> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  try {
-    const bytes = typeof request === "string" ? encoder.encode(request) : request;
-    // Written while reading: a refused head is answered before the server takes all of it.
-    const [, received] = await Promise.all([conn.write(bytes).catch(() => 0), readAll(conn)]);
-    return received;
-  } finally {
-    conn.close();
   }
 }
 

@@ -1,5 +1,6 @@
 /**
- * Reference-counted `mmap`s of served files, with a bounded LRU of idle ones
+ * Reference-counted `mmap`s of files being sent (the server's files, the
+ * proxy's cached bodies), with a bounded LRU of idle ones
  * for hot files. A mapping is unmapped only when no response uses it and it
  * falls out of the LRU, so the writer never holds the address of an unmapped
  * region. Mappings are shared by file version (device, inode, size, mtime):
@@ -9,8 +10,16 @@
  * @module
  */
 
-import { MappedFile } from "../ffi/mapped_file.ts";
-import type { FileEntry } from "./files.ts";
+import type { FileDescriptor } from "./file_descriptor.ts";
+import { MappedFile } from "./mapped_file.ts";
+
+/** An open file to map, and which version of which file it is (see `fileVersion`). */
+export interface MappableFile {
+  readonly version: string;
+  readonly descriptor: FileDescriptor;
+  /** Closes the descriptor (the mapping does not need it). */
+  close(): void;
+}
 
 /** A mapping in use by one or more responses. */
 export interface Mapping {
@@ -46,7 +55,7 @@ export class MappingCache implements MappingCacheView {
    * Maps `entry`'s file (or reuses the mapping of the same version) and takes
    * a reference. Takes the entry too: it is closed when this returns or throws.
    */
-  acquire(entry: FileEntry): Mapping {
+  acquire(entry: MappableFile): Mapping {
     const key = entry.version;
     let slot = this.#slots.get(key);
     if (slot) {

@@ -1,0 +1,494 @@
+/**
+ * The proxy's HTTP/1.1 side: a listener on `Deno.listen` that reads request
+ * heads itself (`RequestHeadReader`, `parseRequestHead`) and writes answers
+ * itself, one connection at a time in order (pipelined requests wait in the
+ * socket). A cache hit on a body kept in memory is written as one buffer
+ * (head and body together, one `write`), without a `Request` or `Response`
+ * object; everything else goes to the handler as a `Request` and comes back
+ * as a `Response`, whose body is written as it arrives (with its
+ * `content-length`, else chunked, or until the close for HTTP/1.0).
+ *
+ * Why not `Deno.serve`: it writes every answer's head and body with two
+ * system calls and answers a 1 KiB hit at about half the rate of this
+ * loop on the same thread (`bench perf`; docs/results/performance.md).
+ *
+ * A connection closes after a refused head (400, 414, 431, 408), after
+ * `Connection: close` or an HTTP/1.0 request without keep-alive, after a
+ * request announcing a body (bodies are never read), when idle for
+ * `IDLE_TIMEOUT_MS`, or when a write makes no progress for
+ * `SEND_TIMEOUT_MS`. A body that breaks off (an upstream that aborts) ends
+ * its connection, so the client sees a cut answer, never a short one that
+ * looks whole.
+ *
+ * @module
+ */
+
+import { HttpError, isPersistent, parseRequestHead, reasonPhrase } from "../protocol/http1.ts";
+import { copyFromAddress } from "../ffi/libc.ts";
+import { concat, writeAll } from "../transport/bytes.ts";
+import { RequestHeadReader } from "../server/request_reader.ts";
+
+/** Largest request head; a longer one is answered 431. */
+const MAX_HEAD_BYTES = 16 * 1024;
+/** A keep-alive connection with no request for this long is closed (nginx's default). */
+export const IDLE_TIMEOUT_MS = 75_000;
+/** A write that makes no progress for this long (a client that stopped reading) ends its connection. */
+const SEND_TIMEOUT_MS = 60_000;
+/** How long a closing connection drops what the client still sends, so the last answer is not reset away. */
+const LINGER_MS = 2000;
+/** Heads and bodies up to this size together are copied into one buffer and written at once. */
+const ONE_WRITE_BYTES = 64 * 1024;
+/** How long the front waits after a failed `accept` before the next. */
+const ACCEPT_RETRY_MS = 100;
+/** Statuses whose answers never have a body. */
+const BODILESS = new Set([204, 304]);
+/** Header fields the front writes itself. */
+const FRAMING = new Set(["connection", "keep-alive", "transfer-encoding", "date"]);
+
+const encoder = new TextEncoder();
+const CRLF = encoder.encode("\r\n");
+const LAST_CHUNK = encoder.encode("0\r\n\r\n");
+const HEAD_REQUEST = encoder.encode("HEAD");
+
+/** What the handler learns about a request besides the request itself. */
+export interface RequestInfo {
+  /** The client's address. */
+  readonly remoteAddr: Deno.NetAddr;
+}
+
+/**
+ * An answer whose head is made already and whose body is bytes at hand,
+ * written without a `Response` object (its `content-length` is in `head`).
+ */
+export interface QuickAnswer {
+  /** The status line and header fields, each line ending in CRLF, without the blank line. */
+  readonly head: Uint8Array;
+  /**
+   * The body (empty for HEAD), handed to the socket as it is (it may be a
+   * file's mapping); nobody writes to it while the answer is sent.
+   */
+  readonly body: Uint8Array;
+  /**
+   * The body is a file's mapping: the front has it read by the kernel only
+   * (a copy that fails with EFAULT, a write), never with plain loads, which
+   * would end the process with SIGBUS if the file shrank.
+   */
+  readonly mapped?: boolean;
+  /** Called once the answer has been written, or dropped with its connection. */
+  readonly done?: () => void;
+}
+
+/** What answers the front's requests. */
+export interface FrontHandler {
+  /** An answer for `method` and `url` that needs no waiting (a hit kept in memory), or undefined. */
+  quick(method: string, url: URL): QuickAnswer | undefined;
+  /** Every other request. Throwing answers 500. */
+  handle(request: Request, info: RequestInfo): Promise<Response | QuickAnswer>;
+  /** Called with what a handler threw, why a head was refused, or why accepting failed. */
+  failed(what: "handler" | "head" | "accept", error: unknown): void;
+}
+
+/** Where and how the front listens. */
+export interface FrontOptions {
+  readonly hostname: string;
+  readonly port: number;
+  /** SO_REUSEPORT, beside other listeners on the same port. */
+  readonly reusePort: boolean;
+}
+
+/** A listening front. */
+export interface HttpFront {
+  /** Where it listens. */
+  readonly addr: Deno.NetAddr;
+  /**
+   * Stops accepting, closes idle connections, lets each answer being
+   * written finish, and settles once every connection has ended.
+   */
+  shutdown(): Promise<void>;
+}
+
+/** The `date` header line, made again when the second changes. */
+let dateSecond = -1;
+let dateLine = new Uint8Array(0);
+function currentDateLine(): Uint8Array {
+  const second = Math.floor(Date.now() / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateLine = encoder.encode(`date: ${new Date(second * 1000).toUTCString()}\r\n`);
+  }
+  return dateLine;
+}
+
+const CONNECTION_CLOSE = encoder.encode("connection: close\r\n");
+const CONNECTION_KEEP_ALIVE = encoder.encode("connection: keep-alive\r\n");
+
+/** Starts listening and serving; the returned front stops with `shutdown()`. */
+export function serveHttp(options: FrontOptions, handler: FrontHandler): HttpFront {
+  const listener = Deno.listen({
+    hostname: options.hostname,
+    port: options.port,
+    reusePort: options.reusePort,
+  });
+  const addr = listener.addr;
+  const origin = `${
+    addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname
+  }:${addr.port}`;
+  const connections = new Set<FrontConnection>();
+  let stopping = false;
+  const sweep = setInterval(() => {
+    const now = performance.now();
+    for (const connection of connections) connection.watch(now);
+  }, 1000);
+  Deno.unrefTimer(sweep);
+  const accepting = (async () => {
+    while (!stopping) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await listener.accept();
+      } catch (error) {
+        if (stopping) return;
+        // Out of descriptors, say: the connections being served still end and free some.
+        handler.failed("accept", error);
+        await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
+        continue;
+      }
+      if (stopping) {
+        conn.close();
+        return;
+      }
+      conn.setNoDelay(true);
+      const connection = new FrontConnection(conn, handler, origin);
+      connections.add(connection);
+      connection.done.then(() => connections.delete(connection));
+    }
+  })();
+  let stopped: Promise<void> | undefined;
+  return {
+    addr,
+    shutdown() {
+      return stopped ??= stop();
+    },
+  };
+
+  async function stop() {
+    stopping = true;
+    clearInterval(sweep);
+    try {
+      listener.close();
+    } catch { /* closed already */ }
+    await accepting;
+    for (const connection of connections) connection.stop();
+    await Promise.all([...connections].map((connection) => connection.done));
+  }
+}
+
+/** Serves one TCP connection until it ends. */
+class FrontConnection {
+  /** Settles once the connection has ended. */
+  readonly done: Promise<void>;
+  readonly #conn: Deno.Conn;
+  readonly #handler: FrontHandler;
+  readonly #origin: string;
+  readonly #reader: RequestHeadReader;
+  /** Head and body of a quick answer, copied together; grown as needed. */
+  #scratch = new Uint8Array(4096);
+  /** An answer is being made or written. */
+  #busy = false;
+  /** No request is read after the current one. */
+  #stopping = false;
+  #closed = false;
+  /** When the current write last made progress, if one is under way. */
+  #writeProgress = -1;
+  /** When the last answer was written. */
+  #lastAnswer = performance.now();
+  readonly #progress = () => void (this.#writeProgress = performance.now());
+
+  constructor(conn: Deno.Conn, handler: FrontHandler, origin: string) {
+    this.#conn = conn;
+    this.#handler = handler;
+    this.#origin = origin;
+    this.#reader = new RequestHeadReader(conn, MAX_HEAD_BYTES);
+    this.done = this.#serve();
+  }
+
+  /** Ends the connection after the answer being made, or at once if there is none. */
+  stop() {
+    this.#stopping = true;
+    if (!this.#busy) this.#close();
+  }
+
+  /** The idle and send timeouts, checked about once a second. */
+  watch(now: number) {
+    if (this.#closed) return;
+    if (this.#writeProgress >= 0) {
+      if (now - this.#writeProgress >= SEND_TIMEOUT_MS) this.#close();
+      return;
+    }
+    if (this.#busy) return;
+    if (now - Math.max(this.#lastAnswer, this.#reader.lastRead) < IDLE_TIMEOUT_MS) return;
+    if (!this.#reader.partial) return this.#close();
+    // Halfway through a head: say why before closing.
+    this.#stopping = true;
+    this.#refuse(new HttpError(408, "request head not complete in time")).finally(() =>
+      this.#close()
+    );
+  }
+
+  async #serve(): Promise<void> {
+    try {
+      while (!this.#stopping) {
+        let bytes: Uint8Array | null;
+        try {
+          bytes = await this.#reader.next();
+        } catch (error) {
+          if (!(error instanceof HttpError)) throw error;
+          await this.#refuse(error);
+          return await this.#finish();
+        }
+        if (bytes === null || this.#closed) break;
+        this.#busy = true;
+        const persistent = await this.#answer(bytes);
+        this.#busy = false;
+        this.#lastAnswer = performance.now();
+        if (!persistent) return await this.#finish();
+      }
+    } catch {
+      // Reset by the client, or closed by a timeout or a shutdown.
+    }
+    this.#close();
+  }
+
+  /** Answers one request head; whether the connection may go on. */
+  async #answer(bytes: Uint8Array): Promise<boolean> {
+    let head;
+    try {
+      // The handler says itself which targets are too long (414).
+      head = parseRequestHead(bytes, {
+        maxRequestLine: MAX_HEAD_BYTES,
+        maxHeadBytes: MAX_HEAD_BYTES,
+      });
+    } catch (error) {
+      if (!(error instanceof HttpError)) throw error;
+      await this.#refuse(error, bytes);
+      return false;
+    }
+    const host = head.headers.get("host") ?? this.#origin;
+    let url: URL | undefined;
+    if (!/[\s/?#@\\]/.test(host)) {
+      try {
+        url = new URL(`http://${host}${head.target}`);
+      } catch { /* answered below */ }
+    }
+    if (!url) {
+      await this.#refuse(new HttpError(400, "malformed Host header or target"), bytes);
+      return false;
+    }
+    const persistent = isPersistent(head);
+    const connection = !persistent
+      ? CONNECTION_CLOSE
+      : head.version === "HTTP/1.0"
+      ? CONNECTION_KEEP_ALIVE
+      : undefined;
+    const quick = this.#handler.quick(head.method, url);
+    if (quick) {
+      await this.#writeQuick(quick, connection);
+      return persistent;
+    }
+    let request: Request | undefined;
+    try {
+      request = new Request(url, { method: head.method, headers: head.headers });
+    } catch { /* CONNECT, TRACE and TRACK: methods a Request cannot carry */ }
+    // A Request upper-cases `get` or `hEAD`, which are other methods (RFC 9110 §9.1).
+    if (request?.method !== head.method) {
+      await this.#refuse(new HttpError(501, `method ${head.method} not implemented`));
+      return false;
+    }
+    let answer: Response | QuickAnswer;
+    try {
+      answer = await this.#handler.handle(request, {
+        remoteAddr: this.#conn.remoteAddr as Deno.NetAddr,
+      });
+    } catch (error) {
+      this.#handler.failed("handler", error);
+      answer = statusResponse(500);
+    }
+    if (answer instanceof Response) {
+      const framed = await this.#writeResponse(answer, head.method, head.version, connection);
+      return persistent && framed;
+    }
+    await this.#writeQuick(answer, connection);
+    return persistent;
+  }
+
+  async #writeQuick(answer: QuickAnswer, connection: Uint8Array | undefined) {
+    try {
+      await this.#writeHeadAndBody(answer, connection);
+    } finally {
+      answer.done?.();
+    }
+  }
+
+  /**
+   * The head and as much of the body as fits in `ONE_WRITE_BYTES` go out in
+   * one write (a head on its own costs a segment and a wake-up at the
+   * client: 1 MiB hits went 1.3k → 1.9k/s here), then the rest of the body
+   * as it is.
+   */
+  async #writeHeadAndBody(answer: QuickAnswer, connection: Uint8Array | undefined) {
+    const { head, body } = answer;
+    const date = currentDateLine();
+    const headLength = head.byteLength + (connection?.byteLength ?? 0) + date.byteLength + 2;
+    const lead = Math.min(body.byteLength, Math.max(0, ONE_WRITE_BYTES - headLength));
+    const out = this.#scratch.byteLength >= headLength + lead
+      ? this.#scratch
+      : (this.#scratch = new Uint8Array(Math.max(headLength + lead, ONE_WRITE_BYTES)));
+    out.set(head);
+    let at = head.byteLength;
+    if (connection) {
+      out.set(connection, at);
+      at += connection.byteLength;
+    }
+    out.set(date, at);
+    at += date.byteLength;
+    out.set(CRLF, at);
+    at += 2;
+    // A mapped body is read by the kernel only: a file that shrank fails the copy, not the process.
+    if (answer.mapped) copyFromAddress(out.subarray(at), Deno.UnsafePointer.of(body), lead);
+    else out.set(lead === body.byteLength ? body : body.subarray(0, lead), at);
+    await this.#write(out.subarray(0, at + lead));
+    if (lead < body.byteLength) await this.#write(body.subarray(lead));
+  }
+
+  /**
+   * Writes a handler's response; false if the connection cannot go on after
+   * it (its body's end is the connection's end).
+   */
+  async #writeResponse(
+    response: Response,
+    method: string,
+    version: string,
+    connection: Uint8Array | undefined,
+  ): Promise<boolean> {
+    const status = response.status;
+    let text = `HTTP/1.1 ${status} ${response.statusText || reasonPhrase(status)}\r\n`;
+    let length: string | null = null;
+    for (const [name, value] of response.headers) {
+      if (FRAMING.has(name)) continue;
+      if (name === "content-length") length = value;
+      text += `${name}: ${value}\r\n`;
+    }
+    const bodiless = method === "HEAD" || BODILESS.has(status) || status < 200;
+    const body = bodiless ? null : response.body;
+    if (bodiless) await response.body?.cancel().catch(() => {});
+    // A body of unknown length: chunked for HTTP/1.1, until the close for HTTP/1.0.
+    const chunked = body !== null && length === null && version === "HTTP/1.1";
+    const untilClose = body !== null && length === null && !chunked;
+    if (body === null && length === null && !bodiless) text += "content-length: 0\r\n";
+    if (chunked) text += "transfer-encoding: chunked\r\n";
+    const ending = untilClose ? CONNECTION_CLOSE : connection;
+    const head = encoder.encode(text);
+    const date = currentDateLine();
+    const out = new Uint8Array(head.byteLength + (ending?.byteLength ?? 0) + date.byteLength + 2);
+    out.set(head);
+    if (ending) out.set(ending, head.byteLength);
+    out.set(date, out.byteLength - date.byteLength - 2);
+    out.set(CRLF, out.byteLength - 2);
+    if (body === null) {
+      await this.#write(out);
+      return true;
+    }
+    const reader = body.getReader();
+    let first = true;
+    let written = 0;
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (value.byteLength === 0) continue;
+        written += value.byteLength;
+        const parts = first ? [out] : [];
+        if (chunked) {
+          parts.push(encoder.encode(`${first ? "" : "\r\n"}${value.byteLength.toString(16)}\r\n`));
+        }
+        // Small bodies go out with the head (or the chunk size) in one write.
+        if (value.byteLength <= ONE_WRITE_BYTES) await this.#write(concat([...parts, value]));
+        else {
+          if (parts.length > 0) await this.#write(concat(parts));
+          await this.#write(value);
+        }
+        first = false;
+      }
+    } catch (error) {
+      await reader.cancel(error).catch(() => {});
+      throw error;
+    }
+    if (first) await this.#write(out);
+    if (chunked) await this.#write(first ? LAST_CHUNK : concat([CRLF, LAST_CHUNK]));
+    if (length !== null && written !== Number(length)) {
+      throw new Error(`body of ${written} bytes where content-length said ${length}`);
+    }
+    return !untilClose;
+  }
+
+  /** Answers a refused head with its status and the connection's end. */
+  /**
+   * Answers a refused head with its status and the connection's end; without
+   * the text when the head asked for HEAD, whose answer the client reads as
+   * having no body.
+   */
+  async #refuse(error: HttpError, head?: Uint8Array) {
+    this.#handler.failed("head", error);
+    const bodiless = head !== undefined && HEAD_REQUEST.every((byte, i) => head[i] === byte) &&
+      (head.byteLength === 4 || [0x20, 0x0d, 0x0a].includes(head[4]));
+    const text = encoder.encode(`${error.status} ${reasonPhrase(error.status)}\n`);
+    const lines = `HTTP/1.1 ${error.status} ${reasonPhrase(error.status)}\r\n` +
+      `content-type: text/plain; charset=utf-8\r\ncontent-length: ${text.byteLength}\r\n` +
+      Object.entries(error.headers).map(([name, value]) => `${name}: ${value}\r\n`).join("") +
+      "connection: close\r\n";
+    const parts = [encoder.encode(lines), currentDateLine(), CRLF];
+    if (!bodiless) parts.push(text);
+    await this.#write(concat(parts)).catch(() => {});
+  }
+
+  async #write(bytes: Uint8Array) {
+    this.#writeProgress = performance.now();
+    try {
+      await writeAll(this.#conn, bytes, this.#progress);
+    } finally {
+      this.#writeProgress = -1;
+    }
+  }
+
+  /** The last answer is out: shut the write side, drop what still comes, then close. */
+  async #finish() {
+    if (this.#closed) return;
+    const linger = setTimeout(() => this.#close(), LINGER_MS);
+    try {
+      await this.#conn.closeWrite();
+      await this.#reader.discard();
+    } catch { /* reset or closed meanwhile */ }
+    clearTimeout(linger);
+    this.#close();
+  }
+
+  #close() {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#conn.close();
+    } catch { /* closed already */ }
+  }
+}
+
+/** A plain status answer: its text says nothing about the proxy's insides. */
+export function statusResponse(status: number, extra: Record<string, string> = {}): Response {
+  const text = `${status} ${reasonPhrase(status)}\n`;
+  return new Response(text, {
+    status,
+    headers: {
+      "content-type": "text/plain; charset=utf-8",
+      "content-length": String(text.length),
+      ...extra,
+    },
+  });
+}
