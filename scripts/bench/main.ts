@@ -22,7 +22,7 @@ Benchmarks (each prints ratios measured in one run; --help for its options):
   files        file serving over one association (scf, rr) vs the TCP HTTP/1.1 baseline
   sched        response times at a bottleneck in the lab: every policy vs the simulated ideal
   thesis       the reference thesis's 5.2-5.5 and seed 004 in the lab, with nginx, plots, verdicts
-  perf         proxy cache hits vs nginx and the runtime's ceiling (Deno.serve), wrk on this host
+  perf         proxy cache hits vs nginx and the runtime's own server (Deno.serve), wrk on this host
   udp          SCTP over UDP (kernel and usrsctp, both ways) vs native kernel SCTP, in the lab
   scale        1..3 servers, each behind its own link, through IPVS and the proxy's path hashing`;
 

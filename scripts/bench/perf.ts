@@ -6,8 +6,9 @@
  * files, rounds interleaved:
  * - nginx as a user would run it for static files (`worker_processes
  *   --nginx-workers`, sendfile on, access log off);
- * - the runtime's ceiling (`perf/ceiling.ts`: `Deno.serve` answering small
- *   files from memory and streaming large ones from the file);
+ * - the runtime's own server (`perf/ceiling.ts`: `Deno.serve` answering
+ *   small files from memory and streaming large ones from the file), the
+ *   ceiling of a proxy built on it (the proxy now has its own front);
  * - the flowsched proxy in front of a flowsched server (tcpmux, loopback),
  *   its cache filled before the timed rounds, so every timed request is a hit;
  * - the same proxy with `--threads` as many as nginx's workers (one port,
@@ -86,7 +87,7 @@ const OPTIONS = {
 
 const USAGE = `Usage: deno task bench perf [options]
 
-Proxy cache hits on this host: wrk against nginx, the runtime's ceiling (Deno.serve) and the
+Proxy cache hits on this host: wrk against nginx, the runtime's own server (Deno.serve) and the
 flowsched proxy (its cache filled first), 1 KiB files (wrk -t1 -c32, requests/s) and 1 MiB
 files (wrk -t1 -c8, MB/s). usrsctp on this host: the transport against a C program on
 libusrsctp (bench transports), and file serving over it (bench files). In the lab (kernel SCTP,

@@ -1,5 +1,5 @@
 /**
- * The runtime's own ceiling for `bench perf`: `Deno.serve` answering the
+ * The runtime's own server for `bench perf`: `Deno.serve` answering the
  * files under `--root` with nothing in between. Bodies up to 64 KiB are
  * answered from memory (read once at start); larger ones are streamed from
  * the file (`FsFile.readable`, which `Deno.serve` writes without passing the
