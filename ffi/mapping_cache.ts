@@ -15,7 +15,9 @@ import { MappedFile } from "./mapped_file.ts";
 
 /** An open file to map, and which version of which file it is (see `fileVersion`). */
 export interface MappableFile {
+  /** Which version of which file it is: mappings are shared by version. */
   readonly version: string;
+  /** The open file, read-only. */
   readonly descriptor: FileDescriptor;
   /** Closes the descriptor (the mapping does not need it). */
   close(): void;
@@ -43,6 +45,8 @@ export interface MappingCacheView {
 /** Shares mappings between concurrent responses for the same file version. */
 export class MappingCache implements MappingCacheView {
   readonly #slots = new Map<string, Slot>();
+  /** Mappings still in use whose version was forgotten: unmapped at their last release. */
+  readonly #forgotten = new Map<Mapping, Slot>();
   readonly #maxIdle: number;
   #idle = 0;
 
@@ -77,20 +81,41 @@ export class MappingCache implements MappingCacheView {
   /** Drops a reference taken by `acquire`. */
   release(mapping: Mapping): void {
     const slot = this.#slots.get(mapping.key);
-    if (!slot || slot.mapping !== mapping) return;
-    if (--slot.refs === 0) this.#idle++;
-    if (this.#idle > this.#maxIdle) this.#evict();
+    if (slot?.mapping === mapping) {
+      if (--slot.refs === 0) this.#idle++;
+      if (this.#idle > this.#maxIdle) this.#evict();
+      return;
+    }
+    const orphan = this.#forgotten.get(mapping);
+    if (orphan && --orphan.refs === 0) {
+      this.#forgotten.delete(mapping);
+      mapping.file.close();
+    }
+  }
+
+  /**
+   * Stops sharing the mapping of `version` (its file was removed or
+   * replaced): unmapped now if idle, else at its last `release`.
+   */
+  forget(version: string): void {
+    const slot = this.#slots.get(version);
+    if (!slot) return;
+    this.#slots.delete(version);
+    if (slot.refs > 0) return void this.#forgotten.set(slot.mapping, slot);
+    this.#idle--;
+    slot.mapping.file.close();
   }
 
   /** Mappings currently held (in use or idle). */
   get size(): number {
-    return this.#slots.size;
+    return this.#slots.size + this.#forgotten.size;
   }
 
   /** References currently taken, over all mappings. */
   get references(): number {
     let refs = 0;
     for (const slot of this.#slots.values()) refs += slot.refs;
+    for (const slot of this.#forgotten.values()) refs += slot.refs;
     return refs;
   }
 

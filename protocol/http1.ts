@@ -14,6 +14,11 @@ export interface RequestLimits {
   maxHeadBytes?: number;
   /** Most header fields (431 beyond). @default 100 */
   maxHeaders?: number;
+  /**
+   * Accept targets in absolute form (`http://host/path`), as a proxy is sent
+   * and every server must take (RFC 9112 §3.2.2). @default false
+   */
+  absoluteForm?: boolean;
 }
 
 /** A parsed request head. */
@@ -86,7 +91,9 @@ export function parseRequestHead(bytes: Uint8Array, limits: RequestLimits = {}):
   const [method, target, version] = requestLine;
   if (!TOKEN.test(method)) throw new HttpError(400, "malformed method");
   if (!/^HTTP\/1\.[01]$/.test(version)) throw new HttpError(400, `unsupported version ${version}`);
-  if (!target.startsWith("/")) throw new HttpError(400, "request target must be an absolute path");
+  if (!target.startsWith("/") && !(limits.absoluteForm && /^https?:\/\//i.test(target))) {
+    throw new HttpError(400, "request target must be an absolute path");
+  }
   // A bare LF would otherwise hide the rest of a long line from the line limit.
   if (/[^\x21-\x7e\x80-\xff]/.test(target)) {
     throw new HttpError(400, "request target contains a control character");

@@ -246,9 +246,11 @@ export class DiskCache implements CacheView {
   /**
    * Mappings of large bodies, shared by the hits on them; idle ones are kept
    * (mapping a file anew for every hit cost half the rate of 1 MiB hits) and
-   * unmapped when any entry's files change, so a removed body's memory goes.
+   * unmapped when their entry's files change, so a removed body's memory goes.
    */
   readonly #mappings = new MappingCache(MAPPINGS_KEPT);
+  /** The version of each entry's last mapping, by entry id. */
+  readonly #mappedVersions = new Map<string, string>();
   #memoryBytes = 0;
   /** Counts the watcher's events on complete entries' files (a copy read across one is not kept). */
   #changes = 0;
@@ -347,7 +349,7 @@ export class DiskCache implements CacheView {
    * The entry of `key` if its body is kept in memory (what `open` answers at
    * once, without touching a file), now the most recently used; else undefined.
    */
-  kept(key: string): OpenEntry & { readonly body: Uint8Array } | undefined {
+  kept(key: string): OpenEntry | undefined {
     const kept = this.#memory.get(key);
     if (!kept) return undefined;
     // Most recently used, here and in the index.
@@ -359,9 +361,9 @@ export class DiskCache implements CacheView {
   }
 
   /**
-   * Opens a complete entry for serving, or `null` if there is none. The
-   * entry is pinned until its body has been read or cancelled. An entry
-   * whose metadata is missing or does not match it is removed.
+   * Opens a complete entry for serving, or `null` if there is none. A large
+   * entry is pinned, and its mapping held, until `release()`. An entry whose
+   * metadata is missing or does not match it is removed.
    */
   async open(key: string): Promise<OpenEntry | null> {
     const kept = this.kept(key);
@@ -379,6 +381,7 @@ export class DiskCache implements CacheView {
     const files = filesOf(id, this.dir);
     const sync = this.#syncIo;
     let file: Deno.FsFile | undefined;
+    let checked: { meta: EntryMeta; inode: number | null; size: number };
     try {
       file = sync ? Deno.openSync(files.body) : await Deno.open(files.body);
     } catch (error) {
@@ -417,24 +420,7 @@ export class DiskCache implements CacheView {
         return changes === this.#changes ? this.#keep(key, entry) : entry;
       }
       file.close();
-      const mapping = this.#map(files.body, info.ino, size);
-      if (!mapping) {
-        // Replaced or removed since it was opened: the next open sees what is there now.
-        release();
-        return null;
-      }
-      return {
-        meta,
-        size,
-        body: new Uint8Array(
-          Deno.UnsafePointerView.getArrayBuffer(mapping.file.pointerAt(0)!, size),
-        ),
-        mapped: true,
-        release: () => {
-          this.#mappings.release(mapping);
-          release();
-        },
-      };
+      checked = { meta, inode: info.ino, size };
     } catch (error) {
       try {
         file.close();
@@ -447,6 +433,37 @@ export class DiskCache implements CacheView {
       this.#log.warn("cache entry inconsistent; removed", { key, error: String(error) });
       return null;
     }
+    // The entry is sound: failing to map it now (out of descriptors or memory) is a miss, no more.
+    let mapping: Mapping | null;
+    try {
+      mapping = this.#map(id, files.body, checked.inode, checked.size);
+    } catch (error) {
+      release();
+      this.#log.warn("cache entry could not be mapped; treated as a miss", {
+        key,
+        error: String(error),
+      });
+      return null;
+    }
+    if (!mapping) {
+      // Replaced or removed since it was opened: the next open sees what is there now.
+      release();
+      return null;
+    }
+    const mapped = mapping;
+    return {
+      meta: checked.meta,
+      size: checked.size,
+      body: new Uint8Array(
+        Deno.UnsafePointerView.getArrayBuffer(mapped.file.pointerAt(0)!, checked.size),
+      ),
+      mapped: true,
+      release: () => {
+        if (released) return;
+        this.#mappings.release(mapped);
+        release();
+      },
+    };
   }
 
   /**
@@ -628,11 +645,12 @@ export class DiskCache implements CacheView {
   }
 
   /**
-   * A mapping of the body file at `path` if it is still the file with inode
-   * `inode` and `size` bytes (the one whose metadata was checked), shared
-   * with the hits on it before; null if it was replaced or removed since.
+   * A mapping of entry `id`'s body file at `path` if it is still the file
+   * with inode `inode` and `size` bytes (the one whose metadata was checked),
+   * shared with the hits on it before; null if it was replaced or removed
+   * since.
    */
-  #map(path: string, inode: number | null, size: number): Mapping | null {
+  #map(id: string, path: string, inode: number | null, size: number): Mapping | null {
     let descriptor: FileDescriptor;
     try {
       descriptor = FileDescriptor.open(path, C.O_RDONLY);
@@ -640,16 +658,34 @@ export class DiskCache implements CacheView {
       if (error instanceof NativeError && error.errno === Errno.ENOENT) return null;
       throw error;
     }
-    const status = descriptor.status();
-    if (inode === null || status.inode !== BigInt(inode) || status.size !== size) {
+    let version: string;
+    try {
+      const status = descriptor.status();
+      // Deno's inode is a number: compared as one (an inode past 2^53 is rounded alike).
+      if (inode === null || Number(status.inode) !== inode || status.size !== size) {
+        descriptor.close();
+        return null;
+      }
+      version = fileVersion(status);
+    } catch (error) {
       descriptor.close();
-      return null;
+      throw error;
     }
-    return this.#mappings.acquire({
-      version: fileVersion(status),
+    const mapping = this.#mappings.acquire({
+      version,
       descriptor,
       close: () => descriptor.close(),
     });
+    this.#mappedVersions.set(id, version);
+    return mapping;
+  }
+
+  /** Unmaps entry `id`'s idle mapping, if it has one (its files changed). */
+  #unmap(id: string) {
+    const version = this.#mappedVersions.get(id);
+    if (version === undefined) return;
+    this.#mappedVersions.delete(id);
+    this.#mappings.forget(version);
   }
 
   /** Drops the memory copy of entry `id`, if there is one. */
@@ -757,8 +793,11 @@ export class DiskCache implements CacheView {
           // Events were lost: any kept copy may be stale.
           this.#changes++;
           for (const id of [...this.#memoryKeys.keys()]) this.#drop(id);
+          for (const id of [...this.#mappedVersions.keys()]) this.#unmap(id);
         }
-        if (this.#waiters.size === 0 && this.#memoryLimit === 0 && this.#mappings.size === 0) {
+        if (
+          this.#waiters.size === 0 && this.#memoryLimit === 0 && this.#mappedVersions.size === 0
+        ) {
           continue;
         }
         for (const path of event.paths) {
@@ -769,7 +808,7 @@ export class DiskCache implements CacheView {
           if (suffix !== TMP && event.kind !== "access") {
             this.#changes++;
             this.#drop(id);
-            this.#mappings.clear();
+            this.#unmap(id);
           }
           if (!this.#waiters.has(id)) continue;
           // `remove [h.tmp]` comes first on success too: look at the body, not at the event.

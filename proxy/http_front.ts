@@ -12,13 +12,14 @@
  * system calls and answers a 1 KiB hit at about half the rate of this
  * loop on the same thread (`bench perf`; docs/results/performance.md).
  *
- * A connection closes after a refused head (400, 414, 431, 408), after
- * `Connection: close` or an HTTP/1.0 request without keep-alive, after a
- * request announcing a body (bodies are never read), when idle for
- * `IDLE_TIMEOUT_MS`, or when a write makes no progress for
- * `SEND_TIMEOUT_MS`. A body that breaks off (an upstream that aborts) ends
- * its connection, so the client sees a cut answer, never a short one that
- * looks whole.
+ * A connection closes after a refused head (400, 414, 431, 501; 408 for a
+ * head not complete within `HEAD_TIMEOUT_MS`), after `Connection: close` or
+ * an HTTP/1.0 request without keep-alive, after a request announcing a body
+ * (bodies are never read), after `IDLE_TIMEOUT_MS` without a request, or
+ * when a write makes no progress for `SEND_TIMEOUT_MS`. A body that breaks
+ * off (an upstream that aborts) ends its connection, so a client told the
+ * length or the chunking sees a cut answer; only an HTTP/1.0 answer of
+ * unknown length, which ends with the connection anyway, cannot say so.
  *
  * @module
  */
@@ -31,27 +32,38 @@ import { RequestHeadReader } from "../server/request_reader.ts";
 /** Largest request head; a longer one is answered 431. */
 const MAX_HEAD_BYTES = 16 * 1024;
 /** A keep-alive connection with no request for this long is closed (nginx's default). */
-export const IDLE_TIMEOUT_MS = 75_000;
+const IDLE_TIMEOUT_MS = 75_000;
+/** A request head must be complete this long after the connection began waiting for it (else 408). */
+const HEAD_TIMEOUT_MS = 30_000;
 /** A write that makes no progress for this long (a client that stopped reading) ends its connection. */
 const SEND_TIMEOUT_MS = 60_000;
 /** How long a closing connection drops what the client still sends, so the last answer is not reset away. */
 const LINGER_MS = 2000;
 /** Heads and bodies up to this size together are copied into one buffer and written at once. */
 const ONE_WRITE_BYTES = 64 * 1024;
-/** How long the front waits after a failed `accept` before the next. */
+/** How long the front waits after a failed `accept` before the next (doubling up to 1 s). */
 const ACCEPT_RETRY_MS = 100;
+/** A connection's scratch buffer for quick answers; larger ones get a buffer of their own. */
+const SCRATCH_BYTES = 4096;
 /** Statuses whose answers never have a body. */
 const BODILESS = new Set([204, 304]);
 /** Header fields the front writes itself. */
-const FRAMING = new Set(["connection", "keep-alive", "transfer-encoding", "date"]);
+const FRAMING = new Set([
+  "connection",
+  "keep-alive",
+  "transfer-encoding",
+  "date",
+  "content-length",
+]);
 
 const encoder = new TextEncoder();
 const CRLF = encoder.encode("\r\n");
 const LAST_CHUNK = encoder.encode("0\r\n\r\n");
-const HEAD_REQUEST = encoder.encode("HEAD");
+/** A request line's method, when it starts one plainly: a token and a space. */
+const PLAIN_METHOD = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]{1,16}) /;
 
-/** What the handler learns about a request besides the request itself. */
-export interface RequestInfo {
+/** What the handler learns about a request's client. */
+export interface ClientInfo {
   /** The client's address. */
   readonly remoteAddr: Deno.NetAddr;
 }
@@ -83,14 +95,20 @@ export interface FrontHandler {
   /** An answer for `method` and `url` that needs no waiting (a hit kept in memory), or undefined. */
   quick(method: string, url: URL): QuickAnswer | undefined;
   /** Every other request. Throwing answers 500. */
-  handle(request: Request, info: RequestInfo): Promise<Response | QuickAnswer>;
-  /** Called with what a handler threw, why a head was refused, or why accepting failed. */
-  failed(what: "handler" | "head" | "accept", error: unknown): void;
+  handle(request: Request, client: ClientInfo): Promise<Response | QuickAnswer>;
+  /**
+   * Called with what a handler threw, why a head was refused, why a
+   * response's body broke off (its connection then ends), or why accepting
+   * failed.
+   */
+  failed(what: "handler" | "head" | "body" | "accept", error: unknown): void;
 }
 
 /** Where and how the front listens. */
 export interface FrontOptions {
+  /** The address to listen on. */
   readonly hostname: string;
+  /** The TCP port (0: any free port). */
   readonly port: number;
   /** SO_REUSEPORT, beside other listeners on the same port. */
   readonly reusePort: boolean;
@@ -141,6 +159,7 @@ export function serveHttp(options: FrontOptions, handler: FrontHandler): HttpFro
   }, 1000);
   Deno.unrefTimer(sweep);
   const accepting = (async () => {
+    let retryMs = ACCEPT_RETRY_MS;
     while (!stopping) {
       let conn: Deno.TcpConn;
       try {
@@ -149,9 +168,11 @@ export function serveHttp(options: FrontOptions, handler: FrontHandler): HttpFro
         if (stopping) return;
         // Out of descriptors, say: the connections being served still end and free some.
         handler.failed("accept", error);
-        await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
+        await new Promise((resolve) => setTimeout(resolve, retryMs));
+        retryMs = Math.min(retryMs * 2, 1000);
         continue;
       }
+      retryMs = ACCEPT_RETRY_MS;
       if (stopping) {
         conn.close();
         return;
@@ -172,13 +193,14 @@ export function serveHttp(options: FrontOptions, handler: FrontHandler): HttpFro
 
   async function stop() {
     stopping = true;
-    clearInterval(sweep);
     try {
       listener.close();
     } catch { /* closed already */ }
     await accepting;
     for (const connection of connections) connection.stop();
+    // The timeouts go on meanwhile: a client that stopped reading cannot hold the shutdown.
     await Promise.all([...connections].map((connection) => connection.done));
+    clearInterval(sweep);
   }
 }
 
@@ -190,8 +212,8 @@ class FrontConnection {
   readonly #handler: FrontHandler;
   readonly #origin: string;
   readonly #reader: RequestHeadReader;
-  /** Head and body of a quick answer, copied together; grown as needed. */
-  #scratch = new Uint8Array(4096);
+  /** Head and body of a small quick answer, copied together. */
+  readonly #scratch = new Uint8Array(SCRATCH_BYTES);
   /** An answer is being made or written. */
   #busy = false;
   /** No request is read after the current one. */
@@ -199,8 +221,8 @@ class FrontConnection {
   #closed = false;
   /** When the current write last made progress, if one is under way. */
   #writeProgress = -1;
-  /** When the last answer was written. */
-  #lastAnswer = performance.now();
+  /** When the connection began waiting for the next request head. */
+  #waitingSince = performance.now();
   readonly #progress = () => void (this.#writeProgress = performance.now());
 
   constructor(conn: Deno.Conn, handler: FrontHandler, origin: string) {
@@ -217,17 +239,21 @@ class FrontConnection {
     if (!this.#busy) this.#close();
   }
 
-  /** The idle and send timeouts, checked about once a second. */
+  /** The timeouts, checked about once a second. */
   watch(now: number) {
     if (this.#closed) return;
     if (this.#writeProgress >= 0) {
       if (now - this.#writeProgress >= SEND_TIMEOUT_MS) this.#close();
       return;
     }
-    if (this.#busy) return;
-    if (now - Math.max(this.#lastAnswer, this.#reader.lastRead) < IDLE_TIMEOUT_MS) return;
-    if (!this.#reader.partial) return this.#close();
-    // Halfway through a head: say why before closing.
+    if (this.#busy || this.#stopping) return;
+    const waited = now - this.#waitingSince;
+    if (!this.#reader.partial) {
+      if (waited >= IDLE_TIMEOUT_MS) this.#close();
+      return;
+    }
+    if (waited < HEAD_TIMEOUT_MS) return;
+    // Halfway through a head: say why before closing (nothing else is answered after it).
     this.#stopping = true;
     this.#refuse(new HttpError(408, "request head not complete in time")).finally(() =>
       this.#close()
@@ -237,6 +263,7 @@ class FrontConnection {
   async #serve(): Promise<void> {
     try {
       while (!this.#stopping) {
+        this.#waitingSince = performance.now();
         let bytes: Uint8Array | null;
         try {
           bytes = await this.#reader.next();
@@ -245,15 +272,16 @@ class FrontConnection {
           await this.#refuse(error);
           return await this.#finish();
         }
-        if (bytes === null || this.#closed) break;
+        if (bytes === null || this.#closed || this.#stopping) break;
         this.#busy = true;
         const persistent = await this.#answer(bytes);
         this.#busy = false;
-        this.#lastAnswer = performance.now();
-        if (!persistent) return await this.#finish();
+        if (!persistent || this.#stopping) return await this.#finish();
       }
-    } catch {
-      // Reset by the client, or closed by a timeout or a shutdown.
+    } catch (error) {
+      // Reset by the client, or closed by a timeout or a shutdown; anything else is a bug to see.
+      if (error instanceof BrokenBody) this.#handler.failed("body", error.cause);
+      else if (!this.#closed && !isConnectionError(error)) this.#handler.failed("handler", error);
     }
     this.#close();
   }
@@ -266,30 +294,33 @@ class FrontConnection {
       head = parseRequestHead(bytes, {
         maxRequestLine: MAX_HEAD_BYTES,
         maxHeadBytes: MAX_HEAD_BYTES,
+        absoluteForm: true,
       });
     } catch (error) {
       if (!(error instanceof HttpError)) throw error;
       await this.#refuse(error, bytes);
       return false;
     }
-    const host = head.headers.get("host") ?? this.#origin;
-    let url: URL | undefined;
-    if (!/[\s/?#@\\]/.test(host)) {
-      try {
-        url = new URL(`http://${host}${head.target}`);
-      } catch { /* answered below */ }
-    }
+    const url = requestUrl(head.target, head.headers.get("host") || this.#origin);
     if (!url) {
       await this.#refuse(new HttpError(400, "malformed Host header or target"), bytes);
       return false;
     }
-    const persistent = isPersistent(head);
+    // A shutdown under way: this is the last answer, and it says so.
+    const persistent = isPersistent(head) && !this.#stopping;
     const connection = !persistent
       ? CONNECTION_CLOSE
       : head.version === "HTTP/1.0"
       ? CONNECTION_KEEP_ALIVE
       : undefined;
-    const quick = this.#handler.quick(head.method, url);
+    let quick: QuickAnswer | undefined;
+    try {
+      quick = this.#handler.quick(head.method, url);
+    } catch (error) {
+      this.#handler.failed("handler", error);
+      await this.#writeResponse(statusResponse(500), head.method, head.version, CONNECTION_CLOSE);
+      return false;
+    }
     if (quick) {
       await this.#writeQuick(quick, connection);
       return persistent;
@@ -300,7 +331,7 @@ class FrontConnection {
     } catch { /* CONNECT, TRACE and TRACK: methods a Request cannot carry */ }
     // A Request upper-cases `get` or `hEAD`, which are other methods (RFC 9110 §9.1).
     if (request?.method !== head.method) {
-      await this.#refuse(new HttpError(501, `method ${head.method} not implemented`));
+      await this.#refuse(new HttpError(501, `method ${head.method} not implemented`), bytes);
       return false;
     }
     let answer: Response | QuickAnswer;
@@ -339,9 +370,9 @@ class FrontConnection {
     const date = currentDateLine();
     const headLength = head.byteLength + (connection?.byteLength ?? 0) + date.byteLength + 2;
     const lead = Math.min(body.byteLength, Math.max(0, ONE_WRITE_BYTES - headLength));
-    const out = this.#scratch.byteLength >= headLength + lead
+    const out = headLength + lead <= SCRATCH_BYTES
       ? this.#scratch
-      : (this.#scratch = new Uint8Array(Math.max(headLength + lead, ONE_WRITE_BYTES)));
+      : new Uint8Array(headLength + lead);
     out.set(head);
     let at = head.byteLength;
     if (connection) {
@@ -371,19 +402,20 @@ class FrontConnection {
   ): Promise<boolean> {
     const status = response.status;
     let text = `HTTP/1.1 ${status} ${response.statusText || reasonPhrase(status)}\r\n`;
-    let length: string | null = null;
-    for (const [name, value] of response.headers) {
-      if (FRAMING.has(name)) continue;
-      if (name === "content-length") length = value;
-      text += `${name}: ${value}\r\n`;
-    }
     const bodiless = method === "HEAD" || BODILESS.has(status) || status < 200;
     const body = bodiless ? null : response.body;
     if (bodiless) await response.body?.cancel().catch(() => {});
+    // A length that is not one plain number frames nothing: the body's own end does.
+    const given = response.headers.get("content-length");
+    let length = given !== null && /^\d{1,15}$/.test(given) ? Number(given) : null;
+    if (body === null && !bodiless) length = 0;
+    for (const [name, value] of response.headers) {
+      if (!FRAMING.has(name)) text += `${name}: ${value}\r\n`;
+    }
+    if (length !== null) text += `content-length: ${length}\r\n`;
     // A body of unknown length: chunked for HTTP/1.1, until the close for HTTP/1.0.
     const chunked = body !== null && length === null && version === "HTTP/1.1";
     const untilClose = body !== null && length === null && !chunked;
-    if (body === null && length === null && !bodiless) text += "content-length: 0\r\n";
     if (chunked) text += "transfer-encoding: chunked\r\n";
     const ending = untilClose ? CONNECTION_CLOSE : connection;
     const head = encoder.encode(text);
@@ -402,10 +434,15 @@ class FrontConnection {
     let written = 0;
     try {
       for (;;) {
-        const { done, value } = await reader.read();
+        const { done, value } = await reader.read().catch((error) => {
+          throw new BrokenBody(error);
+        });
         if (done) break;
         if (value.byteLength === 0) continue;
         written += value.byteLength;
+        if (length !== null && written > length) {
+          throw new Error(`body longer than its content-length, ${length} bytes`);
+        }
         const parts = first ? [out] : [];
         if (chunked) {
           parts.push(encoder.encode(`${first ? "" : "\r\n"}${value.byteLength.toString(16)}\r\n`));
@@ -424,25 +461,28 @@ class FrontConnection {
     }
     if (first) await this.#write(out);
     if (chunked) await this.#write(first ? LAST_CHUNK : concat([CRLF, LAST_CHUNK]));
-    if (length !== null && written !== Number(length)) {
+    if (length !== null && written !== length) {
       throw new Error(`body of ${written} bytes where content-length said ${length}`);
     }
     return !untilClose;
   }
 
-  /** Answers a refused head with its status and the connection's end. */
   /**
-   * Answers a refused head with its status and the connection's end; without
-   * the text when the head asked for HEAD, whose answer the client reads as
-   * having no body.
+   * Answers a refused head with its status and the connection's end. The
+   * status text goes in the body only when the head plainly asked with a
+   * method other than HEAD (a token and a space); otherwise the body is empty,
+   * which a client reads the same whether it takes the answer for a HEAD's or
+   * not.
    */
   async #refuse(error: HttpError, head?: Uint8Array) {
     this.#handler.failed("head", error);
-    const bodiless = head !== undefined && HEAD_REQUEST.every((byte, i) => head[i] === byte) &&
-      (head.byteLength === 4 || [0x20, 0x0d, 0x0a].includes(head[4]));
+    const method = head && PLAIN_METHOD.exec(String.fromCharCode(...head.subarray(0, 18)))?.[1];
+    const bodiless = method === undefined || method === "HEAD";
     const text = encoder.encode(`${error.status} ${reasonPhrase(error.status)}\n`);
     const lines = `HTTP/1.1 ${error.status} ${reasonPhrase(error.status)}\r\n` +
-      `content-type: text/plain; charset=utf-8\r\ncontent-length: ${text.byteLength}\r\n` +
+      `content-type: text/plain; charset=utf-8\r\ncontent-length: ${
+        bodiless ? 0 : text.byteLength
+      }\r\n` +
       Object.entries(error.headers).map(([name, value]) => `${name}: ${value}\r\n`).join("") +
       "connection: close\r\n";
     const parts = [encoder.encode(lines), currentDateLine(), CRLF];
@@ -491,4 +531,39 @@ export function statusResponse(status: number, extra: Record<string, string> = {
       ...extra,
     },
   });
+}
+
+/**
+ * The URL a request names: its target in origin form on `host` (a Host
+ * that could change where the path starts, with `/`, `@` or the like, is
+ * refused), or its target in absolute form, whose authority wins over the
+ * Host header (RFC 9112 §3.2.2). Undefined if there is none.
+ */
+function requestUrl(target: string, host: string): URL | undefined {
+  try {
+    if (!target.startsWith("/")) {
+      const url = new URL(target);
+      return (url.protocol === "http:" || url.protocol === "https:") && url.host ? url : undefined;
+    }
+    return /[\s/?#@\\]/.test(host) ? undefined : new URL(`http://${host}${target}`);
+  } catch {
+    return undefined;
+  }
+}
+
+/** A response body's stream failed: the answer is cut, and that is the body's doing. */
+class BrokenBody extends Error {
+  constructor(cause: unknown) {
+    super("response body broke off", { cause });
+  }
+}
+
+/** Whether `error` says the connection went away (reset, closed under a call). */
+function isConnectionError(error: unknown): boolean {
+  return error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.BrokenPipe ||
+    error instanceof Deno.errors.ConnectionAborted ||
+    error instanceof Deno.errors.NotConnected ||
+    error instanceof Deno.errors.BadResource ||
+    error instanceof Deno.errors.Interrupted;
 }

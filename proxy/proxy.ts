@@ -40,9 +40,9 @@ import { cacheKey, type CacheView, DiskCache, type EntryMeta, type OpenEntry } f
 import { Fetcher, type Inspector } from "./fetcher.ts";
 import { guardBody } from "./guard.ts";
 import {
+  type ClientInfo,
   type FrontHandler,
   type QuickAnswer,
-  type RequestInfo,
   serveHttp,
   statusResponse,
 } from "./http_front.ts";
@@ -334,16 +334,18 @@ class RequestHandler implements FrontHandler {
     return this.#serve(entry, prefetched ? "prefetched" : "hit", method);
   }
 
-  failed(what: "handler" | "head" | "accept", error: unknown): void {
-    if (what === "handler") this.#c.log.error("handler failed", { error: String(error) });
-    else if (what === "accept") this.#c.log.warn("accept failed", { error: String(error) });
-    else this.#c.log.debug("request head refused", { reason: String(error) });
+  failed(what: "handler" | "head" | "body" | "accept", error: unknown): void {
+    const reason = String(error);
+    if (what === "handler") this.#c.log.error("handler failed", { error: reason });
+    else if (what === "accept") this.#c.log.warn("accept failed", { error: reason });
+    else if (what === "body") this.#c.log.debug("answer cut: its body broke off", { reason });
+    else this.#c.log.debug("request head refused", { reason });
   }
 
-  async handle(request: Request, info: RequestInfo): Promise<Response | QuickAnswer> {
-    if (!this.#c.logRequests) return await this.#handle(request, info);
+  async handle(request: Request, client: ClientInfo): Promise<Response | QuickAnswer> {
+    if (!this.#c.logRequests) return await this.#handle(request, client);
     const started = performance.now();
-    const answer = await this.#handle(request, info);
+    const answer = await this.#handle(request, client);
     const response = answer instanceof Response;
     this.#c.log.debug("request", {
       method: request.method,
@@ -355,9 +357,9 @@ class RequestHandler implements FrontHandler {
     return answer;
   }
 
-  async #handle(request: Request, info: RequestInfo): Promise<Response | CachedAnswer> {
+  async #handle(request: Request, client: ClientInfo): Promise<Response | CachedAnswer> {
     const url = new URL(request.url);
-    if (url.pathname === STATS_PATH) return this.#stats(info.remoteAddr);
+    if (url.pathname === STATS_PATH) return this.#stats(client.remoteAddr);
     if (request.method !== "GET" && request.method !== "HEAD") {
       return statusResponse(405, { Allow: "GET, HEAD" });
     }
@@ -482,12 +484,12 @@ class RequestHandler implements FrontHandler {
    * or dropped.
    */
   #serve(entry: OpenEntry, how: string, method: string): CachedAnswer {
-    const known = this.#known(entry.meta);
-    let head = known.heads.get(how);
-    if (!head) {
-      const lines = this.#entryHeaders(entry, how).map(([name, value]) => `${name}: ${value}\r\n`);
-      head = encoder.encode(`HTTP/1.1 200 OK\r\n${lines.join("")}`);
-      known.heads.set(how, head);
+    let head: Uint8Array;
+    try {
+      head = this.#entryHead(entry, how);
+    } catch (error) {
+      entry.release();
+      throw error;
     }
     if (method === "HEAD") {
       entry.release();
@@ -496,6 +498,18 @@ class RequestHandler implements FrontHandler {
     this.#c.stats.bytesServed += entry.size;
     if (!entry.mapped) return { how, head, body: entry.body };
     return { how, head, body: entry.body, mapped: true, done: entry.release };
+  }
+
+  /** The status line and headers of a hit on `entry`, encoded once per entry and `how`. */
+  #entryHead(entry: OpenEntry, how: string): Uint8Array {
+    const known = this.#known(entry.meta);
+    let head = known.heads.get(how);
+    if (!head) {
+      const lines = this.#entryHeaders(entry, how).map(([name, value]) => `${name}: ${value}\r\n`);
+      head = encoder.encode(`HTTP/1.1 200 OK\r\n${lines.join("")}`);
+      known.heads.set(how, head);
+    }
+    return head;
   }
 
   #entryHeaders(entry: OpenEntry, how: string): HeaderList {

@@ -359,9 +359,21 @@ Deno.test(
       assert.deepEqual(cache.mapped, { mappings: 1, references: 0 }, "kept for the next hit");
       const third = await cache.open("/big.bin");
       assert.deepEqual(third?.body, new Uint8Array(400 * 1024).fill(3));
-      third!.release();
-      // Another process replaces the body: the idle mapping of the old file goes.
+      // Another process removes the body while a hit still sends it: unmapped once that is done.
       await Deno.remove(cache.files("/big.bin").body);
+      await waitUntil(() => cache.open("/big.bin").then((e) => e === null), 5000, "a miss");
+      assert.deepEqual(third?.body, new Uint8Array(400 * 1024).fill(3), "still whole");
+      assert.deepEqual(cache.mapped, { mappings: 1, references: 1 });
+      third!.release();
+      third!.release(); // a second call changes nothing
+      // Unmapped at the release if the watcher's event came first, else at the event.
+      await waitUntil(() => cache.mapped.mappings === 0, 5000, "the mapping unmapped");
+      assert.equal(cache.mapped.references, 0);
+      // An idle mapping goes as soon as its entry's files change.
+      await store(cache, "/big.bin", 400 * 1024, 4);
+      (await cache.open("/big.bin"))!.release();
+      assert.deepEqual(cache.mapped, { mappings: 1, references: 0 });
+      await Deno.remove(cache.files("/big.bin").meta);
       await waitUntil(() => cache.mapped.mappings === 0, 5000, "the idle mapping unmapped");
     });
   },
