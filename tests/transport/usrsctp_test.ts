@@ -9,7 +9,7 @@ import { ACCEPTED_MAX_PATH_MTU } from "../../transport/usrsctp.ts";
 import { REPO_ROOT } from "../../scripts/deploy/targets.ts";
 import { compileC } from "../../scripts/lab/lab.ts";
 import { freeUdpPort } from "../../scripts/hardening/stack.ts";
-import { conformanceSuite } from "./_conformance.ts";
+import { conformanceSuite, messageBytes } from "./_conformance.ts";
 import { assertWorkersSendWhole } from "./_workers_sending.ts";
 
 // One process holds both ends: the listener starts the stack on udpPort, and
@@ -27,18 +27,20 @@ conformanceSuite({
   connectsOnEventLoop: false,
 });
 
+/** A listener, a client whose send buffer is `sendBufferSize` bytes, and the association it accepted. */
+async function smallSendBufferPair(sendBufferSize: number) {
+  const listener = listen("usrsctp", "127.0.0.1", 0, { udpPort });
+  const accepted = listener.accept();
+  const client = await connect("usrsctp", "127.0.0.1", listener.port, { udpPort, sendBufferSize });
+  return { listener, client, server: await accepted };
+}
+
 Deno.test(
   "usrsctp: Workers sending through an event-loop association's handle wait for room instead of failing",
   { ignore: needs("read") },
   async () => {
-    const listener = listen("usrsctp", "127.0.0.1", 0, { udpPort });
-    const accepted = listener.accept();
     // The event loop made the socket nonblocking; a small send buffer fills at once.
-    const client = await connect("usrsctp", "127.0.0.1", listener.port, {
-      udpPort,
-      sendBufferSize: 128 * 1024,
-    });
-    const server = await accepted;
+    const { listener, client, server } = await smallSendBufferPair(128 * 1024);
     try {
       await assertWorkersSendWhole({
         driver: { module: "usrsctp.ts", name: "usrsctpDriver" },
@@ -49,6 +51,52 @@ Deno.test(
         size: 64 * 1024,
       });
     } finally {
+      await Promise.all([client.close(), server.close()]);
+      await listener.close();
+    }
+  },
+);
+
+Deno.test(
+  "usrsctp: a writer that fills a small send buffer again and again, against a reader that pauses: every message arrives whole and in order, both ways",
+  { ignore: needs("read") },
+  async () => {
+    // Each stall is a wait on the socket's bell (usrsctp_readiness.ts) for
+    // room or data; one that is never woken stalls the transfer for good.
+    const { listener, client, server } = await smallSendBufferPair(32 * 1024);
+    const count = 3000;
+    const sizes = (i: number) => 1 + ((i * 7919) % 3000);
+    const pump = async (from: Association, to: Association, seed: number) => {
+      const sending = (async () => {
+        const sends: Promise<void>[] = [];
+        for (let i = 0; i < count; i++) {
+          sends.push(from.send(0, messageBytes(seed + i, sizes(i))));
+          if (sends.length === 64) await sends.shift();
+        }
+        await Promise.all(sends);
+      })();
+      const receiving = (async () => {
+        for (let i = 0; i < count; i++) {
+          const message = await to.receive();
+          assert.ok(message, `the stream ended after ${i} messages`);
+          assert.deepEqual(message.data, messageBytes(seed + i, sizes(i)), `message ${i}`);
+          // Pauses let the writer fill the buffer and stall; bursts let the reader run dry.
+          if (i % 500 === 499) await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      })();
+      await Promise.all([sending, receiving]);
+    };
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      const deadline = new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error("stalled: a wait was never woken")), 60_000);
+      });
+      await Promise.race([
+        Promise.all([pump(client, server, 0), pump(server, client, 100_000)]),
+        deadline,
+      ]);
+    } finally {
+      clearTimeout(timer);
       await Promise.all([client.close(), server.close()]);
       await listener.close();
     }
