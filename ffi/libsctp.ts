@@ -16,11 +16,18 @@ export const libsctpSymbols = {
   // Unlike sctp_sendmsg and sctp_sendv, it passes `flags` on to sendmsg(), so
   // MSG_NOSIGNAL works.
   sctp_send: { parameters: ["i32", "pointer", "usize", "buffer", "i32"], result: "i32" },
+  // The same for a message in JS memory: a buffer argument costs a fast call,
+  // where Deno.UnsafePointer.of costs ~0.2 µs per message.
+  sctp_send_buffer: {
+    name: "sctp_send",
+    parameters: ["i32", "buffer", "usize", "buffer", "i32"],
+    result: "i32",
+  },
   // int sctp_recvmsg(int s, void *msg, size_t len, struct sockaddr *from,
   //                  socklen_t *fromlen, struct sctp_sndrcvinfo *sinfo, int *msg_flags)
   // *msg_flags is both the recvmsg() flags in and the message's flags out.
   sctp_recvmsg: {
-    parameters: ["i32", "pointer", "usize", "pointer", "pointer", "buffer", "buffer"],
+    parameters: ["i32", "buffer", "usize", "pointer", "pointer", "buffer", "buffer"],
     result: "i32",
   },
 } as const satisfies Deno.ForeignLibraryInterface;

@@ -44,8 +44,10 @@ export const usrsctpSymbols = {
   // ssize_t usrsctp_sendv(struct socket *so, const void *data, size_t len,
   //     struct sockaddr *to, int addrcnt, void *info, socklen_t infolen,
   //     unsigned int infotype, int flags)
+  // `data` is JS memory: a buffer argument costs a fast call, where
+  // Deno.UnsafePointer.of costs ~0.2 µs per message.
   usrsctp_sendv: {
-    parameters: ["pointer", "pointer", "usize", "pointer", "i32", "buffer", "u32", "u32", "i32"],
+    parameters: ["pointer", "buffer", "usize", "pointer", "i32", "buffer", "u32", "u32", "i32"],
     result: "isize",
   },
   // ssize_t usrsctp_recvv(struct socket *so, void *dbuf, size_t len,

@@ -311,14 +311,15 @@ function jiffyMs(): number {
 }
 
 /**
- * Queues one whole message (SCTP takes a message whole or not at all);
- * false when the send buffer has no room (with MSG_DONTWAIT, or once
- * SO_SNDTIMEO ran out). A message larger than the buffer grows it once.
+ * Queues one whole message of `length` bytes from `source`, JS memory or a
+ * native address (SCTP takes a message whole or not at all); false when the
+ * send buffer has no room (with MSG_DONTWAIT, or once SO_SNDTIMEO ran out).
+ * A message larger than the buffer grows it once.
  */
 function sendOne(
   socket: number,
   stream: number,
-  pointer: Deno.PointerValue,
+  source: Uint8Array | Deno.PointerValue,
   length: number,
   flags: number,
 ): boolean {
@@ -327,13 +328,15 @@ function sendOne(
   let grown = false;
   for (;;) {
     // MSG_NOSIGNAL: a dead association gives EPIPE, not a SIGPIPE.
-    const n = libsctp().sctp_send(
-      socket,
-      pointer,
-      BigInt(length),
-      sendInfo.bytes,
-      flags | C.MSG_NOSIGNAL,
-    );
+    const n = source instanceof Uint8Array
+      ? libsctp().sctp_send_buffer(
+        socket,
+        source,
+        BigInt(length),
+        sendInfo.bytes,
+        flags | C.MSG_NOSIGNAL,
+      )
+      : libsctp().sctp_send(socket, source, BigInt(length), sendInfo.bytes, flags | C.MSG_NOSIGNAL);
     if (n >= 0) return true;
     const error = lastError("sctp_send");
     if (error.errno === Errno.EINTR) continue;
@@ -364,7 +367,7 @@ function receiveInto(
     recvFlags[0] = flags;
     const n = libsctp().sctp_recvmsg(
       socket,
-      Deno.UnsafePointer.of(space),
+      space,
       BigInt(space.byteLength),
       null,
       null,
@@ -422,13 +425,7 @@ class KernelChannel implements Channel {
     for (; at < messages.length; at++) {
       const message = messages[at];
       const sent = message.address === undefined
-        ? sendOne(
-          this.fd,
-          message.stream,
-          Deno.UnsafePointer.of(message.data),
-          message.data.byteLength,
-          C.MSG_DONTWAIT,
-        )
+        ? sendOne(this.fd, message.stream, message.data, message.data.byteLength, C.MSG_DONTWAIT)
         : sendOne(
           this.fd,
           message.stream,

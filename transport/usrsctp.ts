@@ -106,7 +106,6 @@ const intOptionBytes = new Uint8Array(intOption.buffer);
  * never shrunk.
  */
 let sendCopy = new Uint8Array(0);
-let sendCopyPointer: Deno.PointerValue = null;
 /**
  * The message whose bytes `sendCopy` holds, if one did not fit: a
  * nonblocking send is retried at every wake-up until there is room, and
@@ -431,32 +430,29 @@ function closingOnError<T>(socket: Deno.PointerObject, body: () => T): T {
 }
 
 /**
- * Queues one whole message of `length` bytes at `pointer` on `stream`: true
+ * Queues one whole message of `length` bytes from `source` on `stream`: true
  * once queued, false when the socket is nonblocking and its send buffer has
- * no room for the message now. `fromAddress`: the bytes are native memory (a
- * mapped file), read through `sendCopy` (see there); JS memory is sent as is.
- * `message` identifies a message tried again, whose copy is still good.
+ * no room for the message now. JS memory is sent as it is; a native address
+ * (a mapped file) is read through `sendCopy` (see there). `message`
+ * identifies a message tried again, whose copy is still good.
  */
 function sendOne(
   socket: Deno.PointerObject,
   stream: number,
-  pointer: Deno.PointerValue,
+  source: Uint8Array | Deno.PointerValue,
   length: number,
-  fromAddress: boolean,
   message?: object,
 ): boolean {
   if (length === 0) throw new RangeError("usrsctp cannot send an empty message");
-  let data = pointer;
-  if (fromAddress) {
-    if (sendCopy.byteLength < length) {
-      sendCopy = new Uint8Array(length);
-      sendCopyPointer = Deno.UnsafePointer.of(sendCopy);
-    }
+  let data: Uint8Array;
+  if (source instanceof Uint8Array) data = source;
+  else {
+    if (sendCopy.byteLength < length) sendCopy = new Uint8Array(length);
     if (message === undefined || sendCopyOf !== message) {
       sendCopyOf = undefined;
-      copyFromAddress(sendCopy, pointer, length);
+      copyFromAddress(sendCopy, source, length);
     }
-    data = sendCopyPointer;
+    data = sendCopy;
   }
   sendInfo.set("snd_sid", stream);
   for (;;) {
@@ -478,7 +474,7 @@ function sendOne(
       return true;
     }
     if (errno() === Errno.EAGAIN) {
-      if (fromAddress) sendCopyOf = message;
+      if (data === sendCopy) sendCopyOf = message;
       return false;
     }
     const error = lastError("usrsctp_sendv");
@@ -573,19 +569,12 @@ class UsrsctpChannel implements Channel {
     for (; at < messages.length; at++) {
       const message = messages[at];
       const sent = message.address === undefined
-        ? sendOne(
-          this.#socket,
-          message.stream,
-          Deno.UnsafePointer.of(message.data),
-          message.data.byteLength,
-          false,
-        )
+        ? sendOne(this.#socket, message.stream, message.data, message.data.byteLength)
         : sendOne(
           this.#socket,
           message.stream,
           Deno.UnsafePointer.create(message.address),
           message.length,
-          true,
           message,
         );
       if (!sent) break;
@@ -686,7 +675,7 @@ export const usrsctpDriver: SocketDriver = {
     const socket = so(handle.socket);
     // A socket the event loop drives is nonblocking: a Worker holding its
     // handle polls for room, and gives up once the association is closing.
-    while (!sendOne(socket, stream, pointer, length, true)) {
+    while (!sendOne(socket, stream, pointer, length)) {
       if (isClosing(handle)) {
         throw new TransportError("usrsctp: association ended while sending");
       }
@@ -747,7 +736,7 @@ export const usrsctpDriver: SocketDriver = {
     // refuses a null data pointer even for 0 bytes.
     libusrsctp().usrsctp_sendv(
       s,
-      Deno.UnsafePointer.of(info.bytes),
+      info.bytes,
       0n,
       null,
       0,
