@@ -27,6 +27,7 @@
 import { HttpError, isPersistent, parseRequestHead, reasonPhrase } from "../protocol/http1.ts";
 import { copyFromAddress } from "../ffi/libc.ts";
 import { concat, writeAll } from "../transport/bytes.ts";
+import { acceptEach } from "../transport/tcp_accept.ts";
 import { RequestHeadReader } from "../server/request_reader.ts";
 
 /** Largest request head; a longer one is answered 431. */
@@ -41,8 +42,6 @@ const SEND_TIMEOUT_MS = 60_000;
 const LINGER_MS = 2000;
 /** Heads and bodies up to this size together are copied into one buffer and written at once. */
 const ONE_WRITE_BYTES = 64 * 1024;
-/** How long the front waits after a failed `accept` before the next (doubling up to 1 s). */
-const ACCEPT_RETRY_MS = 100;
 /** A connection's scratch buffer for quick answers; larger ones get a buffer of their own. */
 const SCRATCH_BYTES = 4096;
 /** Statuses whose answers never have a body. */
@@ -158,31 +157,16 @@ export function serveHttp(options: FrontOptions, handler: FrontHandler): HttpFro
     for (const connection of connections) connection.watch(now);
   }, 1000);
   Deno.unrefTimer(sweep);
-  const accepting = (async () => {
-    let retryMs = ACCEPT_RETRY_MS;
-    while (!stopping) {
-      let conn: Deno.TcpConn;
-      try {
-        conn = await listener.accept();
-      } catch (error) {
-        if (stopping) return;
-        // Out of descriptors, say: the connections being served still end and free some.
-        handler.failed("accept", error);
-        await new Promise((resolve) => setTimeout(resolve, retryMs));
-        retryMs = Math.min(retryMs * 2, 1000);
-        continue;
-      }
-      retryMs = ACCEPT_RETRY_MS;
-      if (stopping) {
-        conn.close();
-        return;
-      }
-      conn.setNoDelay(true);
+  const accepting = acceptEach(
+    listener,
+    () => stopping,
+    (conn) => {
       const connection = new FrontConnection(conn, handler, origin);
       connections.add(connection);
       connection.done.then(() => connections.delete(connection));
-    }
-  })();
+    },
+    (error) => handler.failed("accept", error),
+  );
   let stopped: Promise<void> | undefined;
   return {
     addr,

@@ -23,6 +23,7 @@ import { POLICIES, type PolicyName } from "./policies/mod.ts";
 import { Scheduler, type SchedulerView } from "./scheduler.ts";
 import { Session, type SessionView } from "./session.ts";
 import { HttpConnection, refuseConnection } from "./http_connection.ts";
+import { acceptEach } from "../transport/tcp_accept.ts";
 import { Responder, type Response } from "./responder.ts";
 import type { ServerTransport } from "./transports.ts";
 import { encodeReset } from "../protocol/wire.ts";
@@ -268,18 +269,10 @@ function acceptConnections(context: Context): Accepting {
   /** Refused connections still being told so, closed early if the server closes. */
   const refusing = new Map<Deno.Conn, Promise<void>>();
   let closed = false;
-  const loop = (async () => {
-    while (!closed) {
-      let conn: Deno.TcpConn;
-      try {
-        conn = await listener.accept();
-      } catch (error) {
-        if (closed) return;
-        // Out of descriptors, say: the listener is fine, so try again shortly.
-        log.warn("accept failed", { error: String(error) });
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        continue;
-      }
+  const loop = acceptEach(
+    listener,
+    () => closed,
+    (conn) => {
       if (context.sessions.size >= maxConnections) {
         log.warn("peer refused", {
           reason: `connection refused: ${maxConnections} are open (maxAssociations)`,
@@ -290,14 +283,7 @@ function acceptConnections(context: Context): Accepting {
           `too many connections (limit ${maxConnections})`,
         );
         refusing.set(conn, refusal.finally(() => refusing.delete(conn)));
-        continue;
-      }
-      try {
-        // Heads and bodies are separate writes: Nagle would hold a body back for an ACK.
-        conn.setNoDelay(true);
-      } catch {
-        conn.close(); // reset before it could be served
-        continue;
+        return;
       }
       track(
         context,
@@ -313,8 +299,9 @@ function acceptConnections(context: Context): Accepting {
         }),
       );
       log.debug("connection accepted", { peer: conn.remoteAddr.hostname });
-    }
-  })();
+    },
+    (error) => log.warn("accept failed", { error: String(error) }),
+  );
   return {
     port: (listener.addr as Deno.NetAddr).port,
     async close() {
