@@ -26,6 +26,8 @@ export const libcSymbols = {
   listen: { parameters: ["i32", "i32"], result: "i32" },
   // int accept(int fd, struct sockaddr *addr, socklen_t *len)
   accept: { parameters: ["i32", "pointer", "pointer"], result: "i32" },
+  // int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+  accept4: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
   // int connect(int fd, const struct sockaddr *addr, socklen_t len)
   connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   // int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
@@ -40,6 +42,8 @@ export const libcSymbols = {
   close: { parameters: ["i32"], result: "i32" },
   // ssize_t send(int fd, const void *buf, size_t len, int flags)
   send: { parameters: ["i32", "pointer", "usize", "i32"], result: "isize" },
+  // The same, from JS memory or a mapping's view (a fast call: no pointer object per send).
+  send_buffer: { name: "send", parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
   // ssize_t recv(int fd, void *buf, size_t len, int flags)
   recv: { parameters: ["i32", "pointer", "usize", "i32"], result: "isize" },
   // ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
@@ -123,6 +127,8 @@ export const C = {
   AF_INET6: 10,
   SOCK_STREAM: 1,
   SOCK_DGRAM: 2,
+  SOCK_NONBLOCK: 0x800,
+  SOCK_CLOEXEC: 0x80000,
   IPPROTO_TCP: 6,
   IPPROTO_SCTP: 132,
   SOL_SOCKET: 1,
@@ -132,6 +138,7 @@ export const C = {
   SO_SNDBUF: 7,
   SO_RCVBUF: 8,
   SO_LINGER: 13,
+  SO_REUSEPORT: 15,
   SO_RCVTIMEO: 20,
   SO_SNDTIMEO: 21,
   TCP_NODELAY: 1,
@@ -427,6 +434,28 @@ export function encodeSockaddr(host: string, port: number): Uint8Array<ArrayBuff
 /** The port of an encoded `sockaddr_in`/`sockaddr_in6` (same offset in both). */
 export function sockaddrPort(addr: Uint8Array): number {
   return (addr[2] << 8) | addr[3];
+}
+
+/**
+ * The address and port of an encoded `sockaddr_in`/`sockaddr_in6`, written
+ * as Deno writes a `NetAddr`'s: IPv6 compressed (RFC 5952), an IPv4-mapped
+ * one with its IPv4 part dotted (`::ffff:127.0.0.1`).
+ */
+export function decodeSockaddr(addr: Uint8Array): { hostname: string; port: number } {
+  const view = new DataView(addr.buffer, addr.byteOffset, addr.byteLength);
+  const port = sockaddrPort(addr);
+  if (view.getUint16(0, true) === C.AF_INET) {
+    const at = sockaddr_in.fields.sin_addr.offset;
+    return { hostname: addr.subarray(at, at + 4).join("."), port };
+  }
+  const at = sockaddr_in6.fields.sin6_addr.offset;
+  const words = Array.from({ length: 8 }, (_, i) => view.getUint16(at + 2 * i, false));
+  if (words.slice(0, 5).every((w) => w === 0) && words[5] === 0xffff) {
+    return { hostname: `::ffff:${addr.subarray(at + 12, at + 16).join(".")}`, port };
+  }
+  // The URL parser writes IPv6 hosts in the RFC 5952 form.
+  const hostname = new URL(`http://[${words.map((w) => w.toString(16)).join(":")}]/`).hostname;
+  return { hostname: hostname.slice(1, -1), port };
 }
 
 function parseIPv6(ip: string): Uint8Array {

@@ -1,10 +1,11 @@
 /**
- * The proxy's HTTP/1.1 side: a listener on `Deno.listen` that reads request
- * heads itself (`RequestHeadReader`, `parseRequestHead`) and writes answers
+ * The proxy's HTTP/1.1 side: a listener on libc sockets (`tcp_socket.ts`)
+ * that reads request heads itself (`RequestHeadReader`, `parseRequestHead`) and writes answers
  * itself, one connection at a time in order (pipelined requests wait in the
  * socket). A cache hit on a body kept in memory is written as one buffer
- * (head and body together, one `write`), without a `Request` or `Response`
- * object; everything else goes to the handler as a `Request` and comes back
+ * (head and body together, one `send`), a hit on a file's mapping as its
+ * head and the mapping itself (two `send`s, one segment stream), both
+ * without a `Request` or `Response` object; everything else goes to the handler as a `Request` and comes back
  * as a `Response`, whose body is written as it arrives (with its
  * `content-length`, else chunked, or until the close for HTTP/1.0).
  *
@@ -25,9 +26,10 @@
  */
 
 import { HttpError, isPersistent, parseRequestHead, reasonPhrase } from "../protocol/http1.ts";
-import { copyFromAddress } from "../ffi/libc.ts";
-import { concat, writeAll } from "../transport/bytes.ts";
+import { Errno, NativeError } from "../ffi/errors.ts";
+import { concat } from "../transport/bytes.ts";
 import { acceptEach } from "../transport/tcp_accept.ts";
+import { SocketClosed, TcpListener, type TcpSocket } from "../transport/tcp_socket.ts";
 import { RequestHeadReader } from "../server/request_reader.ts";
 
 /** Largest request head; a longer one is answered 431. */
@@ -141,11 +143,7 @@ const CONNECTION_KEEP_ALIVE = encoder.encode("connection: keep-alive\r\n");
 
 /** Starts listening and serving; the returned front stops with `shutdown()`. */
 export function serveHttp(options: FrontOptions, handler: FrontHandler): HttpFront {
-  const listener = Deno.listen({
-    hostname: options.hostname,
-    port: options.port,
-    reusePort: options.reusePort,
-  });
+  const listener = TcpListener.listen(options);
   const addr = listener.addr;
   const origin = `${
     addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname
@@ -160,8 +158,8 @@ export function serveHttp(options: FrontOptions, handler: FrontHandler): HttpFro
   const accepting = acceptEach(
     listener,
     () => stopping,
-    (conn) => {
-      const connection = new FrontConnection(conn, handler, origin);
+    (socket) => {
+      const connection = new FrontConnection(socket, handler, origin);
       connections.add(connection);
       connection.done.then(() => connections.delete(connection));
     },
@@ -192,7 +190,7 @@ export function serveHttp(options: FrontOptions, handler: FrontHandler): HttpFro
 class FrontConnection {
   /** Settles once the connection has ended. */
   readonly done: Promise<void>;
-  readonly #conn: Deno.Conn;
+  readonly #socket: TcpSocket;
   readonly #handler: FrontHandler;
   readonly #origin: string;
   readonly #reader: RequestHeadReader;
@@ -207,13 +205,12 @@ class FrontConnection {
   #writeProgress = -1;
   /** When the connection began waiting for the next request head. */
   #waitingSince = performance.now();
-  readonly #progress = () => void (this.#writeProgress = performance.now());
 
-  constructor(conn: Deno.Conn, handler: FrontHandler, origin: string) {
-    this.#conn = conn;
+  constructor(socket: TcpSocket, handler: FrontHandler, origin: string) {
+    this.#socket = socket;
     this.#handler = handler;
     this.#origin = origin;
-    this.#reader = new RequestHeadReader(conn, MAX_HEAD_BYTES);
+    this.#reader = new RequestHeadReader(socket, MAX_HEAD_BYTES);
     this.done = this.#serve();
   }
 
@@ -321,7 +318,7 @@ class FrontConnection {
     let answer: Response | QuickAnswer;
     try {
       answer = await this.#handler.handle(request, {
-        remoteAddr: this.#conn.remoteAddr as Deno.NetAddr,
+        remoteAddr: this.#socket.remoteAddr,
       });
     } catch (error) {
       this.#handler.failed("handler", error);
@@ -344,19 +341,19 @@ class FrontConnection {
   }
 
   /**
-   * The head and as much of the body as fits in `ONE_WRITE_BYTES` go out in
-   * one write (a head on its own costs a segment and a wake-up at the
-   * client: 1 MiB hits went 1.3k → 1.9k/s here), then the rest of the body
-   * as it is.
+   * A head and a body in memory that fit in `ONE_WRITE_BYTES` together go
+   * out as one write (a head on its own costs a segment and a wake-up at
+   * the client: 1 MiB hits went 1.3k → 1.9k/s here). Any other body, and a
+   * file's mapping always, is written as it is after its head, which waits
+   * for it (`more`) and goes out in its first segment.
    */
   async #writeHeadAndBody(answer: QuickAnswer, connection: Uint8Array | undefined) {
     const { head, body } = answer;
     const date = currentDateLine();
     const headLength = head.byteLength + (connection?.byteLength ?? 0) + date.byteLength + 2;
-    const lead = Math.min(body.byteLength, Math.max(0, ONE_WRITE_BYTES - headLength));
-    const out = headLength + lead <= SCRATCH_BYTES
-      ? this.#scratch
-      : new Uint8Array(headLength + lead);
+    const together = !answer.mapped && headLength + body.byteLength <= ONE_WRITE_BYTES;
+    const total = together ? headLength + body.byteLength : headLength;
+    const out = total <= SCRATCH_BYTES ? this.#scratch : new Uint8Array(total);
     out.set(head);
     let at = head.byteLength;
     if (connection) {
@@ -367,11 +364,13 @@ class FrontConnection {
     at += date.byteLength;
     out.set(CRLF, at);
     at += 2;
-    // A mapped body is read by the kernel only: a file that shrank fails the copy, not the process.
-    if (answer.mapped) copyFromAddress(out.subarray(at), Deno.UnsafePointer.of(body), lead);
-    else out.set(lead === body.byteLength ? body : body.subarray(0, lead), at);
-    await this.#write(out.subarray(0, at + lead));
-    if (lead < body.byteLength) await this.#write(body.subarray(lead));
+    if (together) {
+      out.set(body, at);
+      return await this.#write(out.subarray(0, at + body.byteLength));
+    }
+    // A mapped body is read by the kernel only: a file that shrank fails the send, not the process.
+    await this.#write(out.subarray(0, at), body.byteLength > 0);
+    if (body.byteLength > 0) await this.#write(body);
   }
 
   /**
@@ -474,10 +473,14 @@ class FrontConnection {
     await this.#write(concat(parts)).catch(() => {});
   }
 
-  async #write(bytes: Uint8Array) {
+  /** Writes all of `bytes`; with `more`, they wait to go out with the next write. */
+  async #write(bytes: Uint8Array, more = false) {
     this.#writeProgress = performance.now();
     try {
-      await writeAll(this.#conn, bytes, this.#progress);
+      for (let at = 0; at < bytes.byteLength;) {
+        at += await this.#socket.write(at === 0 ? bytes : bytes.subarray(at), more);
+        this.#writeProgress = performance.now();
+      }
     } finally {
       this.#writeProgress = -1;
     }
@@ -488,7 +491,7 @@ class FrontConnection {
     if (this.#closed) return;
     const linger = setTimeout(() => this.#close(), LINGER_MS);
     try {
-      await this.#conn.closeWrite();
+      this.#socket.closeWrite();
       await this.#reader.discard();
     } catch { /* reset or closed meanwhile */ }
     clearTimeout(linger);
@@ -498,9 +501,7 @@ class FrontConnection {
   #close() {
     if (this.#closed) return;
     this.#closed = true;
-    try {
-      this.#conn.close();
-    } catch { /* closed already */ }
+    this.#socket.close();
   }
 }
 
@@ -542,12 +543,17 @@ class BrokenBody extends Error {
   }
 }
 
+/** errno values of a connection that went away. */
+const GONE = new Set<number>([
+  Errno.ECONNRESET,
+  Errno.EPIPE,
+  Errno.ECONNABORTED,
+  Errno.ENOTCONN,
+  Errno.ETIMEDOUT,
+]);
+
 /** Whether `error` says the connection went away (reset, closed under a call). */
 function isConnectionError(error: unknown): boolean {
-  return error instanceof Deno.errors.ConnectionReset ||
-    error instanceof Deno.errors.BrokenPipe ||
-    error instanceof Deno.errors.ConnectionAborted ||
-    error instanceof Deno.errors.NotConnected ||
-    error instanceof Deno.errors.BadResource ||
-    error instanceof Deno.errors.Interrupted;
+  return error instanceof SocketClosed ||
+    (error instanceof NativeError && GONE.has(error.errno));
 }

@@ -1,6 +1,6 @@
 /**
- * The accept loop of a TCP listener from `Deno.listen`, shared by the
- * server's plain HTTP side and the proxy's front.
+ * The accept loop of a TCP listener, shared by the server's plain HTTP side
+ * (`Deno.listen`) and the proxy's front (`tcp_socket.ts`).
  *
  * @module
  */
@@ -8,6 +8,20 @@
 /** The pause after a failed `accept`; it doubles with each failure in a row. */
 const FIRST_RETRY_MS = 100;
 const MAX_RETRY_MS = 1000;
+
+/** A TCP listener: `Deno.TcpListener` or a `TcpListener` of `tcp_socket.ts`. */
+export interface AcceptingListener<Conn> {
+  /** The next connection; throws once the listener is closed, or when accepting failed. */
+  accept(): Promise<Conn>;
+}
+
+/** What the loop does with an accepted connection before handing it on. */
+export interface AcceptedConn {
+  /** Sets TCP_NODELAY; throws if the connection was reset already. */
+  setNoDelay(on: boolean): void;
+  /** Closes the connection. */
+  close(): void;
+}
 
 /**
  * Accepts connections on `listener` until `stopping()` is true and the
@@ -17,15 +31,15 @@ const MAX_RETRY_MS = 1000;
  * A failed accept (out of descriptors, say) goes to `failed` and is tried
  * again after a pause: the connections being served still end and free some.
  */
-export async function acceptEach(
-  listener: Deno.TcpListener,
+export async function acceptEach<Conn extends AcceptedConn>(
+  listener: AcceptingListener<Conn>,
   stopping: () => boolean,
-  serve: (conn: Deno.TcpConn) => void,
+  serve: (conn: Conn) => void,
   failed: (error: unknown) => void,
 ): Promise<void> {
   let retryMs = FIRST_RETRY_MS;
   while (!stopping()) {
-    let conn: Deno.TcpConn;
+    let conn: Conn;
     try {
       conn = await listener.accept();
     } catch (error) {

@@ -12,6 +12,7 @@ import { type FrontHandler, type HttpFront, serveHttp } from "../../proxy/http_f
 import { parseResponseHead, reasonPhrase } from "../../protocol/http1.ts";
 import { concat } from "../../transport/bytes.ts";
 import { exchange, readAll } from "../server/_fixtures.ts";
+import { MappedFile } from "../../ffi/mapped_file.ts";
 
 const ignore = needs("net");
 const encoder = new TextEncoder();
@@ -344,5 +345,60 @@ Deno.test(
         "handler: quick bug",
       ]);
     });
+  },
+);
+
+Deno.test(
+  "a file's mapping goes out whole after its head, pipelined; one that shrank cuts its answer, not the process",
+  { ignore: ignore || needs("ffi", "write") },
+  async () => {
+    const path = await Deno.makeTempFile({ prefix: "flowsched-front-test-" });
+    await Deno.writeFile(path, BIG);
+    const mapping = MappedFile.open(path);
+    const body = new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(
+      mapping.pointerAt(0)!,
+      mapping.size,
+    ));
+    const head = encoder.encode(`HTTP/1.1 200 OK\r\ncontent-length: ${BIG.byteLength}\r\n`);
+    const failures: string[] = [];
+    let done = 0;
+    const handler = stubHandler(failures);
+    const front = serveHttp({ hostname: "127.0.0.1", port: 0, reusePort: false }, {
+      ...handler,
+      quick: (method, url) =>
+        url.pathname === "/mapped"
+          ? { head, body, mapped: true, done: () => done++ }
+          : handler.quick(method, url),
+    });
+    try {
+      const request = get("/mapped") + get("/quick") + get("/mapped", "Connection: close\r\n");
+      const got = answers(await exchange(front.addr.port, request), ["GET", "GET", "GET"]);
+      assert.deepEqual(got.map((a) => a.status), [200, 200, 200]);
+      assert.deepEqual(got[0].body, BIG);
+      assert.deepEqual(got[1].body, QUICK_BODY);
+      assert.deepEqual(got[2].body, BIG);
+      assert.equal(done, 2);
+      assert.deepEqual(failures, []);
+      // Truncated under the mapping: the kernel's copy fails (EFAULT) where a load would be SIGBUS.
+      await Deno.truncate(path, 0);
+      const cut = await exchange(front.addr.port, get("/mapped"));
+      const { status } = parseResponseHead(cut.subarray(0, indexOf(cut, "\r\n\r\n", 0) + 4));
+      assert.equal(status, 200);
+      assert.ok(cut.byteLength < head.byteLength + BIG.byteLength, "the answer is cut");
+      assert.equal(done, 3);
+      assert.match(failures.join("\n"), /Bad address/);
+      // The front goes on serving.
+      const after = answers(
+        await exchange(front.addr.port, get("/quick", "Connection: close\r\n")),
+        [
+          "GET",
+        ],
+      );
+      assert.deepEqual(after[0].body, QUICK_BODY);
+    } finally {
+      await front.shutdown();
+      mapping.close();
+      await Deno.remove(path);
+    }
   },
 );
