@@ -60,25 +60,36 @@ export class MappingCache implements MappingCacheView {
    * a reference. Takes the entry too: it is closed when this returns or throws.
    */
   acquire(entry: MappableFile): Mapping {
-    const key = entry.version;
-    let slot = this.#slots.get(key);
-    if (slot) {
-      if (slot.refs === 0) this.#idle--;
-      this.#slots.delete(key); // re-inserted below: Map order is the LRU order
+    const held = this.reuse(entry.version);
+    if (held) {
       entry.close();
-    } else {
-      try {
-        slot = { mapping: { file: MappedFile.map(entry.descriptor), key }, refs: 0 };
-      } finally {
-        entry.close();
-      }
+      return held;
     }
-    slot.refs++;
-    this.#slots.set(key, slot);
+    let slot: Slot;
+    try {
+      slot = { mapping: { file: MappedFile.map(entry.descriptor), key: entry.version }, refs: 1 };
+    } finally {
+      entry.close();
+    }
+    this.#slots.set(entry.version, slot);
     return slot.mapping;
   }
 
-  /** Drops a reference taken by `acquire`. */
+  /**
+   * Takes a reference on the mapping of `version` if one is held (in use or
+   * idle), without the file; undefined if there is none.
+   */
+  reuse(version: string): Mapping | undefined {
+    const slot = this.#slots.get(version);
+    if (!slot) return undefined;
+    if (slot.refs === 0) this.#idle--;
+    this.#slots.delete(version); // re-inserted: Map order is the LRU order
+    slot.refs++;
+    this.#slots.set(version, slot);
+    return slot.mapping;
+  }
+
+  /** Drops a reference taken by `acquire` or `reuse`. */
   release(mapping: Mapping): void {
     const slot = this.#slots.get(mapping.key);
     if (slot?.mapping === mapping) {

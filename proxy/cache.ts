@@ -115,6 +115,15 @@ interface MemoryEntry extends OpenEntry {
   readonly id: string;
 }
 
+/** A large entry whose body's mapping may still be held (see `Cache.kept`). */
+interface MappedEntry {
+  readonly id: string;
+  readonly meta: EntryMeta;
+  readonly size: number;
+  /** The version of its body file that was checked and mapped. */
+  readonly version: string;
+}
+
 const NOTHING_TO_RELEASE = () => {};
 
 /** The files of one entry. */
@@ -251,6 +260,13 @@ export class DiskCache implements CacheView {
   readonly #mappings = new MappingCache(MAPPINGS_KEPT);
   /** The version of each entry's last mapping, by entry id. */
   readonly #mappedVersions = new Map<string, string>();
+  /**
+   * Large entries checked against their metadata and mapped, by key (and
+   * their keys by id): a hit on one takes its mapping again without a file
+   * call, until an event on its files or an eviction forgets it.
+   */
+  readonly #mappedEntries = new Map<string, MappedEntry>();
+  readonly #mappedKeys = new Map<string, string>();
   #memoryBytes = 0;
   /** Counts the watcher's events on complete entries' files (a copy read across one is not kept). */
   #changes = 0;
@@ -346,18 +362,30 @@ export class DiskCache implements CacheView {
   }
 
   /**
-   * The entry of `key` if its body is kept in memory (what `open` answers at
-   * once, without touching a file), now the most recently used; else undefined.
+   * The entry of `key` if its body is kept in memory or its mapping is held
+   * (what `open` answers at once, without touching a file), now the most
+   * recently used; else undefined. A mapped one is pinned until `release()`.
    */
   kept(key: string): OpenEntry | undefined {
     const kept = this.#memory.get(key);
-    if (!kept) return undefined;
-    // Most recently used, here and in the index.
-    this.#memory.delete(key);
-    this.#memory.set(key, kept);
-    this.#index.delete(kept.id);
-    this.#index.set(kept.id, kept.size);
-    return kept;
+    if (kept) {
+      // Most recently used, here and in the index.
+      this.#memory.delete(key);
+      this.#memory.set(key, kept);
+      this.#touch(kept.id, kept.size);
+      return kept;
+    }
+    const known = this.#mappedEntries.get(key);
+    if (!known) return undefined;
+    const mapping = this.#mappings.reuse(known.version);
+    if (!mapping) {
+      // Unmapped since, as an idle mapping past the ones kept: `open` maps it again.
+      this.#unmap(known.id);
+      return undefined;
+    }
+    this.#touch(known.id, known.size);
+    this.#pin(known.id);
+    return this.#mappedEntry(known, mapping, () => this.#unpin(known.id));
   }
 
   /**
@@ -450,18 +478,34 @@ export class DiskCache implements CacheView {
       release();
       return null;
     }
-    const mapped = mapping;
+    // An event seen meanwhile may have been this entry's: the next hit checks it again.
+    if (changes === this.#changes) {
+      const version = this.#mappedVersions.get(id)!;
+      this.#mappedEntries.set(key, { id, meta: checked.meta, size: checked.size, version });
+      this.#mappedKeys.set(id, key);
+    }
+    return this.#mappedEntry(checked, mapping, release);
+  }
+
+  /** An open entry on `mapping`, its body; its `release` drops the mapping and runs `unpin`, once. */
+  #mappedEntry(
+    entry: { meta: EntryMeta; size: number },
+    mapping: Mapping,
+    unpin: () => void,
+  ): OpenEntry {
+    let released = false;
     return {
-      meta: checked.meta,
-      size: checked.size,
+      meta: entry.meta,
+      size: entry.size,
       body: new Uint8Array(
-        Deno.UnsafePointerView.getArrayBuffer(mapped.file.pointerAt(0)!, checked.size),
+        Deno.UnsafePointerView.getArrayBuffer(mapping.file.pointerAt(0)!, entry.size),
       ),
       mapped: true,
       release: () => {
         if (released) return;
-        this.#mappings.release(mapped);
-        release();
+        released = true;
+        this.#mappings.release(mapping);
+        unpin();
       },
     };
   }
@@ -682,6 +726,7 @@ export class DiskCache implements CacheView {
 
   /** Unmaps entry `id`'s idle mapping, if it has one (its files changed). */
   #unmap(id: string) {
+    this.#forgetMapped(id);
     const version = this.#mappedVersions.get(id);
     if (version === undefined) return;
     this.#mappedVersions.delete(id);
@@ -697,8 +742,23 @@ export class DiskCache implements CacheView {
     this.#memory.delete(key);
   }
 
+  /** Forgets the mapped entry `id` (its mapping stays while hits use it, or while idle). */
+  #forgetMapped(id: string) {
+    const key = this.#mappedKeys.get(id);
+    if (key === undefined) return;
+    this.#mappedKeys.delete(id);
+    this.#mappedEntries.delete(key);
+  }
+
+  /** Entry `id` is now the most recently used. */
+  #touch(id: string, size: number) {
+    this.#index.delete(id);
+    this.#index.set(id, size);
+  }
+
   #forget(id: string) {
     this.#drop(id);
+    this.#forgetMapped(id);
     const old = this.#index.get(id);
     if (old === undefined) return;
     this.#bytes -= old;
