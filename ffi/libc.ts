@@ -60,6 +60,8 @@ export const libcSymbols = {
     result: "i32",
     nonblocking: true,
   },
+  // The same on the calling thread, only ever with a timeout of 0: the events ready now.
+  epoll_poll: { name: "epoll_wait", parameters: ["i32", "buffer", "i32", "i32"], result: "i32" },
   // int fcntl(int fd, int cmd, ... /* int arg */)
   // Variadic: on x86_64 and aarch64 Linux an int vararg travels where a fixed
   // int would, so F_GETFL and F_SETFL may pass it as a third i32.

@@ -13,6 +13,7 @@
  * @module
  */
 
+import { setImmediate } from "node:timers";
 import { C, check, epollEventLayout, libc } from "../ffi/libc.ts";
 import { StructBuffer } from "../ffi/struct.ts";
 import type { ReadinessSource } from "./driver.ts";
@@ -64,10 +65,11 @@ class Reactor {
     let watched = this.#watched.get(fd);
     if (!watched) this.#watched.set(fd, watched = { armed: 0, registered: false });
     const slot = what === READABLE ? "readable" : "writable";
-    watched[slot] ??= Promise.withResolvers<void>();
+    const wait = watched[slot] ??= Promise.withResolvers<void>();
     this.#arm(fd, watched, watched.armed | what);
+    // The loop may answer the wait at once (its first look at the set is synchronous).
     if (!this.#waiting) void this.#loop();
-    return watched[slot].promise;
+    return wait.promise;
   }
 
   wake(fd: number): void {
@@ -118,26 +120,35 @@ class Reactor {
     this.#waiting = true;
     try {
       while (this.#armed > 0) {
+        // Events ready now are taken on this thread; only an idle set waits on the pool.
+        let n = libc().epoll_poll(this.#epoll, this.#events, MAX_EVENTS, 0);
         // A failure can only be EINTR (see the symbol's comment): wait again.
-        const n = await libc().epoll_wait(this.#epoll, this.#events, MAX_EVENTS, -1);
-        for (let i = 0; i < n; i++) {
-          const at = i * epollEvent.size;
-          const events = this.#eventsView.getUint32(at + EVENTS_OFFSET, true);
-          const fd = Number(this.#eventsView.getBigUint64(at + DATA_OFFSET, true));
-          if (fd === this.#wake) {
-            libc().read(this.#wake, this.#counterBytes, 8n);
-            continue;
-          }
-          const watched = this.#watched.get(fd);
-          if (!watched || watched.armed === 0) continue;
-          this.#fire(watched, events);
-          // One-shot: the socket is disarmed now; arm it again for what still waits.
-          const still = (watched.readable ? READABLE : 0) | (watched.writable ? WRITABLE : 0);
-          this.#arm(fd, watched, still);
-        }
+        if (n <= 0) n = await libc().epoll_wait(this.#epoll, this.#events, MAX_EVENTS, -1);
+        this.#dispatch(n);
+        // The owners woken run on to their next wait before the set is looked at again.
+        if (n > 0) await new Promise((resolve) => setImmediate(resolve));
       }
     } finally {
       this.#waiting = false;
+    }
+  }
+
+  /** Resolves the waits the first `n` events in `#events` answer. */
+  #dispatch(n: number) {
+    for (let i = 0; i < n; i++) {
+      const at = i * epollEvent.size;
+      const events = this.#eventsView.getUint32(at + EVENTS_OFFSET, true);
+      const fd = Number(this.#eventsView.getBigUint64(at + DATA_OFFSET, true));
+      if (fd === this.#wake) {
+        libc().read(this.#wake, this.#counterBytes, 8n);
+        continue;
+      }
+      const watched = this.#watched.get(fd);
+      if (!watched || watched.armed === 0) continue;
+      this.#fire(watched, events);
+      // One-shot: the socket is disarmed now; arm it again for what still waits.
+      const still = (watched.readable ? READABLE : 0) | (watched.writable ? WRITABLE : 0);
+      this.#arm(fd, watched, still);
     }
   }
 

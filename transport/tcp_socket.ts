@@ -17,8 +17,10 @@ import {
   check,
   decodeSockaddr,
   encodeSockaddr,
+  errno,
   lastError,
   libc,
+  nativeError,
   setIntOption,
   sockaddr_in6,
 } from "../ffi/libc.ts";
@@ -173,9 +175,10 @@ export class TcpSocket implements Disposable {
 
   /** After a failed call: waits if it would have blocked, returns if it was interrupted, else throws. */
   async #wait(fd: number, what: typeof READABLE | typeof WRITABLE, call: string) {
-    const error = lastError(call);
-    if (error.errno === Errno.EAGAIN) await ready(fd, what);
-    else if (error.errno !== Errno.EINTR) throw error;
+    // errno before any error object: a would-block is the common case, and needs none.
+    const code = errno();
+    if (code === Errno.EAGAIN) await ready(fd, what);
+    else if (code !== Errno.EINTR) throw nativeError(call, code);
   }
 
   #open(): number {
