@@ -1,13 +1,17 @@
 /**
- * Readiness of sockets for the event-loop data path (`loop_association.ts`):
- * one epoll instance per isolate, watched by at most one `epoll_wait` at a
- * time on Deno's blocking pool.
+ * Readiness of sockets for the event-loop data path (`loop_association.ts`)
+ * and the proxy's front (`tcp_socket.ts`): one epoll instance per isolate,
+ * looked at on this thread while it has events ready (`epoll_wait` with a
+ * timeout of 0), and waited on by at most one `epoll_wait` at a time on
+ * Deno's blocking pool once it has none.
  *
  * An owner makes nonblocking calls on its socket until one would block, then
  * awaits `ready(fd, READABLE | WRITABLE)`. The socket is armed one-shot for
  * that; when epoll reports it, the wait resolves and the owner retries. So an
- * association with data to move makes no thread hop at all, and every idle
- * one together costs one parked pool thread. Wake-ups may be spurious (the
+ * association with data to move makes no thread hop at all, a busy set of
+ * sockets makes none either (the woken owners run on to their next wait,
+ * then the set is looked at again), and every idle one together costs one
+ * parked pool thread. Wake-ups may be spurious (the
  * retried call then would block again and the owner waits again).
  *
  * @module
