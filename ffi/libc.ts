@@ -460,15 +460,29 @@ export function decodeSockaddr(addr: Uint8Array): { hostname: string; port: numb
   return { hostname: hostname.slice(1, -1), port };
 }
 
-function parseIPv6(ip: string): Uint8Array {
-  const [head, tail = ""] = ip.split("::");
-  const words = (s: string) => (s ? s.split(":").map((w) => parseInt(w, 16)) : []);
-  const left = words(head);
-  const right = ip.includes("::") ? words(tail) : [];
-  const all = [...left, ...new Array(8 - left.length - right.length).fill(0), ...right];
-  if (all.length !== 8 || all.some((w) => !(w >= 0 && w <= 0xffff))) {
-    throw new TypeError(`"${ip}" is not an IPv6 address`);
+function parseIPv6(given: string): Uint8Array {
+  // A dotted IPv4 tail (`::ffff:127.0.0.1`) is the last two words.
+  const ip = given.replace(
+    /(\d+)\.(\d+)\.(\d+)\.(\d+)$/,
+    (tail, a, b, c, d) =>
+      [a, b, c, d].some((octet) => +octet > 255)
+        ? tail
+        : `${((+a << 8) | +b).toString(16)}:${((+c << 8) | +d).toString(16)}`,
+  );
+  const halves = ip.split("::");
+  const words = (s: string) =>
+    s ? s.split(":").map((w) => (/^[0-9a-f]{1,4}$/i.test(w) ? parseInt(w, 16) : NaN)) : [];
+  const left = words(halves[0]);
+  const right = halves.length === 2 ? words(halves[1]) : [];
+  // `::` stands for one or more zero words; without it there are eight.
+  const zeros = 8 - left.length - right.length;
+  if (
+    halves.length > 2 || (halves.length === 2 ? zeros < 1 : zeros !== 0) ||
+    [...left, ...right].some(Number.isNaN)
+  ) {
+    throw new TypeError(`"${given}" is not an IPv6 address`);
   }
+  const all = [...left, ...new Array(zeros).fill(0), ...right];
   const out = new Uint8Array(16);
   all.forEach((w, i) => {
     out[2 * i] = w >> 8;

@@ -1,12 +1,13 @@
 /**
  * The proxy's HTTP/1.1 side: a listener on libc sockets (`tcp_socket.ts`)
- * that reads request heads itself (`RequestHeadReader`, `parseRequestHead`) and writes answers
- * itself, one connection at a time in order (pipelined requests wait in the
- * socket). A cache hit on a body kept in memory is written as one buffer
- * (head and body together, one `send`), a hit on a file's mapping as its
- * head and the mapping itself (two `send`s, one segment stream), both
- * without a `Request` or `Response` object; everything else goes to the handler as a `Request` and comes back
- * as a `Response`, whose body is written as it arrives (with its
+ * that reads request heads itself (`RequestHeadReader`, `parseRequestHead`)
+ * and writes answers itself, one connection at a time in order (pipelined
+ * requests wait in the socket). A cache hit is answered without a `Request`
+ * or `Response` object: a body in memory of up to `ONE_WRITE_BYTES` with its
+ * head as one buffer and one `send`, any other body (a file's mapping
+ * always) as it is after its head, which waits for it (`MSG_MORE`).
+ * Everything else goes to the handler as a `Request` and comes back as a
+ * `Response`, whose body is written as it arrives (with its
  * `content-length`, else chunked, or until the close for HTTP/1.0).
  *
  * Why not `Deno.serve`: it writes every answer's head and body with two
@@ -368,9 +369,15 @@ class FrontConnection {
       out.set(body, at);
       return await this.#write(out.subarray(0, at + body.byteLength));
     }
-    // A mapped body is read by the kernel only: a file that shrank fails the send, not the process.
     await this.#write(out.subarray(0, at), body.byteLength > 0);
-    if (body.byteLength > 0) await this.#write(body);
+    if (body.byteLength === 0) return;
+    try {
+      await this.#write(body);
+    } catch (error) {
+      // A mapped body is read by the kernel only: a file that shrank fails the send, not the process.
+      if (error instanceof NativeError && error.errno === Errno.EFAULT) throw new BrokenBody(error);
+      throw error;
+    }
   }
 
   /**

@@ -35,6 +35,8 @@
  * @module
  */
 
+import { lookup } from "node:dns/promises";
+import { isIP } from "node:net";
 import { createLogger, type Logger, type LogLevel } from "../cli/log.ts";
 import { cacheKey, type CacheView, DiskCache, type EntryMeta, type OpenEntry } from "./cache.ts";
 import { Fetcher, type Inspector } from "./fetcher.ts";
@@ -158,6 +160,24 @@ export function parseListen(listen: string): { hostname: string; port: number } 
   return { hostname: match[1] ?? (match[2] || "0.0.0.0"), port };
 }
 
+/**
+ * The IP address to listen on for `hostname`: itself if it is one (or
+ * `localhost`), else the system's first address for the name (getaddrinfo:
+ * the hosts file, then DNS).
+ */
+async function listenAddress(hostname: string): Promise<string> {
+  if (isIP(hostname) !== 0 || hostname === "localhost") return hostname;
+  try {
+    return (await lookup(hostname)).address;
+  } catch (error) {
+    throw new TypeError(
+      `listen host "${hostname}" has no address (${
+        (error as Error).message
+      }); give an IP address, e.g. 127.0.0.1`,
+    );
+  }
+}
+
 /** Starts a proxy and returns once it listens and the cache is open. */
 export async function startProxy(options: ProxyOptions = {}): Promise<FlowProxy> {
   const log = createLogger(options.logLevel ?? "info", "proxy");
@@ -239,7 +259,11 @@ export async function startProxy(options: ProxyOptions = {}): Promise<FlowProxy>
     inspector,
     statsAccess: options.statsAccess ?? "loopback",
   });
-  const front = serveHttp({ hostname, port, reusePort: options.reusePort ?? false }, handler);
+  const front = serveHttp({
+    hostname: await listenAddress(hostname),
+    port,
+    reusePort: options.reusePort ?? false,
+  }, handler);
   const addr = front.addr;
   log.info("listening", {
     listen: `${addr.hostname}:${addr.port}`,

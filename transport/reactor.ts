@@ -70,7 +70,13 @@ class Reactor {
     if (!watched) this.#watched.set(fd, watched = { armed: 0, registered: false });
     const slot = what === READABLE ? "readable" : "writable";
     const wait = watched[slot] ??= Promise.withResolvers<void>();
-    this.#arm(fd, watched, watched.armed | what);
+    try {
+      this.#arm(fd, watched, watched.armed | what);
+    } catch (error) {
+      // Not watched (a closed descriptor, no memory): nobody may wait on it for nothing.
+      this.#fire(watched, READABLE | WRITABLE);
+      throw error;
+    }
     // The loop may answer the wait at once (its first look at the set is synchronous).
     if (!this.#waiting) void this.#loop();
     return wait.promise;
@@ -95,12 +101,14 @@ class Reactor {
 
   /** (Re-)arms `fd` one-shot for `events` (0: leaves it disarmed). */
   #arm(fd: number, watched: Watched, events: number) {
+    if (events !== 0) {
+      this.#control.set("events", events | C.EPOLLONESHOT).set("data", fd);
+      const op = watched.registered ? C.EPOLL_CTL_MOD : C.EPOLL_CTL_ADD;
+      check("epoll_ctl", libc().epoll_ctl(this.#epoll, op, fd, this.#control.bytes));
+      watched.registered = true;
+    }
+    // Counted once the kernel watches it: a count it does not would keep the loop waiting.
     this.#setArmed(watched, events);
-    if (events === 0) return;
-    this.#control.set("events", events | C.EPOLLONESHOT).set("data", fd);
-    const op = watched.registered ? C.EPOLL_CTL_MOD : C.EPOLL_CTL_ADD;
-    check("epoll_ctl", libc().epoll_ctl(this.#epoll, op, fd, this.#control.bytes));
-    watched.registered = true;
   }
 
   #setArmed(watched: Watched, events: number) {
@@ -152,7 +160,13 @@ class Reactor {
       this.#fire(watched, events);
       // One-shot: the socket is disarmed now; arm it again for what still waits.
       const still = (watched.readable ? READABLE : 0) | (watched.writable ? WRITABLE : 0);
-      this.#arm(fd, watched, still);
+      try {
+        this.#arm(fd, watched, still);
+      } catch {
+        // It can no longer be watched: its owners wake, and their next call says why.
+        this.#fire(watched, READABLE | WRITABLE);
+        this.#setArmed(watched, 0);
+      }
     }
   }
 
@@ -167,7 +181,9 @@ let reactor: Reactor | undefined;
 /**
  * Resolves once `fd` is readable (`READABLE`) or writable (`WRITABLE`), or
  * has an error, or `wake` or `forget` is called for it. One wait per
- * direction and socket: a second call for the same returns the same wait.
+ * direction and socket: a second call for the same, while the first still
+ * waits, returns the same wait. Throws if the socket cannot be watched
+ * (epoll_ctl failed: a closed descriptor, say).
  */
 export function ready(fd: number, what: typeof READABLE | typeof WRITABLE): Promise<void> {
   reactor ??= new Reactor();

@@ -18,7 +18,6 @@ import {
   decodeSockaddr,
   encodeSockaddr,
   errno,
-  lastError,
   libc,
   nativeError,
   setIntOption,
@@ -27,6 +26,24 @@ import {
 import { Errno } from "../ffi/errors.ts";
 import { listenOn } from "./libc_stream.ts";
 import { forget, READABLE, ready, WRITABLE } from "./reactor.ts";
+
+/**
+ * accept4 errors after which accepting goes on at once: an interrupted call,
+ * and a connection that failed before it could be taken (accept(2): Linux
+ * passes the new socket's pending network errors on to accept).
+ */
+const ACCEPT_AGAIN = new Set<number>([
+  Errno.EINTR,
+  Errno.ECONNABORTED,
+  Errno.EPROTO,
+  Errno.ENOPROTOOPT,
+  Errno.ENETDOWN,
+  Errno.ENETUNREACH,
+  Errno.EHOSTDOWN,
+  Errno.EHOSTUNREACH,
+  Errno.ENONET,
+  Errno.EOPNOTSUPP,
+]);
 
 /** A call on a listener or connection that was closed (maybe while the call waited). */
 export class SocketClosed extends Error {
@@ -88,9 +105,9 @@ export class TcpListener implements Disposable {
         const { hostname, port } = decodeSockaddr(this.#peer);
         return new TcpSocket(socket, { transport: "tcp", hostname, port });
       }
-      const error = lastError("accept4");
-      if (error.errno === Errno.EAGAIN) await ready(fd, READABLE);
-      else if (error.errno !== Errno.EINTR && error.errno !== Errno.ECONNABORTED) throw error;
+      const code = errno();
+      if (code === Errno.EAGAIN) await ready(fd, READABLE);
+      else if (!ACCEPT_AGAIN.has(code)) throw nativeError("accept4", code);
     }
   }
 

@@ -134,7 +134,8 @@ Deno.test("decodeSockaddr reads back what encodeSockaddr wrote, IPv6 compressed"
     ["::1", "::1"],
     ["2001:db8:0:0:1:0:0:1", "2001:db8::1:0:0:1"],
     ["fe80:0:0:0:0:0:0:abcd", "fe80::abcd"],
-    ["::ffff:127.0.0.1".replace("127.0.0.1", "7f00:1"), "::ffff:127.0.0.1"],
+    ["::ffff:7f00:1", "::ffff:127.0.0.1"],
+    ["::ffff:10.0.0.1", "::ffff:10.0.0.1"],
     ["::", "::"],
   ];
   for (const [given, written] of cases) {
@@ -142,5 +143,8 @@ Deno.test("decodeSockaddr reads back what encodeSockaddr wrote, IPv6 compressed"
       hostname: written,
       port: 8080,
     });
+  }
+  for (const bad of ["::ffff:1.2.3.300", "1:2:3:4:5:6:7:8:9", "::1.2", "fe80::g", "12345::"]) {
+    assert.throws(() => encodeSockaddr(bad, 80), /is not an IP(v6)? address/, bad);
   }
 });
