@@ -59,6 +59,7 @@ export const SCTP = {
   // socket options
   SCTP_INITMSG: 2,
   SCTP_NODELAY: 3,
+  SCTP_DELAYED_SACK: 16,
   SCTP_EVENTS: 11,
   SCTP_STATUS: 14,
   SCTP_STREAM_SCHEDULER: 123,
@@ -87,6 +88,17 @@ export const sctp_initmsg = defineStruct("sctp_initmsg", 8, {
   sinit_max_instreams: { offset: 2, type: "u16" },
   sinit_max_attempts: { offset: 4, type: "u16" },
   sinit_max_init_timeo: { offset: 6, type: "u16" },
+});
+
+/**
+ * `struct sctp_sack_info` (SCTP_DELAYED_SACK): when the receiver acknowledges,
+ * after `sack_freq` packets (1: every packet) or `sack_delay` ms; 0 leaves a
+ * value as it is.
+ */
+export const sctp_sack_info = defineStruct("sctp_sack_info", 12, {
+  sack_assoc_id: { offset: 0, type: "i32" },
+  sack_delay: { offset: 4, type: "u32" },
+  sack_freq: { offset: 8, type: "u32" },
 });
 
 /** `struct sctp_sndrcvinfo`: per-message stream and flags, for sending and receiving. */

@@ -163,6 +163,7 @@ export const USRSCTP = {
   SCTP_RECVRCVINFO: 0x1f,
   SCTP_REMOTE_UDP_ENCAPS_PORT: 0x24,
   SCTP_PEER_ADDR_PARAMS: 0x0a,
+  SCTP_DELAYED_SACK: 0x0f,
   SCTP_STATUS: 0x100,
   // sctp_paddrparams.spp_flags
   SPP_PMTUD_DISABLE: 0x10,
@@ -193,6 +194,16 @@ export const sctp_initmsg = defineStruct("sctp_initmsg", 8, {
   sinit_max_instreams: { offset: 2, type: "u16" },
   sinit_max_attempts: { offset: 4, type: "u16" },
   sinit_max_init_timeo: { offset: 6, type: "u16" },
+});
+
+/**
+ * `struct sctp_sack_info` (SCTP_DELAYED_SACK): when the receiver acknowledges,
+ * after `sack_freq` packets or `sack_delay` ms; 0 leaves a value as it is.
+ */
+export const sctp_sack_info = defineStruct("sctp_sack_info", 12, {
+  sack_assoc_id: { offset: 0, type: "u32" },
+  sack_delay: { offset: 4, type: "u32" },
+  sack_freq: { offset: 8, type: "u32" },
 });
 
 /** `struct sctp_sndinfo` (usrsctp_sendv, SCTP_SENDV_SNDINFO): stream and flags of one message. */

@@ -48,6 +48,21 @@ export const PROXY_OPTIONS = {
     max: 65535,
     help: "usrsctp: the server's UDP encapsulation port (RFC 6951; the url's ?udp=PORT wins)",
   },
+  sackFrequency: {
+    kind: "integer",
+    default: 0,
+    min: 0,
+    max: 65535,
+    help: "SCTP upstreams: packets received before an acknowledgement is sent at once " +
+      "(1: every packet; 0: the stack's own, 2)",
+  },
+  sackDelay: {
+    kind: "integer",
+    default: 0,
+    min: 0,
+    max: 500,
+    help: "SCTP upstreams: ms an acknowledgement may wait, 10 to 500 (0: the stack's own, 200)",
+  },
   dataPath: {
     kind: "string",
     default: "event-loop",

@@ -93,6 +93,10 @@ export interface ProxyOptions {
   udpPort?: number;
   /** Where the upstream association moves its messages (see `AssociationOptions.dataPath`). @default "event-loop" */
   dataPath?: DataPath;
+  /** SCTP upstreams: see `AssociationOptions.sackFrequency`. @default 0 */
+  sackFrequency?: number;
+  /** SCTP upstreams: see `AssociationOptions.sackDelay`. @default 0 */
+  sackDelay?: number;
   /** Cache directory, shareable between proxies. @default "/dev/shm/flowsched-cache" */
   cache?: string;
   /**
@@ -190,6 +194,8 @@ export async function startProxy(options: ProxyOptions = {}): Promise<FlowProxy>
     streams: options.streams,
     udpPort: options.udpPort,
     dataPath: options.dataPath,
+    sackFrequency: options.sackFrequency,
+    sackDelay: options.sackDelay,
     connectTimeoutMs: options.connectTimeout,
     stallTimeoutMs: options.stallTimeout,
     probeTimeoutMs: options.probeTimeout,

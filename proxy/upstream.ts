@@ -38,6 +38,10 @@ export interface UpstreamOptions {
   udpPort?: number;
   /** Where the association moves its messages. @default "event-loop" */
   dataPath?: DataPath;
+  /** SCTP: see `AssociationOptions.sackFrequency`. @default 0 */
+  sackFrequency?: number;
+  /** SCTP: see `AssociationOptions.sackDelay`. @default 0 */
+  sackDelay?: number;
   /** How long a request waits for the association before failing. @default 3000 */
   connectTimeoutMs?: number;
   /** Silence with requests in flight before a probe. @default 250 */
@@ -319,6 +323,8 @@ export class Upstream {
       streams: this.#options.streams ?? 8,
       udpPort: this.#udpPort,
       dataPath: this.#options.dataPath,
+      sackFrequency: this.#options.sackFrequency,
+      sackDelay: this.#options.sackDelay,
     });
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {

@@ -100,6 +100,21 @@ export const SERVER_OPTIONS = {
     min: 0,
     help: "socket receive buffer in bytes (0: system default)",
   },
+  sackFrequency: {
+    kind: "integer",
+    default: 0,
+    min: 0,
+    max: 65535,
+    help: "SCTP: packets received before an acknowledgement is sent at once (1: every packet; " +
+      "0: the stack's own, 2)",
+  },
+  sackDelay: {
+    kind: "integer",
+    default: 0,
+    min: 0,
+    max: 500,
+    help: "SCTP: ms an acknowledgement may wait, 10 to 500 (0: the stack's own, 200)",
+  },
   udpPort: {
     kind: "integer",
     default: 9899,

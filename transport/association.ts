@@ -47,7 +47,21 @@ export function withDefaults(options: AssociationOptions = {}): Required<Associa
     sendTimeout: checked("sendTimeout", options.sendTimeout ?? 0, 0),
     dataPath: options.dataPath ?? "event-loop",
     pathMtu: checkedPathMtu(options.pathMtu ?? "auto"),
+    sackFrequency: checked("sackFrequency", options.sackFrequency ?? 0, 0, 65535),
+    sackDelay: checkedSackDelay(options.sackDelay ?? 0),
   };
+}
+
+/** RFC 9260 6.2: an acknowledgement is delayed at most 500 ms. */
+const MAX_SACK_DELAY_MS = 500;
+
+function checkedSackDelay(value: number): number {
+  if (value === 0 || (Number.isInteger(value) && value >= 10 && value <= MAX_SACK_DELAY_MS)) {
+    return value;
+  }
+  throw new RangeError(
+    `sackDelay must be 0 (the stack's own) or an integer from 10 to ${MAX_SACK_DELAY_MS} ms, got ${value}`,
+  );
 }
 
 function checkedPathMtu(value: number | "auto"): number | "auto" {
@@ -60,10 +74,10 @@ function checkedPathMtu(value: number | "auto"): number | "auto" {
   return value;
 }
 
-/** `value`, after checking it is an integer from `min` to 2^30. */
-function checked(name: string, value: number, min: number): number {
-  if (!Number.isInteger(value) || value < min || value > 2 ** 30) {
-    throw new RangeError(`${name} must be an integer from ${min} to ${2 ** 30}, got ${value}`);
+/** `value`, after checking it is an integer from `min` to `max`. */
+function checked(name: string, value: number, min: number, max = 2 ** 30): number {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(`${name} must be an integer from ${min} to ${max}, got ${value}`);
   }
   return value;
 }

@@ -33,6 +33,7 @@ import {
   sctp_assoc_value,
   sctp_event_subscribe,
   sctp_initmsg,
+  sctp_sack_info,
   sctp_sndrcvinfo,
   sctp_status,
   sctp_stream_value,
@@ -108,6 +109,22 @@ function configure(socket: number, options: Required<AssociationOptions>) {
     ),
   );
   setIntOption(socket, SCTP.SOL_SCTP, SCTP.SCTP_NODELAY, 1, "setsockopt(SCTP_NODELAY)");
+  if (options.sackFrequency > 0 || options.sackDelay > 0) {
+    // Zeros leave the stack's own values; a one-to-one socket's id is ignored.
+    const sack = new StructBuffer(sctp_sack_info)
+      .set("sack_delay", options.sackDelay)
+      .set("sack_freq", options.sackFrequency);
+    check(
+      "setsockopt(SCTP_DELAYED_SACK)",
+      libc().setsockopt(
+        socket,
+        SCTP.SOL_SCTP,
+        SCTP.SCTP_DELAYED_SACK,
+        sack.bytes,
+        sctp_sack_info.size,
+      ),
+    );
+  }
   // A sender blocked for buffer space is not always woken when the
   // association is aborted (seen on 6.1 with several blocked senders), so
   // blocked sends wake up every second to check the association is alive.

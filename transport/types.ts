@@ -111,6 +111,23 @@ export interface AssociationOptions {
    */
   pathMtu?: number | "auto";
   /**
+   * SCTP only (kernel and usrsctp): the packets this side receives before it
+   * acknowledges them (a SACK) without waiting for `sackDelay`; 1 acknowledges
+   * every packet. Fewer acknowledgements cost the sender less per message,
+   * but a sender whose window holds fewer than this many packets waits for
+   * `sackDelay` each time. 0 keeps the stack's own (2, as RFC 9260 asks). A
+   * listener's associations take it from the listener.
+   * @default 0
+   */
+  sackFrequency?: number;
+  /**
+   * SCTP only: milliseconds this side may hold a SACK, from 10 to 500 (RFC
+   * 9260's limit). 0 keeps the stack's own (200 ms, or the kernel's
+   * `net.sctp.sack_timeout`).
+   * @default 0
+   */
+  sackDelay?: number;
+  /**
    * Where an established association moves its messages. `event-loop`:
    * nonblocking calls on the main thread, waiting only when the socket
    * buffer is full or empty (on epoll for kernel and tcpmux, on the stack's

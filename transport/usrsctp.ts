@@ -60,6 +60,7 @@ import {
   sctp_initmsg,
   sctp_paddrparams,
   sctp_rcvinfo,
+  sctp_sack_info,
   sctp_sndinfo,
   sctp_status,
   sctp_udpencaps,
@@ -300,6 +301,20 @@ function configure(socket: Deno.PointerObject, options: Required<AssociationOpti
     .set("se_type", USRSCTP.SCTP_ASSOC_CHANGE)
     .set("se_on", 1);
   setOption(socket, sctp, USRSCTP.SCTP_EVENT, events.bytes, "usrsctp_setsockopt(SCTP_EVENT)");
+  if (options.sackFrequency > 0 || options.sackDelay > 0) {
+    // Zeros leave the stack's own values (RFC 6458 8.1.19).
+    const sack = new StructBuffer(sctp_sack_info)
+      .set("sack_assoc_id", USRSCTP.SCTP_FUTURE_ASSOC)
+      .set("sack_delay", options.sackDelay)
+      .set("sack_freq", options.sackFrequency);
+    setOption(
+      socket,
+      sctp,
+      USRSCTP.SCTP_DELAYED_SACK,
+      sack.bytes,
+      "usrsctp_setsockopt(SCTP_DELAYED_SACK)",
+    );
+  }
   if (options.sendBufferSize > 0) {
     setIntOption(
       socket,

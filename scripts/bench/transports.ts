@@ -101,6 +101,22 @@ const OPTIONS = {
     help:
       "usrsctp's pathMtu: auto (LOOPBACK_PATH_MTU on loopback), 0 (discovery from 1,500 bytes) or bytes; the C anchor gets the same",
   },
+  usrsctpSackFrequency: {
+    kind: "integer",
+    default: 0,
+    min: 0,
+    max: 65535,
+    help:
+      "usrsctp's sackFrequency on both ends: packets before an acknowledgement (0: the stack's own, 2); the C anchor gets the same",
+  },
+  usrsctpSackDelay: {
+    kind: "integer",
+    default: 0,
+    min: 0,
+    max: 500,
+    help:
+      "usrsctp's sackDelay on both ends, 10 to 500 ms (0: the stack's own, 200); the C anchor gets the same",
+  },
   window: { kind: "integer", default: 64, min: 1, help: "sends in flight per association" },
   labTimeout: { kind: "integer", default: 1200, min: 60, help: "seconds before the lab is killed" },
   // Internal: how the script re-invokes itself.
@@ -244,7 +260,11 @@ function runServer(values: Values): void {
     } else {
       const { transport, dataPath } = transportOf(t);
       const udpPort = transport === "usrsctp" ? (ports.udpPort ??= localUdpPort()) : undefined;
-      const listener = listen(transport, values.host, 0, { udpPort, dataPath });
+      const listener = listen(transport, values.host, 0, {
+        udpPort,
+        dataPath,
+        ...(transport === "usrsctp" ? sackOf(values) : {}),
+      });
       listeners.push(listener);
       ports[t] = listener.port;
       (async () => {
@@ -325,6 +345,11 @@ function pathMtuOf(values: Values): number | "auto" {
   return Number(value);
 }
 
+/** `--usrsctp-sack-frequency` and `--usrsctp-sack-delay` as the transport's options. */
+function sackOf(values: Values): { sackFrequency: number; sackDelay: number } {
+  return { sackFrequency: values.usrsctpSackFrequency, sackDelay: values.usrsctpSackDelay };
+}
+
 /** The path MTU the transport resolves `--usrsctp-path-mtu` to: the host bench runs on loopback. */
 function anchorPathMtu(values: Values): number {
   const value = pathMtuOf(values);
@@ -346,6 +371,8 @@ async function measureAnchor(
     size,
     count,
     anchorPathMtu(values),
+    values.usrsctpSackFrequency,
+    values.usrsctpSackDelay,
   ];
   const client = await new Deno.Command(values.usrsctpAnchor, {
     args: args.map(String),
@@ -397,6 +424,7 @@ async function measure(
       udpPort: ports.udpPort,
       dataPath: transportOf(bench).dataPath,
       pathMtu: pathMtuOf(values),
+      ...(transportOf(bench).transport === "usrsctp" ? sackOf(values) : {}),
     },
   );
   const batch = (n: number) =>
@@ -445,9 +473,13 @@ const USRSCTP_ANCHOR_PORT = 9733;
  * Starts the usrsctp C anchor's server with its stack on a free UDP port;
  * returns the process and the ports its client needs.
  */
-async function startUsrsctpAnchor(binary: string, host: string) {
+async function startUsrsctpAnchor(values: Values, host: string) {
   const udpPort = localUdpPort();
-  const server = new Child([binary, "server", host, String(USRSCTP_ANCHOR_PORT), String(udpPort)]);
+  const { sackFrequency, sackDelay } = sackOf(values);
+  const server = new Child(
+    [values.usrsctpAnchor, "server", host, USRSCTP_ANCHOR_PORT, udpPort, sackFrequency, sackDelay]
+      .map(String),
+  );
   await server.line();
   return { server, ports: { "c-usrsctp": USRSCTP_ANCHOR_PORT, "c-usrsctp-udp": udpPort } };
 }
@@ -471,6 +503,8 @@ async function runPair(
     `--repeat=${values.repeat}`,
     `--window=${values.window}`,
     `--usrsctp-path-mtu=${values.usrsctpPathMtu}`,
+    `--usrsctp-sack-frequency=${values.usrsctpSackFrequency}`,
+    `--usrsctp-sack-delay=${values.usrsctpSackDelay}`,
   ];
   // usrsctp-down and the C anchor need no listener of their own.
   const benches = transports.filter((t): t is Bench => t !== "c-usrsctp" && t !== "usrsctp-down");
@@ -483,7 +517,7 @@ async function runPair(
     const ports = JSON.parse(await server.line());
     // After the Deno server's stack took its UDP port, so the two cannot pick the same.
     if (transports.includes("c-usrsctp")) {
-      anchor = await startUsrsctpAnchor(values.usrsctpAnchor, host);
+      anchor = await startUsrsctpAnchor(values, host);
       Object.assign(ports, anchor.ports);
     }
     const client = new Child([

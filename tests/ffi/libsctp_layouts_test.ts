@@ -4,6 +4,7 @@ import {
   sctp_assoc_value,
   sctp_event_subscribe,
   sctp_initmsg,
+  sctp_sack_info,
   sctp_sndrcvinfo,
   sctp_status,
   sctp_stream_value,
@@ -22,6 +23,7 @@ const LIBSCTP: LayoutCheck = {
   headers: ["<sys/socket.h>", "<netinet/sctp.h>"],
   layouts: [
     sctp_initmsg,
+    sctp_sack_info,
     sctp_sndrcvinfo,
     sctp_event_subscribe,
     sctp_assoc_change,

@@ -5,6 +5,7 @@ import {
   sctp_paddrinfo,
   sctp_paddrparams,
   sctp_rcvinfo,
+  sctp_sack_info,
   sctp_sndinfo,
   sctp_status,
   sctp_udpencaps,
@@ -23,6 +24,7 @@ const USRSCTP_CHECK: LayoutCheck = {
   headers: ["<usrsctp.h>", "<dlfcn.h>"],
   layouts: [
     sctp_initmsg,
+    sctp_sack_info,
     sctp_sndinfo,
     sctp_rcvinfo,
     sctp_event,

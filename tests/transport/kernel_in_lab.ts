@@ -8,10 +8,12 @@
 
 import assert from "node:assert/strict";
 import { connect, listen } from "../../mod.ts";
-import type { SharedAssociation } from "../../transport/types.ts";
+import type { AssociationOptions, SharedAssociation } from "../../transport/types.ts";
 import { conformanceSuite } from "./_conformance.ts";
 import { assertWorkersSendWhole } from "./_workers_sending.ts";
-import { C, getIntOption, libc } from "../../ffi/libc.ts";
+import { C, check, getIntOption, libc } from "../../ffi/libc.ts";
+import { SCTP, sctp_sack_info } from "../../ffi/libsctp.ts";
+import { StructBuffer } from "../../ffi/struct.ts";
 
 conformanceSuite({ transport: "kernel", host: "127.0.0.1" });
 
@@ -78,6 +80,55 @@ Deno.test("kernel: a receive buffer asked for beyond net.core.rmem_max leaves SC
   } finally {
     await Promise.all([client.close(), server.close()]);
     await listener.close();
+  }
+});
+
+/** [delay in ms, frequency] of an association's delayed acknowledgements, as the kernel reports them. */
+function delayedSack(association: SharedAssociation): [number, number] {
+  try {
+    const sack = new StructBuffer(sctp_sack_info);
+    const length = new Uint32Array([sctp_sack_info.size]);
+    const fd = Number(association.handle().socket);
+    check(
+      "getsockopt(SCTP_DELAYED_SACK)",
+      libc().getsockopt(
+        fd,
+        SCTP.SOL_SCTP,
+        SCTP.SCTP_DELAYED_SACK,
+        sack.bytes,
+        new Uint8Array(length.buffer),
+      ),
+    );
+    return [sack.get("sack_delay"), sack.get("sack_freq")];
+  } finally {
+    association.releaseHandle();
+  }
+}
+
+Deno.test("kernel: sackFrequency and sackDelay set a client's and a listener's associations, whose messages still arrive whole", async () => {
+  const cases: [AssociationOptions, AssociationOptions, [number, number], [number, number]][] = [
+    // The stack's own: net.sctp.sack_timeout (200 ms), every second packet.
+    [{}, {}, [200, 2], [200, 2]],
+    [{ sackFrequency: 3, sackDelay: 50 }, { sackFrequency: 4, sackDelay: 20 }, [50, 3], [20, 4]],
+    [{ sackFrequency: 8 }, { sackDelay: 500 }, [200, 8], [500, 2]],
+  ];
+  for (const [clientOptions, listenerOptions, clientSack, serverSack] of cases) {
+    const listener = listen("kernel", HOST, 0, listenerOptions);
+    const accepted = listener.accept();
+    const client = await connect("kernel", HOST, listener.port, clientOptions);
+    const server = await accepted;
+    try {
+      const what = JSON.stringify([clientOptions, listenerOptions]);
+      assert.deepEqual(delayedSack(client as SharedAssociation), clientSack, `client ${what}`);
+      assert.deepEqual(delayedSack(server as SharedAssociation), serverSack, `accepted ${what}`);
+      const data = new Uint8Array(300_000).map((_, i) => i * 11);
+      await client.send(2, data);
+      const message = await server.receive();
+      assert.deepEqual(message?.data, data, what);
+    } finally {
+      await Promise.all([client.close(), server.close()]);
+      await listener.close();
+    }
   }
 });
 

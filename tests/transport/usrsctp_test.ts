@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { libusrsctp } from "../../ffi/libusrsctp.ts";
+import { libusrsctp, sctp_sack_info, USRSCTP } from "../../ffi/libusrsctp.ts";
+import { StructBuffer } from "../../ffi/struct.ts";
 import { connect, listen, localUdpPort, LOOPBACK_PATH_MTU } from "../../mod.ts";
-import type { Association } from "../../mod.ts";
+import type { Association, AssociationOptions } from "../../mod.ts";
+import type { SharedAssociation } from "../../transport/types.ts";
 import { needs } from "../_permissions.ts";
 import { ACCEPTED_MAX_PATH_MTU } from "../../transport/usrsctp.ts";
 import { REPO_ROOT } from "../../scripts/deploy/targets.ts";
@@ -298,6 +300,84 @@ Deno.test(
       await holder.stdout.cancel().catch(() => {});
       await holder.status;
       await listener.close();
+    }
+  },
+);
+
+/** [delay in ms, frequency] of an association's delayed acknowledgements, as usrsctp reports them. */
+function delayedSack(association: Association): [number, number] {
+  const shared = association as SharedAssociation;
+  const socket = Deno.UnsafePointer.create(shared.handle().socket)!;
+  try {
+    const sack = new StructBuffer(sctp_sack_info);
+    const length = new Uint32Array([sctp_sack_info.size]);
+    const result = libusrsctp().usrsctp_getsockopt(
+      socket,
+      USRSCTP.IPPROTO_SCTP,
+      USRSCTP.SCTP_DELAYED_SACK,
+      sack.bytes,
+      new Uint8Array(length.buffer),
+    );
+    assert.equal(result, 0, "usrsctp_getsockopt(SCTP_DELAYED_SACK)");
+    return [sack.get("sack_delay"), sack.get("sack_freq")];
+  } finally {
+    shared.releaseHandle();
+  }
+}
+
+Deno.test(
+  "usrsctp: sackFrequency and sackDelay set a client's and a listener's associations, whose messages still arrive whole; bad values are refused",
+  { ignore: needs("read") },
+  async () => {
+    const cases: [AssociationOptions, AssociationOptions, [number, number], [number, number]][] = [
+      // The stack's own: 200 ms, every second packet.
+      [{}, {}, [200, 2], [200, 2]],
+      [{ sackFrequency: 1, sackDelay: 50 }, { sackFrequency: 4, sackDelay: 20 }, [50, 1], [20, 4]],
+      [{ sackFrequency: 8 }, { sackDelay: 500 }, [200, 8], [500, 2]],
+    ];
+    for (const [clientOptions, listenerOptions, clientSack, serverSack] of cases) {
+      const listener = listen("usrsctp", "127.0.0.1", 0, { udpPort, ...listenerOptions });
+      const accepted = listener.accept();
+      const client = await connect("usrsctp", "127.0.0.1", listener.port, {
+        udpPort,
+        ...clientOptions,
+      });
+      const server = await accepted;
+      try {
+        const what = JSON.stringify([clientOptions, listenerOptions]);
+        assert.deepEqual(delayedSack(client), clientSack, `client ${what}`);
+        assert.deepEqual(delayedSack(server), serverSack, `accepted ${what}`);
+        const messages = [1, 1024, 300_000].map((size, i) => messageBytes(i, size));
+        for (const message of messages) await client.send(0, message);
+        for (const message of messages) await server.send(1, message);
+        for (const receiver of [server, client]) {
+          for (const message of messages) {
+            const got = await receiver.receive();
+            assert.ok(got, "the association ended early");
+            assert.deepEqual(got.data, message, `${what}: ${message.length} bytes`);
+            receiver.recycle(got.data);
+          }
+        }
+      } finally {
+        await Promise.all([client.close(), server.close()]);
+        await listener.close();
+      }
+    }
+    for (
+      const [options, message] of [
+        [
+          { sackDelay: 5 },
+          /sackDelay must be 0 \(the stack's own\) or an integer from 10 to 500 ms, got 5/,
+        ],
+        [{ sackDelay: 501 }, /sackDelay must be .* got 501/],
+        [{ sackFrequency: -1 }, /sackFrequency must be an integer from 0 to 65535, got -1/],
+        [{ sackFrequency: 1.5 }, /sackFrequency must be an integer from 0 to 65535, got 1.5/],
+      ] as const
+    ) {
+      await assert.rejects(
+        async () => await connect("usrsctp", "127.0.0.1", 1, { udpPort, ...options }),
+        (error: Error) => error instanceof RangeError && message.test(error.message),
+      );
     }
   },
 );

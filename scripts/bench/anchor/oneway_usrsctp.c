@@ -5,8 +5,9 @@
  * encapsulation, with the socket options of `transport/usrsctp.ts`, so the
  * benchmark can print Deno/C for usrsctp measured in the same run.
  *
- *   oneway_usrsctp server HOST PORT UDPPORT      (prints "ready")
- *   oneway_usrsctp client HOST PORT UDPPORT SIZE COUNT [PATHMTU]  (prints the seconds)
+ *   oneway_usrsctp server HOST PORT UDPPORT [SACKFREQ SACKDELAY]  (prints "ready")
+ *   oneway_usrsctp client HOST PORT UDPPORT SIZE COUNT [PATHMTU [SACKFREQ SACKDELAY]]
+ *                                                    (prints the seconds)
  *
  * The server runs its stack on UDP port UDPPORT; the client runs its own on a
  * free UDP port the OS picks and sends to the server's UDPPORT (the
@@ -20,7 +21,8 @@
  * and on the client a path MTU of PATHMTU bytes with discovery off when
  * PATHMTU is given and not 0 (the transport's resolved `pathMtu`; the
  * transport also raises the associations it accepts, but here those only
- * answer with 16 bytes).
+ * answer with 16 bytes), and SCTP_DELAYED_SACK with SACKFREQ packets and
+ * SACKDELAY ms when either is given and not 0 (`sackFrequency`, `sackDelay`).
  *
  * Build: gcc -O2 -o oneway_usrsctp oneway_usrsctp.c -lusrsctp -lpthread
  */
@@ -41,6 +43,8 @@
 
 /* The client's path MTU; 0 leaves path MTU discovery on. */
 static uint32_t path_mtu;
+/* SCTP_DELAYED_SACK's frequency and delay; 0 leaves the stack's own. */
+static uint32_t sack_freq, sack_delay;
 
 static void die(const char *what) {
   perror(what);
@@ -105,6 +109,11 @@ static struct socket *open_socket(void) {
   set_option(so, IPPROTO_SCTP, SCTP_EVENT, &events, sizeof events, "SCTP_EVENT");
   set_option(so, SOL_SOCKET, SO_SNDBUF, &buffer, sizeof buffer, "SO_SNDBUF");
   set_option(so, SOL_SOCKET, SO_RCVBUF, &buffer, sizeof buffer, "SO_RCVBUF");
+  if (sack_freq > 0 || sack_delay > 0) {
+    struct sctp_sack_info sack = {
+        .sack_assoc_id = SCTP_FUTURE_ASSOC, .sack_delay = sack_delay, .sack_freq = sack_freq};
+    set_option(so, IPPROTO_SCTP, SCTP_DELAYED_SACK, &sack, sizeof sack, "SCTP_DELAYED_SACK");
+  }
   if (path_mtu > 0) {
     struct sctp_paddrparams params;
     memset(&params, 0, sizeof params);
@@ -238,13 +247,21 @@ static void client(struct sockaddr_in addr, uint16_t udp_port, size_t size, long
 int main(int argc, char **argv) {
   if (argc < 5) {
     fprintf(stderr,
-            "usage: oneway_usrsctp server HOST PORT UDPPORT\n"
-            "       oneway_usrsctp client HOST PORT UDPPORT SIZE COUNT [PATHMTU]\n");
+            "usage: oneway_usrsctp server HOST PORT UDPPORT [SACKFREQ SACKDELAY]\n"
+            "       oneway_usrsctp client HOST PORT UDPPORT SIZE COUNT [PATHMTU [SACKFREQ "
+            "SACKDELAY]]\n");
     return 2;
   }
   struct sockaddr_in addr = address(argv[2], argv[3]);
   uint16_t udp_port = (uint16_t)atoi(argv[4]);
-  if (strcmp(argv[1], "server") == 0) serve(addr, udp_port);
+  int server = strcmp(argv[1], "server") == 0;
+  /* The SACK settings follow the role's other arguments. */
+  int sack_at = server ? 5 : 8;
+  if (argc > sack_at + 1) {
+    sack_freq = (uint32_t)atol(argv[sack_at]);
+    sack_delay = (uint32_t)atol(argv[sack_at + 1]);
+  }
+  if (server) serve(addr, udp_port);
   if (strcmp(argv[1], "client") != 0 || argc < 7) return 2;
   if (argc > 7) path_mtu = (uint32_t)atol(argv[7]);
   client(addr, udp_port, (size_t)atol(argv[5]), atol(argv[6]));
