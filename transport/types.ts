@@ -115,7 +115,9 @@ export interface AssociationOptions {
    * acknowledges them (a SACK) without waiting for `sackDelay`; 1 acknowledges
    * every packet. Fewer acknowledgements cost the sender less per message,
    * but a sender whose window holds fewer than this many packets waits for
-   * `sackDelay` each time. 0 keeps the stack's own (2, as RFC 9260 asks). A
+   * `sackDelay` each time: with usrsctp at a 16 KiB path MTU, 8 held 64 KiB
+   * messages to one per `sackDelay` (300 took 50 s instead of 0.09 s), while
+   * 3 and 4 cost nothing. 0 keeps the stack's own (2, as RFC 9260 asks). A
    * listener's associations take it from the listener.
    * @default 0
    */
