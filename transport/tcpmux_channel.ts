@@ -20,8 +20,20 @@ export const FRAME_HEADER_BYTES = 8;
 /** The largest frame sent (a receiver takes at most its `maxMessageSize` of any frame). */
 export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
-/** Frames gathered into one sendmsg (two iovecs each: header, body). */
+/** Frames gathered into one sendmsg. */
 const MAX_FRAMES = 64;
+/**
+ * Bodies from JS memory up to this size are copied beside their headers, so
+ * a burst of small frames leaves as one iovec: taking the address of a
+ * `Uint8Array` (`Deno.UnsafePointer.of`) costs more than copying a few KiB.
+ * Larger bodies, and bodies in mapped files (which only the kernel may read,
+ * see `loop_association.ts`), get an iovec of their own.
+ */
+const COPY_BYTES = 4096;
+/** Room for the headers and copied bodies of MAX_FRAMES frames. */
+const STAGE_BYTES = MAX_FRAMES * (FRAME_HEADER_BYTES + COPY_BYTES);
+/** At most a staged run and a body per frame, and the last staged run. */
+const MAX_VECTORS = 2 * MAX_FRAMES + 1;
 /** The receive buffer: frames smaller than this arrive many per recv. */
 const RECEIVE_BYTES = 256 * 1024;
 /** A body with at least this much still to come is read straight into its message. */
@@ -33,10 +45,14 @@ export class TcpmuxChannel implements Channel {
   readonly readiness: ReadinessSource;
   readonly #lock: Int32Array;
   readonly #limit: number;
-  // Sending: headers and iovecs of the frames of one sendmsg.
-  readonly #headers = new Uint8Array(FRAME_HEADER_BYTES * MAX_FRAMES);
-  readonly #headerView = new DataView(this.#headers.buffer);
-  readonly #vectors = new BigUint64Array(4 * MAX_FRAMES);
+  // Sending: the staged bytes (headers, small bodies) and iovecs of one
+  // sendmsg. Buffers this size live outside V8's heap and never move, so
+  // their addresses are taken once.
+  readonly #stage = new Uint8Array(STAGE_BYTES);
+  readonly #stageView = new DataView(this.#stage.buffer);
+  readonly #stageBase = pointerValue(this.#stage);
+  readonly #vectors = new BigUint64Array(2 * MAX_VECTORS);
+  readonly #vectorsBase = pointerValue(this.#vectors);
   readonly #message = new StructBuffer(msghdr);
   /** Bytes of the first unsent frame already sent. */
   #partial = 0;
@@ -126,9 +142,10 @@ export class TcpmuxChannel implements Channel {
 
   /** Fills the iovecs and msghdr for frames from `first` on; returns how many frames. */
   #gather(messages: readonly OutgoingMessage[], first: number): number {
-    const headerBase = pointerValue(this.#headers);
     let vectors = 0;
-    let skip = this.#partial;
+    let staged = 0;
+    // Where the staged bytes not yet in an iovec begin.
+    let run = 0;
     let frames = 0;
     for (; frames < MAX_FRAMES && first + frames < messages.length; frames++) {
       const message = messages[first + frames];
@@ -136,28 +153,43 @@ export class TcpmuxChannel implements Channel {
       if (length > MAX_MESSAGE_BYTES) {
         throw new RangeError(`tcpmux message of ${length} bytes exceeds ${MAX_MESSAGE_BYTES}`);
       }
-      const header = frames * FRAME_HEADER_BYTES;
-      this.#headerView.setUint16(header, message.stream);
-      this.#headerView.setUint16(header + 2, 0);
-      this.#headerView.setUint32(header + 4, length);
-      const headerSkip = Math.min(skip, FRAME_HEADER_BYTES);
-      if (headerSkip < FRAME_HEADER_BYTES) {
-        this.#vectors[2 * vectors] = headerBase + BigInt(header + headerSkip);
-        this.#vectors[2 * vectors + 1] = BigInt(FRAME_HEADER_BYTES - headerSkip);
-        vectors++;
+      this.#stageView.setUint16(staged, message.stream);
+      this.#stageView.setUint16(staged + 2, 0);
+      this.#stageView.setUint32(staged + 4, length);
+      staged += FRAME_HEADER_BYTES;
+      if (message.address === undefined && length <= COPY_BYTES) {
+        this.#stage.set(message.data, staged);
+        staged += length;
+        continue;
       }
-      const bodySkip = skip - headerSkip;
-      skip = 0;
-      if (length > bodySkip) {
-        const base = message.address ?? pointerValue(message.data);
-        this.#vectors[2 * vectors] = base + BigInt(bodySkip);
-        this.#vectors[2 * vectors + 1] = BigInt(length - bodySkip);
-        vectors++;
-      }
+      vectors = this.#vector(vectors, this.#stageBase + BigInt(run), staged - run);
+      run = staged;
+      vectors = this.#vector(vectors, message.address ?? pointerValue(message.data), length);
     }
-    this.#message.set("msg_iov", Number(pointerValue(this.#vectors)))
-      .set("msg_iovlen", vectors);
+    vectors = this.#vector(vectors, this.#stageBase + BigInt(run), staged - run);
+    // Leaves out what an earlier sendmsg sent of the first frame.
+    let skipped = 0;
+    for (let skip = this.#partial; skip > 0;) {
+      const length = Number(this.#vectors[2 * skipped + 1]);
+      if (skip < length) {
+        this.#vectors[2 * skipped] += BigInt(skip);
+        this.#vectors[2 * skipped + 1] = BigInt(length - skip);
+        break;
+      }
+      skip -= length;
+      skipped++;
+    }
+    this.#message.set("msg_iov", Number(this.#vectorsBase) + 16 * skipped)
+      .set("msg_iovlen", vectors - skipped);
     return frames;
+  }
+
+  /** Sets iovec `index` to `length` bytes at `address` (none if empty); returns the next index. */
+  #vector(index: number, address: bigint, length: number): number {
+    if (length === 0) return index;
+    this.#vectors[2 * index] = address;
+    this.#vectors[2 * index + 1] = BigInt(length);
+    return index + 1;
   }
 
   /** Parses the header at #start; returns the message if its whole body is buffered. */

@@ -96,23 +96,30 @@ Deno.test(
   },
 );
 
-Deno.test("tcpmux event loop: a batch larger than the socket buffers reaches a slow reader whole", {
-  ignore,
-}, async () => {
-  const peer = await rawPeer();
-  try {
-    const messages = LENGTHS.map((length, i) => ({ stream: i % 8, data: body(i, length) }));
-    const sent = peer.server.sendBatch(messages);
-    for (const [i, length] of LENGTHS.entries()) {
-      const header = new DataView((await readExactly(peer.conn, 8)).buffer);
-      assert.equal(header.getUint16(0), i % 8);
-      assert.equal(header.getUint32(4), length, `frame ${i} length`);
-      assert.deepEqual(await readExactly(peer.conn, length), body(i, length), `frame ${i} bytes`);
-      // A slow reader: the sender's gathered sendmsg goes out in part, and goes on.
-      if (i % 50 === 0) await new Promise((resolve) => setTimeout(resolve, 20));
+/** Large frames among small ones, whose bodies are copied beside their headers (up to 4,096 bytes). */
+const MIXED_LENGTHS = LENGTHS.flatMap((length, i) => [length, (i * 37) % 4097, 4096, 4097, 1]);
+
+Deno.test(
+  "tcpmux event loop: a batch of large and small frames larger than the socket buffers reaches a slow reader whole",
+  {
+    ignore,
+  },
+  async () => {
+    const peer = await rawPeer();
+    try {
+      const messages = MIXED_LENGTHS.map((length, i) => ({ stream: i % 8, data: body(i, length) }));
+      const sent = peer.server.sendBatch(messages);
+      for (const [i, length] of MIXED_LENGTHS.entries()) {
+        const header = new DataView((await readExactly(peer.conn, 8)).buffer);
+        assert.equal(header.getUint16(0), i % 8);
+        assert.equal(header.getUint32(4), length, `frame ${i} length`);
+        assert.deepEqual(await readExactly(peer.conn, length), body(i, length), `frame ${i} bytes`);
+        // A slow reader: the sender's gathered sendmsg goes out in part, and goes on.
+        if (i % 250 === 0) await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      await sent;
+    } finally {
+      await peer.close();
     }
-    await sent;
-  } finally {
-    await peer.close();
-  }
-});
+  },
+);
