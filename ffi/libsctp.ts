@@ -59,9 +59,9 @@ export const SCTP = {
   // socket options
   SCTP_INITMSG: 2,
   SCTP_NODELAY: 3,
-  SCTP_DELAYED_SACK: 16,
   SCTP_EVENTS: 11,
   SCTP_STATUS: 14,
+  SCTP_DELAYED_SACK: 16,
   SCTP_STREAM_SCHEDULER: 123,
   SCTP_STREAM_SCHEDULER_VALUE: 124,
   // SCTP over UDP (RFC 6951), Linux 5.11+: the peer's UDP port

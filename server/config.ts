@@ -113,7 +113,7 @@ export const SERVER_OPTIONS = {
     default: 0,
     min: 0,
     max: 500,
-    help: "SCTP: ms an acknowledgement may wait, 10 to 500 (0: the stack's own, 200)",
+    help: "SCTP: ms an acknowledgement may wait, at most 500 (0: the stack's own, 200)",
   },
   udpPort: {
     kind: "integer",

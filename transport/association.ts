@@ -48,21 +48,12 @@ export function withDefaults(options: AssociationOptions = {}): Required<Associa
     dataPath: options.dataPath ?? "event-loop",
     pathMtu: checkedPathMtu(options.pathMtu ?? "auto"),
     sackFrequency: checked("sackFrequency", options.sackFrequency ?? 0, 0, 65535),
-    sackDelay: checkedSackDelay(options.sackDelay ?? 0),
+    sackDelay: checked("sackDelay", options.sackDelay ?? 0, 0, MAX_SACK_DELAY_MS),
   };
 }
 
 /** RFC 9260 6.2: an acknowledgement is delayed at most 500 ms. */
 const MAX_SACK_DELAY_MS = 500;
-
-function checkedSackDelay(value: number): number {
-  if (value === 0 || (Number.isInteger(value) && value >= 10 && value <= MAX_SACK_DELAY_MS)) {
-    return value;
-  }
-  throw new RangeError(
-    `sackDelay must be 0 (the stack's own) or an integer from 10 to ${MAX_SACK_DELAY_MS} ms, got ${value}`,
-  );
-}
 
 function checkedPathMtu(value: number | "auto"): number | "auto" {
   if (value === "auto" || value === 0) return value;

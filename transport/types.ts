@@ -117,13 +117,15 @@ export interface AssociationOptions {
    * but a sender whose window holds fewer than this many packets waits for
    * `sackDelay` each time: with usrsctp at a 16 KiB path MTU, 8 held 64 KiB
    * messages to one per `sackDelay` (300 took 50 s instead of 0.09 s), while
-   * 3 and 4 cost nothing. 0 keeps the stack's own (2, as RFC 9260 asks). A
-   * listener's associations take it from the listener.
+   * 3 and 4 cost nothing. On kernel SCTP, 1 turns delayed acknowledgements
+   * off, and `sackDelay` with them (it then reads back as 0); usrsctp keeps
+   * it. 0 keeps the stack's own (2, as RFC 9260 asks). A listener's
+   * associations take it from the listener.
    * @default 0
    */
   sackFrequency?: number;
   /**
-   * SCTP only: milliseconds this side may hold a SACK, from 10 to 500 (RFC
+   * SCTP only: milliseconds this side may hold a SACK, at most 500 (RFC
    * 9260's limit). 0 keeps the stack's own (200 ms, or the kernel's
    * `net.sctp.sack_timeout`).
    * @default 0

@@ -317,7 +317,7 @@ async function hits(values: Values): Promise<Round[]> {
 }
 
 /** What the usrsctp rows need from `bench transports` and `bench files`. */
-interface UsrsctpResult {
+export interface UsrsctpResult {
   /**
    * By measured name and message size: the median MB/s, and each round's
    * seconds (rounds interleave the names).
@@ -411,6 +411,32 @@ function usrsctpRows(result: UsrsctpResult): (string | number)[][] {
     ]);
   }
   return rows;
+}
+
+/** How far apart the C anchor's fastest and slowest rounds may be before the table says so. */
+const ANCHOR_SPREAD_NOTE = 1.5;
+
+/**
+ * A line for each message size whose C anchor rounds are far apart: on this
+ * host the anchor runs in a fast and a slow mode, and Deno / C follows it
+ * (docs/results/performance.md, "Dec 3, night").
+ */
+export function anchorSpreadNotes(result: UsrsctpResult): string[] {
+  const notes: string[] = [];
+  for (const [label, size] of [["64 KiB", 64 * KIB], ["1 KiB", KIB]] as const) {
+    const seconds = result.transport[`c-usrsctp ${size}`]?.seconds ?? [];
+    if (seconds.length < 2) continue;
+    const [fastest, slowest] = [Math.min(...seconds), Math.max(...seconds)];
+    if (slowest / fastest < ANCHOR_SPREAD_NOTE) continue;
+    notes.push(
+      `note: the C anchor's ${label} rounds took ${round(fastest, 3)}–${round(slowest, 3)} s ` +
+        `(${
+          round(slowest / fastest, 1)
+        }× apart): it runs in a fast and a slow mode on this host, ` +
+        `and the ratio follows its mode (docs/results/performance.md, "Dec 3, night")`,
+    );
+  }
+  return notes;
 }
 
 /** One timed fetch in the lab. */
@@ -679,6 +705,7 @@ export async function main(args: string[]) {
       ["row", "MB/s", "baseline MB/s", "ratio", "ratio per round"],
       usrsctpRows(usrsctpResult),
     ));
+    for (const note of anchorSpreadNotes(usrsctpResult)) console.log(note);
   }
   if (labRounds.length > 0) {
     console.log(
