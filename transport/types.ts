@@ -126,7 +126,8 @@ export interface AssociationOptions {
   sackFrequency?: number;
   /**
    * SCTP only: milliseconds this side may hold a SACK, at most 500 (RFC
-   * 9260's limit). 0 keeps the stack's own (200 ms, or the kernel's
+   * 9260's limit); kernel SCTP rounds it up to whole clock ticks (10 ms at
+   * HZ 100). 0 keeps the stack's own (200 ms, or the kernel's
    * `net.sctp.sack_timeout`).
    * @default 0
    */

@@ -109,10 +109,11 @@ Deno.test("kernel: sackFrequency and sackDelay set a client's and a listener's a
   const cases: [AssociationOptions, AssociationOptions, [number, number], [number, number]][] = [
     // The stack's own: net.sctp.sack_timeout (200 ms), every second packet.
     [{}, {}, [200, 2], [200, 2]],
-    [{ sackFrequency: 3, sackDelay: 50 }, { sackFrequency: 4, sackDelay: 20 }, [50, 3], [20, 4]],
+    // Delays the kernel keeps in clock ticks: multiples of 20 ms read back as set at HZ 100, 250 and 1000.
+    [{ sackFrequency: 3, sackDelay: 60 }, { sackFrequency: 4, sackDelay: 20 }, [60, 3], [20, 4]],
     [{ sackFrequency: 8 }, { sackDelay: 500 }, [200, 8], [500, 2]],
     // Linux: every packet acknowledged at once, so no delay.
-    [{ sackFrequency: 1, sackDelay: 40 }, { sackDelay: 5 }, [0, 1], [5, 2]],
+    [{ sackFrequency: 1, sackDelay: 40 }, { sackDelay: 40 }, [0, 1], [40, 2]],
   ];
   for (const [clientOptions, listenerOptions, clientSack, serverSack] of cases) {
     const listener = listen("kernel", HOST, 0, listenerOptions);
