@@ -427,12 +427,11 @@ export function anchorSpreadNotes(result: UsrsctpResult): string[] {
     const seconds = result.transport[`c-usrsctp ${size}`]?.seconds ?? [];
     if (seconds.length < 2) continue;
     const [fastest, slowest] = [Math.min(...seconds), Math.max(...seconds)];
-    if (slowest / fastest < ANCHOR_SPREAD_NOTE) continue;
+    const spread = slowest / fastest;
+    if (spread < ANCHOR_SPREAD_NOTE) continue;
     notes.push(
       `note: the C anchor's ${label} rounds took ${round(fastest, 3)}–${round(slowest, 3)} s ` +
-        `(${
-          round(slowest / fastest, 1)
-        }× apart): it runs in a fast and a slow mode on this host, ` +
+        `(${round(spread, 1)}× apart): it runs in a fast and a slow mode on this host, ` +
         `and the ratio follows its mode (docs/results/performance.md, "Dec 3, night")`,
     );
   }
